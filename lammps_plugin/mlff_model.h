@@ -1,0 +1,92 @@
+/* A TorchScript model of the efgmd model contract (shared/DESIGN.md), for LAMMPS styles.
+
+   MLFFModel loads an exported .pt file once, checks its contract attributes, and evaluates
+   forward(pos, species, edge_index, n_local). ContractGraph builds those inputs from a LAMMPS
+   full neighbour list without Python, reusing its buffers from step to step.
+
+   Errors are reported as std::runtime_error with a complete message; the calling style turns
+   them into error->all()/error->one() so that LAMMPS stops cleanly. */
+#ifndef EFGMD_MLFF_MODEL_H
+#define EFGMD_MLFF_MODEL_H
+
+#include <torch/script.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace LAMMPS_NS {
+class NeighList;
+}
+
+namespace efgmd {
+
+constexpr int kContractVersion = 1;
+
+// Torch intra-op threads of this process (one process = one MPI rank).
+void set_num_threads(int nthreads);
+
+class MLFFModel {
+ public:
+  // Load `path` on `device` ("cpu" or "cuda") and check that it is a contract model of kind
+  // `expected_kind` ("potential" or "efg"). Throws std::runtime_error naming the file.
+  MLFFModel(const std::string &path, const std::string &expected_kind, const std::string &device);
+
+  const std::vector<std::string> &elements() const { return elements_; }
+  double cutoff() const { return cutoff_; }
+  const std::string &kind() const { return kind_; }
+  const std::string &dtype() const { return dtype_; }
+  const std::string &path() const { return path_; }
+  torch::Device device() const { return device_; }
+
+  // Index of `symbol` in elements(), or -1.
+  int species_index(const std::string &symbol) const;
+
+  // Evaluate the model; the returned tensors are float64 on the CPU, contiguous.
+  c10::Dict<std::string, torch::Tensor> forward(const torch::Tensor &pos, const torch::Tensor &species,
+                                                const torch::Tensor &edge_index, int64_t n_local);
+
+ private:
+  std::string path_;
+  torch::jit::Module module_;
+  torch::Device device_;
+  std::vector<std::string> elements_;
+  double cutoff_ = 0.0;
+  std::string kind_;
+  std::string dtype_;
+};
+
+// Contract inputs built from a LAMMPS full neighbour list.
+// Rows: the list's owned atoms (in list order) first, then every other atom that is a neighbour,
+// in order of first appearance. Atoms of types mapped to -1 (NULL in pair_coeff) are left out.
+class ContractGraph {
+ public:
+  // type_to_species[t] for LAMMPS type t = 1..ntypes (index 0 unused); -1 = not handled.
+  void build(LAMMPS_NS::NeighList *list, double **x, const int *type, int nall,
+             const std::vector<int> &type_to_species, double cutoff);
+
+  // Views over the internal buffers (no copy); valid until the next build().
+  torch::Tensor pos() const;
+  torch::Tensor species() const;
+  torch::Tensor edge_index() const;
+
+  int64_t n_local() const { return n_local_; }
+  int64_t n_rows() const { return static_cast<int64_t>(row_atom_.size()); }
+  int64_t n_edges() const { return static_cast<int64_t>(edge_src_.size()); }
+  // LAMMPS atom index (local or ghost) of each row.
+  const std::vector<int> &row_atom() const { return row_atom_; }
+
+ private:
+  int row_of(int atom, const int *type, double **x, const std::vector<int> &type_to_species);
+
+  int64_t n_local_ = 0;
+  std::vector<int> atom_row_;    // LAMMPS index -> row, -1 if not in the graph
+  std::vector<int> row_atom_;
+  std::vector<double> pos_;
+  std::vector<int64_t> species_;
+  std::vector<int64_t> edge_src_, edge_dst_, edge_buf_;
+};
+
+}    // namespace efgmd
+
+#endif

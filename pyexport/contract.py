@@ -1,0 +1,340 @@
+"""The efgmd model contract (DESIGN.md, "The model contract"), in code.
+
+One file format, two consumers: the LAMMPS plugin (C++) and the Python side (ASE calculator, EFG
+post-processor). An exported model is a TorchScript module with
+
+    forward(pos, species, edge_index, n_local) -> Dict[str, Tensor]
+
+- ``pos``        (N, 3) float64, Å: the ``n_local`` owned atoms first, then ghost/image atoms.
+- ``species``    (N,) int64, index into the model's ``elements``.
+- ``edge_index`` (2, E) int64, pairs (i, j) with i < n_local, |r_j - r_i| < cutoff, j any atom.
+- potential outputs: ``energy`` (scalar, eV), ``atom_energy`` (n_local,), ``forces`` (N, 3) eV/Å
+  (ghost rows too), ``virial`` (3, 3) eV = -Σ_edges r_ij ⊗ ∂E/∂r_ij, optionally ``atom_virial``
+  (N, 6) eV in LAMMPS order xx yy zz xy xz yz.
+- EFG outputs: ``efg`` (n_local, 3, 3) V/Å², symmetric and traceless.
+
+All outputs are float64 whatever the model's internal ``dtype``. The scripted module carries the
+metadata attributes of :data:`METADATA_KEYS`; the archive holds the same keys plus provenance in
+``metadata.json``.
+
+This module holds everything both sides must agree on: the wrappers that turn a per-atom energy
+model or an EFG model into a contract module, export/load with metadata checks, and the building
+of contract inputs from a periodic cell (image atoms), which every Python consumer uses.
+"""
+import json
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+CONTRACT_VERSION = 1
+UNITS = "metal"
+KINDS = ("potential", "efg")
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+METADATA_KEYS = ("contract_version", "kind", "elements", "cutoff", "dtype", "units")
+METADATA_FILE = "metadata.json"
+
+POTENTIAL_OUTPUTS = ("energy", "atom_energy", "forces", "virial")
+EFG_OUTPUTS = ("efg",)
+
+
+class ContractError(ValueError):
+    """A model file or a model output that does not follow the contract."""
+
+
+# --------------------------------------------------------------------------------------------
+# Wrappers: per-atom models -> contract modules
+# --------------------------------------------------------------------------------------------
+class PotentialModule(torch.nn.Module):
+    """Wrap a per-atom energy model into a contract ``potential``.
+
+    ``energy_model(edge_vec, species, edge_index, n_local) -> atom_energy`` takes the edge
+    vectors ``edge_vec = pos[j] - pos[i]`` (E, 3) Å in the model dtype and returns the (n_local,)
+    per-atom energies in eV. Forces and the virial follow from one backward pass through the
+    edge vectors, which makes the virial exact for any cell (no finite differences, no f·r sum
+    over images) and keeps the model strictly local.
+    """
+
+    contract_version: int
+    kind: str
+    elements: List[str]
+    cutoff: float
+    dtype: str
+    units: str
+    per_atom_virial: bool
+
+    def __init__(self, energy_model: torch.nn.Module, elements: Sequence[str], cutoff: float,
+                 dtype: str = "float64", per_atom_virial: bool = True):
+        super().__init__()
+        _check_metadata_values("potential", elements, cutoff, dtype)
+        self.model = energy_model
+        self.contract_version = CONTRACT_VERSION
+        self.kind = "potential"
+        self.elements = list(elements)
+        self.cutoff = float(cutoff)
+        self.dtype = dtype
+        self.units = UNITS
+        self.per_atom_virial = per_atom_virial
+
+    def forward(self, pos: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                n_local: int) -> Dict[str, torch.Tensor]:
+        model_dtype = torch.float64 if self.dtype == "float64" else torch.float32
+        pos = pos.to(model_dtype)
+        n_all = pos.shape[0]
+        src = edge_index[0]
+        dst = edge_index[1]
+        edge_vec = (pos.index_select(0, dst) - pos.index_select(0, src)).detach()
+        edge_vec.requires_grad_(True)
+        atom_energy = self.model(edge_vec, species, edge_index, n_local)
+        energy = atom_energy.sum()
+        grads = torch.autograd.grad([energy], [edge_vec], create_graph=self.training,
+                                    allow_unused=True)
+        dE_dr = grads[0]
+        if dE_dr is None:
+            dE_dr = torch.zeros_like(edge_vec)
+        # F_i = -dE/dr_i; r_ij = r_j - r_i, so i gains +dE/dr_ij and j gains -dE/dr_ij.
+        forces = torch.zeros((n_all, 3), dtype=model_dtype, device=pos.device)
+        forces = forces.index_add(0, src, dE_dr).index_add(0, dst, -dE_dr)
+        virial = -(edge_vec.transpose(0, 1) @ dE_dr)
+        out: Dict[str, torch.Tensor] = {
+            "energy": energy.to(torch.float64),
+            "atom_energy": atom_energy.to(torch.float64),
+            "forces": forces.to(torch.float64),
+            "virial": virial.to(torch.float64),
+        }
+        if self.per_atom_virial:
+            out["atom_virial"] = _split_edge_virial(edge_vec, dE_dr, src, dst, n_all).to(torch.float64)
+        return out
+
+
+def _split_edge_virial(edge_vec: torch.Tensor, dE_dr: torch.Tensor, src: torch.Tensor,
+                       dst: torch.Tensor, n_all: int) -> torch.Tensor:
+    """Per-atom virial (N, 6), LAMMPS order xx yy zz xy xz yz: half of each edge's -r ⊗ dE/dr
+    to each end, so the sum over all rows (ghosts included) is the global virial."""
+    w = -0.5 * edge_vec.unsqueeze(2) * dE_dr.unsqueeze(1)
+    w6 = torch.stack([w[:, 0, 0], w[:, 1, 1], w[:, 2, 2],
+                      0.5 * (w[:, 0, 1] + w[:, 1, 0]),
+                      0.5 * (w[:, 0, 2] + w[:, 2, 0]),
+                      0.5 * (w[:, 1, 2] + w[:, 2, 1])], dim=1)
+    atom_virial = torch.zeros((n_all, 6), dtype=w6.dtype, device=w6.device)
+    return atom_virial.index_add(0, src, w6).index_add(0, dst, w6)
+
+
+class EFGModule(torch.nn.Module):
+    """Wrap a per-atom EFG model into a contract ``efg`` model.
+
+    ``efg_model(edge_vec, species, edge_index, n_local) -> (n_local, 3, 3)`` V/Å².
+    The wrapper only casts and names the output; symmetry and tracelessness are the model's job
+    (an ``2e`` irrep mapped to a tensor has them exactly).
+    """
+
+    contract_version: int
+    kind: str
+    elements: List[str]
+    cutoff: float
+    dtype: str
+    units: str
+
+    def __init__(self, efg_model: torch.nn.Module, elements: Sequence[str], cutoff: float,
+                 dtype: str = "float64"):
+        super().__init__()
+        _check_metadata_values("efg", elements, cutoff, dtype)
+        self.model = efg_model
+        self.contract_version = CONTRACT_VERSION
+        self.kind = "efg"
+        self.elements = list(elements)
+        self.cutoff = float(cutoff)
+        self.dtype = dtype
+        self.units = UNITS
+
+    def forward(self, pos: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                n_local: int) -> Dict[str, torch.Tensor]:
+        model_dtype = torch.float64 if self.dtype == "float64" else torch.float32
+        pos = pos.to(model_dtype)
+        edge_vec = pos.index_select(0, edge_index[1]) - pos.index_select(0, edge_index[0])
+        efg = self.model(edge_vec, species, edge_index, n_local)
+        return {"efg": efg.to(torch.float64)}
+
+
+def _check_metadata_values(kind: str, elements: Sequence[str], cutoff: float, dtype: str) -> None:
+    if kind not in KINDS:
+        raise ContractError(f"kind must be one of {KINDS}, got {kind!r}")
+    if dtype not in DTYPES:
+        raise ContractError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
+    if not elements or len(set(elements)) != len(elements):
+        raise ContractError(f"elements must be a non-empty list of distinct symbols, got {list(elements)}")
+    from ase.data import atomic_numbers
+    unknown = [e for e in elements if e not in atomic_numbers]
+    if unknown:
+        raise ContractError(f"unknown element symbol(s) {unknown}")
+    if not (float(cutoff) > 0.0):
+        raise ContractError(f"cutoff must be positive (Å), got {cutoff}")
+
+
+# --------------------------------------------------------------------------------------------
+# Export and load
+# --------------------------------------------------------------------------------------------
+def module_metadata(module) -> dict:
+    """The contract attributes of a (scripted or eager) contract module as a dict."""
+    meta = {}
+    for key in METADATA_KEYS:
+        if not hasattr(module, key):
+            raise ContractError(f"model has no contract attribute {key!r}")
+        value = getattr(module, key)
+        meta[key] = list(value) if key == "elements" else value
+    return meta
+
+
+def export_model(module: torch.nn.Module, path: Union[str, os.PathLike], provenance: Optional[dict] = None
+                 ) -> torch.jit.ScriptModule:
+    """Script ``module`` (a :class:`PotentialModule` or :class:`EFGModule`), save it to ``path``
+    with ``metadata.json`` (contract keys + ``provenance``) in the archive, and return the
+    scripted module. The file is what ``pair_style mlff`` and :func:`load_model` read."""
+    module = module.eval()
+    scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module)
+    meta = module_metadata(scripted)
+    meta.update(provenance or {})
+    torch.jit.save(scripted, os.fspath(path),
+                   _extra_files={METADATA_FILE: json.dumps(meta, indent=2, sort_keys=True, default=str)})
+    return scripted
+
+
+def read_metadata(path: Union[str, os.PathLike]) -> dict:
+    """``metadata.json`` of an exported model archive (contract keys + provenance)."""
+    extra = {METADATA_FILE: ""}
+    torch.jit.load(os.fspath(path), map_location="cpu", _extra_files=extra)
+    if not extra[METADATA_FILE]:
+        raise ContractError(f"{path}: archive has no {METADATA_FILE}")
+    return json.loads(extra[METADATA_FILE])
+
+
+def load_model(path: Union[str, os.PathLike], kind: Optional[str] = None, device: str = "cpu"):
+    """Load an exported model and check its contract attributes.
+
+    Returns ``(module, metadata)`` where metadata holds the attributes and, when present, the
+    archive's ``metadata.json`` provenance. Raises :class:`ContractError` naming the file for a
+    missing or corrupt file, a wrong ``contract_version`` or a ``kind`` other than requested.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ContractError(f"{path}: model file not found")
+    extra = {METADATA_FILE: ""}
+    try:
+        module = torch.jit.load(path, map_location=device, _extra_files=extra)
+    except Exception as exc:  # torch raises RuntimeError subclasses with long backtraces
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ContractError(f"{path}: not a TorchScript model archive ({first_line})") from None
+    try:
+        meta = module_metadata(module)
+    except ContractError as exc:
+        raise ContractError(f"{path}: {exc}") from None
+    if meta["contract_version"] != CONTRACT_VERSION:
+        raise ContractError(f"{path}: contract_version {meta['contract_version']} is not supported "
+                            f"(this efgmd reads version {CONTRACT_VERSION})")
+    if kind is not None and meta["kind"] != kind:
+        raise ContractError(f"{path}: model kind is {meta['kind']!r}, expected {kind!r}")
+    if meta["units"] != UNITS:
+        raise ContractError(f"{path}: model units are {meta['units']!r}, only {UNITS!r} is supported")
+    if extra[METADATA_FILE]:
+        provenance = json.loads(extra[METADATA_FILE])
+        meta = {**provenance, **meta}
+    module.eval()
+    return module, meta
+
+
+def check_outputs(outputs: Dict[str, torch.Tensor], kind: str, n_all: int, n_local: int) -> None:
+    """Raise :class:`ContractError` unless ``outputs`` have the keys and shapes of the contract."""
+    required = POTENTIAL_OUTPUTS if kind == "potential" else EFG_OUTPUTS
+    missing = [k for k in required if k not in outputs]
+    if missing:
+        raise ContractError(f"model outputs lack {missing}")
+    shapes = {"energy": (), "atom_energy": (n_local,), "forces": (n_all, 3), "virial": (3, 3),
+              "atom_virial": (n_all, 6), "efg": (n_local, 3, 3)}
+    for key, shape in shapes.items():
+        if key in outputs and tuple(outputs[key].shape) != shape:
+            raise ContractError(f"output {key!r} has shape {tuple(outputs[key].shape)}, expected {shape}")
+        if key in outputs and outputs[key].dtype != torch.float64:
+            raise ContractError(f"output {key!r} is {outputs[key].dtype}, the contract says float64")
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs from a periodic cell
+# --------------------------------------------------------------------------------------------
+@dataclass
+class ContractInputs:
+    """Contract inputs for one periodic structure.
+
+    ``image_of`` (N,) maps every row of ``pos`` (owned atoms and images) to its atom in the
+    structure, so per-row outputs fold back with ``np.add.at(f_atoms, image_of, f_rows)``.
+    """
+
+    pos: torch.Tensor          # (N, 3) float64, Å
+    species: torch.Tensor      # (N,) int64
+    edge_index: torch.Tensor   # (2, E) int64
+    n_local: int
+    image_of: np.ndarray       # (N,) int64
+
+    def as_args(self):
+        return self.pos, self.species, self.edge_index, self.n_local
+
+
+def species_indices(symbols: Sequence[str], elements: Sequence[str], where: str = "structure"
+                    ) -> np.ndarray:
+    """(n,) int64 index of each symbol in ``elements``; a clear error for symbols the model lacks."""
+    lookup = {e: k for k, e in enumerate(elements)}
+    missing = sorted({s for s in symbols if s not in lookup})
+    if missing:
+        raise ContractError(f"{where} contains element(s) {missing} that the model does not have "
+                            f"(model elements: {list(elements)})")
+    return np.fromiter((lookup[s] for s in symbols), dtype=np.int64, count=len(symbols))
+
+
+def build_inputs(atoms, cutoff: float, elements: Sequence[str]) -> ContractInputs:
+    """Contract inputs for an ASE ``Atoms``: owned atoms, then the periodic images within
+    ``cutoff`` of any owned atom, with every edge (i, j) where i is owned and |r_ij| < cutoff.
+
+    Non-periodic directions get no images. Works for any triclinic cell and for cells smaller
+    than the cutoff (an atom may then see several images of itself).
+    """
+    from ase.neighborlist import primitive_neighbor_list
+
+    species_local = species_indices(atoms.get_chemical_symbols(), elements)
+    positions = np.asarray(atoms.get_positions(), dtype=np.float64)
+    cell = np.asarray(atoms.cell.array, dtype=np.float64)
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    n = len(atoms)
+    if pbc.any() and abs(np.linalg.det(cell)) < 1e-12:
+        raise ContractError("structure is periodic but its cell has zero volume")
+    i, j, shifts, dist = primitive_neighbor_list("ijSd", pbc, cell, positions, cutoff,
+                                                 self_interaction=False, use_scaled_positions=False)
+    keep = dist < cutoff
+    i, j, shifts = i[keep], j[keep], shifts[keep]
+
+    is_image = np.any(shifts != 0, axis=1)
+    # One ghost row per distinct (atom, shift) pair, in a deterministic order.
+    ghost_keys = np.concatenate([j[is_image, None], shifts[is_image]], axis=1)
+    unique_keys, inverse = (np.unique(ghost_keys, axis=0, return_inverse=True)
+                            if len(ghost_keys) else (np.zeros((0, 4), np.int64), np.zeros(0, np.int64)))
+    inverse = np.asarray(inverse).reshape(-1)
+    ghost_atom = unique_keys[:, 0].astype(np.int64)
+    ghost_pos = positions[ghost_atom] + unique_keys[:, 1:].astype(np.float64) @ cell
+
+    dst = j.astype(np.int64).copy()
+    dst[is_image] = n + inverse
+    order = np.lexsort((dst, i))
+    edge_index = np.stack([i.astype(np.int64)[order], dst[order]])
+
+    image_of = np.concatenate([np.arange(n, dtype=np.int64), ghost_atom])
+    pos = np.concatenate([positions, ghost_pos])
+    return ContractInputs(pos=torch.from_numpy(pos), species=torch.from_numpy(species_local[image_of]),
+                          edge_index=torch.from_numpy(np.ascontiguousarray(edge_index)),
+                          n_local=n, image_of=image_of)
+
+
+def fold_to_atoms(rows: np.ndarray, image_of: np.ndarray, n_atoms: int) -> np.ndarray:
+    """Sum per-row values (owned atoms and images) onto the structure's atoms: (n_atoms, ...)."""
+    out = np.zeros((n_atoms,) + rows.shape[1:], dtype=rows.dtype)
+    np.add.at(out, image_of, rows)
+    return out

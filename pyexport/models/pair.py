@@ -1,0 +1,75 @@
+"""Analytic pair potentials under the contract.
+
+They exist as external truth: LAMMPS has them natively (``pair_style morse``), so a contract
+model of the same function run through ``pair_style mlff`` must reproduce LAMMPS's own numbers;
+and a pair spring model has an analytic harmonic answer for the phonopy baseline.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+
+class MorsePair(torch.nn.Module):
+    """Per-atom energy of a truncated (unshifted) Morse pair potential, eV.
+
+    φ(r) = D0 [exp(-2α(r - r0)) - 2 exp(-α(r - r0))] for r < cutoff, as LAMMPS ``pair_style morse``
+    without ``pair_modify shift``. Parameters per species pair: ``d0`` (eV), ``alpha`` (1/Å),
+    ``r0`` (Å), each (n_species, n_species) symmetric. Each atom gets half of each bond.
+    """
+
+    def __init__(self, d0, alpha, r0, dtype: torch.dtype = torch.float64):
+        super().__init__()
+        for name, value in (("d0", d0), ("alpha", alpha), ("r0", r0)):
+            t = torch.as_tensor(value, dtype=dtype)
+            if t.ndim != 2 or t.shape[0] != t.shape[1] or not torch.allclose(t, t.T):
+                raise ValueError(f"{name} must be a symmetric (n_species, n_species) matrix")
+            self.register_buffer(name, t)
+
+    def forward(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                n_local: int) -> torch.Tensor:
+        si = species.index_select(0, edge_index[0])
+        sj = species.index_select(0, edge_index[1])
+        r = torch.linalg.norm(edge_vec, dim=1)
+        d0 = self.d0[si, sj]
+        x = torch.exp(-self.alpha[si, sj] * (r - self.r0[si, sj]))
+        bond = d0 * (x * x - 2.0 * x)
+        return torch.zeros(n_local, dtype=edge_vec.dtype, device=edge_vec.device).index_add(
+            0, edge_index[0], 0.5 * bond)
+
+
+class HarmonicSprings(torch.nn.Module):
+    """Per-atom energy of central harmonic springs ½ k (r - r0)² between species pairs, eV.
+
+    ``k`` (eV/Å²) and ``r0`` (Å) are (n_species, n_species) symmetric. With ``r0`` equal to the
+    nearest-neighbour distance of a lattice, the lattice is an equilibrium and its phonons follow
+    analytically from ``k``.
+    """
+
+    def __init__(self, k, r0, dtype: torch.dtype = torch.float64):
+        super().__init__()
+        for name, value in (("k", k), ("r0", r0)):
+            t = torch.as_tensor(value, dtype=dtype)
+            if t.ndim != 2 or t.shape[0] != t.shape[1] or not torch.allclose(t, t.T):
+                raise ValueError(f"{name} must be a symmetric (n_species, n_species) matrix")
+            self.register_buffer(name, t)
+
+    def forward(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                n_local: int) -> torch.Tensor:
+        si = species.index_select(0, edge_index[0])
+        sj = species.index_select(0, edge_index[1])
+        r = torch.linalg.norm(edge_vec, dim=1)
+        bond = 0.5 * self.k[si, sj] * (r - self.r0[si, sj]) ** 2
+        return torch.zeros(n_local, dtype=edge_vec.dtype, device=edge_vec.device).index_add(
+            0, edge_index[0], 0.5 * bond)
+
+
+def symmetric_table(values: dict, elements: Sequence[str], default: float = 0.0) -> list:
+    """(n, n) nested list from {("A", "B"): value}; (A, B) and (B, A) are the same pair."""
+    n = len(elements)
+    table = [[default] * n for _ in range(n)]
+    index = {e: k for k, e in enumerate(elements)}
+    for (a, b), v in values.items():
+        table[index[a]][index[b]] = table[index[b]][index[a]] = float(v)
+    return table
