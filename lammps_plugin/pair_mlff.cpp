@@ -82,9 +82,7 @@ void PairMLFF::coeff(int narg, char **arg)
   if (!allocated) allocate();
   const int ntypes = atom->ntypes;
   if (narg < 3) utils::missing_cmd_args(FLERR, "pair_coeff mlff", error);
-  if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
-    error->all(FLERR, "pair_coeff for pair_style mlff must be 'pair_coeff * * model.pt E1 ... E{}', got '{} {}'",
-               ntypes, arg[0], arg[1]);
+  // one_coeff = 1: LAMMPS itself insists on 'pair_coeff * *'.
   if (narg != 3 + ntypes)
     error->all(FLERR, "pair_coeff mlff: {} element symbols given for {} atom types (one per type, or NULL)",
                narg - 3, ntypes);
