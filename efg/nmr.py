@@ -1,0 +1,224 @@
+"""NMR quantities of electric-field-gradient (EFG) tensors: principal values, V_zz, eta, C_Q.
+
+Conventions (DESIGN.md, "NMR conventions"):
+
+- An EFG tensor ``V`` is a (..., 3, 3) array in V/Å², ``V_ab = ∂_a ∂_b φ`` with φ the
+  electrostatic potential (a positive charge on the z axis gives V_zz > 0; see
+  :mod:`efg.pointcharge`). It is symmetric and traceless; every function here symmetrises its
+  input, ``(V + Vᵀ)/2``, and leaves the trace alone.
+- Principal values are ordered ``|V_zz| ≥ |V_yy| ≥ |V_xx|`` and
+  ``eta = (V_xx − V_yy) / V_zz ∈ [0, 1]``. VASP names the two smaller values the other way
+  round (``|V_zz| > |V_xx| > |V_yy|``, ``eta = (V_yy − V_xx) / V_zz``): the same V_zz and the
+  same eta, with VASP's V_xx being our V_yy.
+- ``C_Q = e Q V_zz / h`` in MHz with V_zz signed, as VASP prints it (``Cq=e*Q*V_zz/h``):
+  ``C_Q [MHz] = CQ_MHZ_PER_MB_V_PER_A2 · Q [mb] · V_zz [V/Å²]``, the constant derived from the
+  CODATA values of e and h (≈ 2.41799e-3).
+- Six-component (Voigt-like) storage uses VASP's order ``V_xx V_yy V_zz V_xy V_xz V_yz``
+  (the OUTCAR table "Electric field gradients (V/A^2)" and ``compute efg/atom``).
+
+Degenerate cases: for ``V = 0`` eta is 0 (not NaN). For eta = 1 the two largest principal
+values have equal magnitude and opposite sign, so the sign of V_zz (and of C_Q) is a matter of
+labelling; this module takes the one of larger magnitude after rounding (the positive one at an
+exact tie): reproducible, but not physically meaningful.
+"""
+import re
+from typing import Dict, NamedTuple, Tuple, Union
+
+import numpy as np
+from scipy import constants
+
+#: C_Q [MHz] per millibarn per V/Å²: e · (1e-31 m² per mb) · (1e20 V/m² per V/Å²) / h / 1e6.
+CQ_MHZ_PER_MB_V_PER_A2 = constants.e * 1e-31 * 1e20 / constants.h / 1e6
+
+#: Component order of six-component EFG storage (VASP OUTCAR, ``compute efg/atom``).
+VOIGT6_ORDER = ("xx", "yy", "zz", "xy", "xz", "yz")
+_VOIGT6_INDEX = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
+
+PYYKKO_2018 = 'P. Pyykkö, "Year-2017 nuclear quadrupole moments", Mol. Phys. 116, 1328 (2018)'
+PYYKKO_2008 = 'P. Pyykkö, "Year-2008 nuclear quadrupole moments", Mol. Phys. 106, 1965 (2008)'
+
+
+class QuadrupoleMoment(NamedTuple):
+    """Nuclear electric quadrupole moment of one isotope (ground state)."""
+
+    q_mb: float  #: Q in millibarn (1 mb = 1e-31 m²), signed
+    source: str  #: where the value comes from
+
+
+#: isotope name ("79Br") -> quadrupole moment. The values quoted in DESIGN.md (127I, 79Br, 81Br,
+#: 133Cs, 14N, 2H) and 27Al, 17O, 91Zr are the recommended values of Pyykkö 2018; 27Al 146.6 mb
+#: is also the value of the VASP wiki's QUAD_EFG example and of the shipped pymatgen OUTCAR.
+#: The entries cited to Pyykkö 2008 (23Na, 35Cl, 37Cl, 39K, 85Rb, 87Rb) are that table's values,
+#: not re-checked against the 2018 update.
+QUADRUPOLE_MOMENTS: Dict[str, QuadrupoleMoment] = {
+    "2H": QuadrupoleMoment(2.860, PYYKKO_2018),
+    "14N": QuadrupoleMoment(20.44, PYYKKO_2018),
+    "17O": QuadrupoleMoment(-25.58, PYYKKO_2018),
+    "23Na": QuadrupoleMoment(104.0, PYYKKO_2008),
+    "27Al": QuadrupoleMoment(146.6, PYYKKO_2018),
+    "35Cl": QuadrupoleMoment(-81.65, PYYKKO_2008),
+    "37Cl": QuadrupoleMoment(-64.35, PYYKKO_2008),
+    "39K": QuadrupoleMoment(58.5, PYYKKO_2008),
+    "79Br": QuadrupoleMoment(313.0, PYYKKO_2018),
+    "81Br": QuadrupoleMoment(262.0, PYYKKO_2018),
+    "85Rb": QuadrupoleMoment(276.0, PYYKKO_2008),
+    "87Rb": QuadrupoleMoment(133.5, PYYKKO_2008),
+    "91Zr": QuadrupoleMoment(-176.0, PYYKKO_2018),
+    "127I": QuadrupoleMoment(-696.0, PYYKKO_2018),
+    "133Cs": QuadrupoleMoment(-3.43, PYYKKO_2018),
+}
+
+#: element -> isotope used when only the element is known. The choice is the quadrupolar isotope
+#: NMR work on halide perovskites and their relatives uses: the only one for 127I, 133Cs, 23Na,
+#: 27Al; the more abundant one for Br (79Br, 50.7 %), Cl (35Cl), Rb (87Rb, the usual NMR
+#: nucleus), K (39K); 14N for N; 2H for H (1H has no quadrupole moment; deuterated samples);
+#: 17O and 91Zr, the only quadrupolar stable isotopes of O and Zr.
+DEFAULT_ISOTOPES: Dict[str, str] = {
+    "H": "2H", "N": "14N", "O": "17O", "Na": "23Na", "Al": "27Al", "Cl": "35Cl", "K": "39K",
+    "Br": "79Br", "Rb": "87Rb", "Zr": "91Zr", "I": "127I", "Cs": "133Cs",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Isotopes
+# --------------------------------------------------------------------------------------------
+def normalize_isotope(name: str) -> str:
+    """Return the canonical isotope name ``"<A><Symbol>"`` ("79Br") of ``name``.
+
+    Accepts "79Br", "79br", "Br79", "Br-79", "79-Br" and "D" (deuterium). Does not check that
+    the isotope is in :data:`QUADRUPOLE_MOMENTS`.
+    """
+    text = str(name).strip()
+    if text.upper() == "D":
+        return "2H"
+    match = (re.fullmatch(r"(\d+)\s*-?\s*([A-Za-z]{1,2})", text)
+             or re.fullmatch(r"([A-Za-z]{1,2})\s*-?\s*(\d+)", text))
+    if match is None:
+        raise ValueError(f"isotope {name!r}: expected a name like '79Br' (mass number, symbol)")
+    first, second = match.groups()
+    mass, symbol = (first, second) if first.isdigit() else (second, first)
+    return f"{int(mass)}{symbol.capitalize()}"
+
+
+def quadrupole_moment_mb(isotope: str) -> float:
+    """Nuclear quadrupole moment Q of ``isotope`` ("79Br") in millibarn, from the table."""
+    key = normalize_isotope(isotope)
+    if key not in QUADRUPOLE_MOMENTS:
+        known = ", ".join(sorted(QUADRUPOLE_MOMENTS, key=_isotope_sort_key))
+        raise ValueError(f"isotope {isotope!r}: no quadrupole moment in the table "
+                         f"(known: {known}); pass Q in millibarn instead")
+    return QUADRUPOLE_MOMENTS[key].q_mb
+
+
+def default_isotope(element: str) -> str:
+    """The isotope used for ``element`` when none is named (see :data:`DEFAULT_ISOTOPES`).
+
+    Br -> 79Br, I -> 127I, Cs -> 133Cs, N -> 14N, H -> 2H, Cl -> 35Cl, ... Elements without a
+    quadrupolar isotope in the table (Pb, Sn, C, ...) raise ``ValueError``.
+    """
+    symbol = str(element).strip().capitalize()
+    if symbol not in DEFAULT_ISOTOPES:
+        known = ", ".join(f"{el} -> {iso}" for el, iso in DEFAULT_ISOTOPES.items())
+        raise ValueError(f"element {element!r}: no default quadrupolar isotope "
+                         f"(known: {known}); name the isotope explicitly")
+    return DEFAULT_ISOTOPES[symbol]
+
+
+def _isotope_sort_key(name: str) -> Tuple[str, int]:
+    mass, symbol = re.fullmatch(r"(\d+)([A-Za-z]+)", name).groups()
+    return symbol, int(mass)
+
+
+# --------------------------------------------------------------------------------------------
+# Tensors
+# --------------------------------------------------------------------------------------------
+def _as_tensor(V, name: str = "V") -> np.ndarray:
+    """``V`` as a float (..., 3, 3) array, symmetrised."""
+    array = np.asarray(V, dtype=float)
+    if array.ndim < 2 or array.shape[-2:] != (3, 3):
+        raise ValueError(f"{name}: expected an array of shape (..., 3, 3), got {array.shape}")
+    return 0.5 * (array + np.swapaxes(array, -1, -2))
+
+
+def principal_axes(V) -> Tuple[np.ndarray, np.ndarray]:
+    """Principal values and axes of the (..., 3, 3) EFG tensors ``V`` (V/Å²).
+
+    Returns ``(values, axes)``: ``values`` (..., 3) = (V_xx, V_yy, V_zz) ordered
+    ``|V_zz| ≥ |V_yy| ≥ |V_xx|``; ``axes`` (..., 3, 3) with ``axes[..., :, k]`` the unit
+    eigenvector of ``values[..., k]`` (sign arbitrary).
+    """
+    tensor = _as_tensor(V)
+    values, vectors = np.linalg.eigh(tensor)
+    order = np.argsort(np.abs(values), axis=-1, kind="stable")
+    values = np.take_along_axis(values, order, axis=-1)
+    vectors = np.take_along_axis(vectors, order[..., None, :], axis=-1)
+    return values, vectors
+
+
+def principal(V) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Principal values ``(V_xx, V_yy, V_zz)`` of the (..., 3, 3) tensors ``V`` (V/Å²).
+
+    Ordered ``|V_zz| ≥ |V_yy| ≥ |V_xx|``; each output has the leading shape of ``V``.
+    """
+    values = np.linalg.eigvalsh(_as_tensor(V))
+    order = np.argsort(np.abs(values), axis=-1, kind="stable")
+    values = np.take_along_axis(values, order, axis=-1)
+    return values[..., 0], values[..., 1], values[..., 2]
+
+
+def vzz(V) -> np.ndarray:
+    """V_zz (V/Å², signed), the principal value of largest magnitude of each tensor in ``V``."""
+    return principal(V)[2]
+
+
+def eta_from_principal(vxx, vyy, vzz_) -> np.ndarray:
+    """Asymmetry ``(V_xx − V_yy) / V_zz`` from ordered principal values; 0 where V_zz = 0."""
+    vxx, vyy, vzz_ = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (vxx, vyy, vzz_)))
+    out = np.zeros(vzz_.shape)
+    np.divide(vxx - vyy, vzz_, out=out, where=vzz_ != 0.0)
+    return out
+
+
+def eta(V) -> np.ndarray:
+    """Asymmetry parameter ``eta = (V_xx − V_yy) / V_zz`` ∈ [0, 1] of the (..., 3, 3) tensors.
+
+    0 for a zero tensor. For traceless input eta lies in [0, 1] up to rounding; a tensor whose
+    trace is not small compared with V_zz can give values outside.
+    """
+    return eta_from_principal(*principal(V))
+
+
+def cq_mhz(V, isotope: Union[str, float]) -> np.ndarray:
+    """Quadrupole coupling constant ``C_Q = e Q V_zz / h`` in MHz (signed, VASP's ``Cq``).
+
+    ``V``: (..., 3, 3) EFG tensors in V/Å². ``isotope``: an isotope name from
+    :data:`QUADRUPOLE_MOMENTS` ("79Br"), or the quadrupole moment Q itself in millibarn (a
+    number, e.g. the value given to VASP's QUAD_EFG, or an array broadcasting against the
+    leading shape of ``V``, one Q per tensor). Returns the leading shape of ``V``.
+    """
+    if isinstance(isotope, str):
+        q_mb = quadrupole_moment_mb(isotope)
+    else:
+        q_mb = np.asarray(isotope, dtype=float)
+    return CQ_MHZ_PER_MB_V_PER_A2 * q_mb * vzz(V)
+
+
+# --------------------------------------------------------------------------------------------
+# Six-component storage
+# --------------------------------------------------------------------------------------------
+def to_voigt6(V) -> np.ndarray:
+    """(..., 3, 3) tensors -> (..., 6) in VASP order ``xx yy zz xy xz yz`` (symmetrised)."""
+    tensor = _as_tensor(V)
+    return np.stack([tensor[..., a, b] for a, b in _VOIGT6_INDEX], axis=-1)
+
+
+def from_voigt6(v6) -> np.ndarray:
+    """(..., 6) in VASP order ``xx yy zz xy xz yz`` -> symmetric (..., 3, 3) tensors."""
+    array = np.asarray(v6, dtype=float)
+    if array.ndim < 1 or array.shape[-1] != 6:
+        raise ValueError(f"v6: expected an array of shape (..., 6), got {array.shape}")
+    tensor = np.empty(array.shape[:-1] + (3, 3))
+    for k, (a, b) in enumerate(_VOIGT6_INDEX):
+        tensor[..., a, b] = array[..., k]
+        tensor[..., b, a] = array[..., k]
+    return tensor
