@@ -6,7 +6,9 @@ PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip
 PYTEST_ARGS ?=
 
-PLUGIN_SOURCES := CMakeLists.txt pyproject.toml $(wildcard lammps_plugin/*.cpp lammps_plugin/*.h)
+# Installed (not editable) so that new modules never go missing; the C++ build is cached in build/.
+# Tests run from the repository root, where the source packages shadow the installed copies.
+SOURCES := CMakeLists.txt pyproject.toml $(wildcard lammps_plugin/*.cpp lammps_plugin/*.h pyexport/*.py pyexport/*/*.py efg/*.py)
 
 .PHONY: all setup build test demo bench clean
 
@@ -20,8 +22,8 @@ $(VENV)/.deps: constraints.txt pyproject.toml
 	$(PIP) install -q -c constraints.txt torch==2.13.0 'lammps[mpi]==2025.7.22.4.0' 'scikit-build-core>=0.10'
 	touch $@
 
-$(VENV)/.built: $(VENV)/.deps $(PLUGIN_SOURCES)
-	$(PIP) install -q --no-build-isolation -c constraints.txt -e '.[test]'
+$(VENV)/.built: $(VENV)/.deps $(SOURCES)
+	$(PIP) install -q --no-build-isolation -c constraints.txt '.[test]'
 	touch $@
 
 setup: $(VENV)/.deps

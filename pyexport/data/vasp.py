@@ -1,0 +1,560 @@
+"""Readers for VASP output: ``vasprun.xml`` and ``OUTCAR`` (with its EFG tables).
+
+Both return ``list[ase.Atoms]`` following the convention in
+:mod:`pyexport.data.dataset`: one entry per ab-initio ionic step, energy = the
+force-consistent free energy (eV), forces (eV/Å), stress (eV/Å³, ASE sign) when
+VASP computed it.
+
+Steps that are not complete ab-initio data are never dropped silently:
+
+- machine-learned steps of on-the-fly MLFF runs (VASP >= 6.3) are not DFT data
+  and are always left out (OUTCAR: the ``ML FREE ENERGIE`` / ``TOTAL-FORCE (eV/Angst) (ML)``
+  blocks; vasprun.xml: ``<calculation>`` elements without an electronic
+  ``<scstep>``); the number left out is logged at INFO level;
+- steps VASP printed only partly -- energy without positions and forces
+  (``NWRITE`` = 0 or 1 prints the force table for the first and last ionic
+  step only), or a last step cut off by the end of the file (a run killed
+  mid-step) -- raise :class:`~pyexport.data.dataset.ParseError` naming the
+  file and line, unless ``incomplete="warn"``: then the complete steps are
+  returned and an :class:`~pyexport.data.dataset.IncompleteDataWarning` lists
+  the steps left out.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .dataset import (
+    EV_PER_A3_PER_KBAR,
+    IncompleteDataWarning,
+    ParseError,
+    check_symbol,
+    make_atoms,
+    open_binary,
+    open_text,
+    parse_floats,
+    vasp_kbar_to_stress,
+)
+
+__all__ = ["read_vasprun", "read_outcar"]
+
+_log = logging.getLogger(__name__)
+
+_INCOMPLETE_CHOICES = ("error", "warn")
+
+
+def _check_incomplete(incomplete):
+    if incomplete not in _INCOMPLETE_CHOICES:
+        raise ValueError(f"incomplete must be one of {_INCOMPLETE_CHOICES}, "
+                         f"got {incomplete!r}")
+
+
+def _step_ranges(numbers):
+    """'2-9, 12' for [2, 3, ..., 9, 12]."""
+    parts, start, prev = [], None, None
+    for n in list(numbers) + [None]:
+        if start is not None and n is not None and n == prev + 1:
+            prev = n
+            continue
+        if start is not None:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = n
+    return ", ".join(parts)
+
+
+def _report_incomplete(path, incomplete, line, message):
+    if incomplete == "error":
+        raise ParseError(path, line, message + "; pass incomplete='warn' to "
+                         "read the complete steps only")
+    warnings.warn(f"{path}: {message}; returning only the complete steps",
+                  IncompleteDataWarning, stacklevel=3)
+
+
+# --------------------------------------------------------------------------
+# vasprun.xml
+# --------------------------------------------------------------------------
+
+def read_vasprun(path, incomplete="error"):
+    """Every ab-initio ionic step of a ``vasprun.xml`` (plain or compressed).
+
+    ``step`` in ``atoms.info["source"]`` is the 1-based index of the
+    ``<calculation>`` element, i.e. VASP's ionic step number. The energy is
+    ``e_fr_energy`` of the step minus the ``PSTRESS`` p·V term that VASP adds
+    to it there (the same correction ASE applies); ``atoms.info["energy_sigma0"]``
+    is that energy shifted by the last electronic step's
+    ``e_0_energy - e_fr_energy`` (the step-level ``e_0_energy`` is wrong in
+    VASP 5.4). A file cut off inside a step (the run was killed) is treated
+    as described in the module docstring; any other XML error raises
+    :class:`ParseError` at its line.
+    """
+    _check_incomplete(incomplete)
+    frames, symbols, pstress_kbar = [], None, 0.0
+    n_calculations, ml_steps = 0, 0
+    source = open_binary(path)
+    try:
+        for _event, elem in ET.iterparse(source, events=("end",)):
+            if elem.tag == "atominfo":
+                symbols = _vasprun_symbols(elem, path)
+            elif elem.tag == "parameters":
+                pstress_kbar = _vasprun_pstress(elem, pstress_kbar)
+            elif elem.tag == "calculation":
+                n_calculations += 1
+                if symbols is None:
+                    raise ParseError(path, _calculation_line(path, n_calculations),
+                                     "<calculation> before <atominfo>")
+                atoms = _vasprun_step(elem, symbols, pstress_kbar, path,
+                                      n_calculations)
+                if atoms is None:
+                    ml_steps += 1
+                else:
+                    frames.append(atoms)
+                elem.clear()
+    except ET.ParseError as err:
+        line = err.position[0]
+        if line < _count_lines(path):
+            raise ParseError(path, line, f"malformed XML: {err}") from None
+        _report_incomplete(
+            path, incomplete, line,
+            f"file ends inside ionic step {n_calculations + 1} (line {line}): "
+            f"the run stopped before VASP finished vasprun.xml; "
+            f"{len(frames)} complete steps precede it")
+    finally:
+        source.close()
+    if ml_steps:
+        _log.info("%s: left out %d machine-learned (no <scstep>) steps",
+                  path, ml_steps)
+    if not frames:
+        raise ParseError(path, None, "no complete ab-initio <calculation> found")
+    return frames
+
+
+def _vasprun_symbols(atominfo, path):
+    rows = atominfo.findall("array[@name='atoms']/set/rc")
+    if not rows:
+        raise ParseError(path, None, "<atominfo> has no atoms array")
+    return [check_symbol(rc[0].text.strip(), path, None) for rc in rows]
+
+
+def _vasprun_pstress(parameters, default):
+    for item in parameters.iter("i"):
+        if item.get("name") == "PSTRESS":
+            return float(item.text)
+    return default
+
+
+def _vasprun_step(calc, symbols, pstress_kbar, path, number):
+    """One ``<calculation>`` as Atoms, or None for a machine-learned step."""
+    scsteps = calc.findall("scstep")
+    if not scsteps:
+        return None
+
+    def need(xpath, what):
+        elem = calc.find(xpath)
+        if elem is None:
+            raise ParseError(path, _calculation_line(path, number),
+                             f"ionic step {number} has no {what}")
+        return elem
+
+    n = len(symbols)
+    cell = _varray(need("structure/crystal/varray[@name='basis']", "lattice"),
+                   3, path, number, "lattice")
+    fractional = _varray(need("structure/varray[@name='positions']", "positions"),
+                         n, path, number, "positions")
+    forces = _varray(need("varray[@name='forces']", "forces"), n, path, number,
+                     "forces")
+    stress_elem = calc.find("varray[@name='stress']")
+    stress = None
+    if stress_elem is not None:
+        s = _varray(stress_elem, 3, path, number, "stress")
+        # VASP's upper triangle, as its OUTCAR "in kB" line prints it.
+        stress = vasp_kbar_to_stress(s[0, 0], s[1, 1], s[2, 2],
+                                     s[0, 1], s[1, 2], s[0, 2])
+    e_fr = _xml_float(need("energy/i[@name='e_fr_energy']", "e_fr_energy"),
+                      path, number)
+    last = scsteps[-1]
+    sc_fr = last.find("energy/i[@name='e_fr_energy']")
+    sc_0 = last.find("energy/i[@name='e_0_energy']")
+    volume = abs(np.linalg.det(cell))
+    # e_fr_energy of the step is an enthalpy: it includes PSTRESS * V.
+    free_energy = e_fr - pstress_kbar * EV_PER_A3_PER_KBAR * volume
+    energy_sigma0 = None
+    if sc_fr is not None and sc_0 is not None:
+        energy_sigma0 = free_energy + (_xml_float(sc_0, path, number)
+                                       - _xml_float(sc_fr, path, number))
+    return make_atoms(symbols, cell, fractional @ cell, free_energy, forces,
+                      stress, energy_sigma0=energy_sigma0,
+                      source={"file": str(path), "format": "vasprun",
+                              "step": number})
+
+
+def _varray(elem, rows, path, number, what):
+    values = [v.text.split() for v in elem.findall("v")]
+    try:
+        array = np.array(values, dtype=float)
+    except ValueError:
+        raise ParseError(path, _calculation_line(path, number),
+                         f"ionic step {number}: non-numeric {what} "
+                         f"(VASP overflow '****'?)") from None
+    if array.shape != (rows, 3):
+        raise ParseError(path, _calculation_line(path, number),
+                         f"ionic step {number}: {what} has shape {array.shape}, "
+                         f"expected ({rows}, 3)")
+    return array
+
+
+def _xml_float(elem, path, number):
+    try:
+        return float(elem.text)
+    except (TypeError, ValueError):
+        raise ParseError(path, _calculation_line(path, number),
+                         f"ionic step {number}: {elem.get('name')} is "
+                         f"{elem.text!r}") from None
+
+
+def _calculation_line(path, number):
+    """Line of the ``number``-th ``<calculation>`` start tag (only looked up
+    when an error is reported, so reads stay single-pass)."""
+    seen = 0
+    with open_text(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            seen += line.count("<calculation>")
+            if seen >= number:
+                return lineno
+    return None
+
+
+def _count_lines(path):
+    with open_text(path) as fh:
+        return sum(1 for _ in fh)
+
+
+# --------------------------------------------------------------------------
+# OUTCAR
+# --------------------------------------------------------------------------
+
+def read_outcar(path, incomplete="error"):
+    """Every ab-initio ionic step of an OUTCAR (plain or compressed).
+
+    Positions come from the ``POSITION  TOTAL-FORCE`` table (Cartesian, 5
+    decimals as VASP prints them), the cell from the last ``direct lattice
+    vectors`` block printed before it, stress from the step's ``in kB`` line,
+    energy from ``free  energy   TOTEN`` and ``atoms.info["energy_sigma0"]``
+    from ``energy(sigma->0)``. Species come from the ``POTCAR:`` lines and
+    ``ions per type``. ``step`` in ``atoms.info["source"]`` is VASP's ionic
+    step number (the N of ``Iteration N(k)``); ``line`` is the TOTEN line.
+
+    EFG output (``LEFG = .TRUE.``) is attached to the step it follows:
+    ``atoms.arrays["efg"]`` (N, 3, 3) V/Å² from the raw ``Electric field
+    gradients (V/A^2)`` table, and, as VASP printed them,
+    ``efg_principal_vasp`` (N, 3) V/Å² (V_xx, V_yy, V_zz in VASP's order,
+    |V_zz| > |V_xx| > |V_yy|), ``cq_vasp_mhz`` (N,), ``eta_vasp`` (N,) and
+    ``quad_moment_mb`` (N,) from ``NMR quadrupolar parameters``.
+
+    Machine-learned and partly printed steps: see the module docstring.
+    """
+    _check_incomplete(incomplete)
+    with open_text(path) as fh:
+        parser = _OutcarParser(path, fh)
+        parser.run()
+    return parser.result(incomplete)
+
+
+class _EndOfFile(Exception):
+    """The file ended inside a table."""
+
+
+class _Lines:
+    """Forward reader over a text file that knows the current line number."""
+
+    def __init__(self, fh):
+        self._it = iter(fh)
+        self.number = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = next(self._it)
+        self.number += 1
+        return line
+
+    def take(self):
+        """The next line, inside a table: the file must not end here."""
+        line = next(self._it, None)
+        if line is None:
+            raise _EndOfFile()
+        self.number += 1
+        return line
+
+
+@dataclass
+class _Step:
+    """What the OUTCAR printed for one ab-initio ionic step."""
+    number: int
+    energy: float
+    energy_line: int
+    energy_sigma0: float | None
+    cell: np.ndarray | None
+    positions: np.ndarray | None
+    forces: np.ndarray | None
+    stress: np.ndarray | None
+    arrays: dict = field(default_factory=dict)
+
+
+_ION_STEP = re.compile(r"Iteration\s*(\d+)\s*\(\s*\d+\s*\)")
+_EFG_TABLES = {
+    # title (stripped line) -> (name, numbers per ion after the ion index)
+    "Electric field gradients (V/A^2)": ("raw", 6),
+    "Electric field gradients after diagonalization (V/A^2)": ("principal", 4),
+    "NMR quadrupolar parameters": ("nmr", 3),
+}
+
+
+class _OutcarParser:
+    """Single forward pass over an OUTCAR; the steps end up in ``steps``."""
+
+    def __init__(self, path, fh):
+        self.path = path
+        self.lines = _Lines(fh)
+        self.potcar_symbols = []
+        self.symbols = None
+        self.nwrite = None
+        self.cell = None
+        self.ionic_step = 0          # last "Iteration N(" seen
+        self.open_step_line = None   # its line while no energy closed it yet
+        self.stress_is_ml = False    # set by the last "FORCE on cell" header
+        self.pending = {"ab": {}, "ml": {}}
+        self.steps = []              # ab-initio steps, complete or not
+        self.ml_steps = 0
+        self.truncated_line = None   # where a table was cut by the end of file
+
+    # -- the pass ---------------------------------------------------------
+    def run(self):
+        try:
+            for line in self.lines:
+                self._dispatch(line)
+        except _EndOfFile:
+            self.truncated_line = self.lines.number
+
+    def _dispatch(self, line):
+        stripped = line.strip()
+        if not stripped:
+            return
+        if stripped.startswith("POTCAR:"):
+            self._potcar(stripped)
+        elif stripped.startswith("ions per type"):
+            self._ions_per_type(stripped)
+        elif stripped.startswith("NWRITE") and self.nwrite is None:
+            match = re.match(r"NWRITE\s*=\s*(\d+)", stripped)
+            self.nwrite = int(match.group(1)) if match else None
+        elif "direct lattice vectors" in stripped:
+            self.cell = self._cell()
+        elif "Iteration" in stripped and stripped.startswith("-"):
+            match = _ION_STEP.search(stripped)
+            if match and (self.open_step_line is None
+                          or int(match.group(1)) != self.ionic_step):
+                self.ionic_step = int(match.group(1))
+                self.open_step_line = self.lines.number
+        elif "FORCE on cell =-STRESS" in stripped:
+            self.stress_is_ml = stripped.startswith("ML")
+        elif stripped.startswith("in kB"):
+            kind = "ml" if self.stress_is_ml else "ab"
+            values = parse_floats(stripped[5:], 6, self.path, self.lines.number,
+                                  "the 'in kB' stress")
+            self.pending[kind]["stress"] = vasp_kbar_to_stress(*values)
+        elif stripped.startswith("POSITION") and "TOTAL-FORCE" in stripped:
+            kind = "ml" if "(ML)" in stripped else "ab"
+            self.pending[kind]["table"] = self._position_force_table()
+        elif "FREE ENERGIE OF THE ION-ELECTRON SYSTEM" in stripped:
+            if stripped.startswith("ML"):
+                self.ml_steps += 1
+                self.pending["ml"] = {}
+            else:
+                self._close_ab_initio_step()
+        elif stripped in _EFG_TABLES:
+            self._efg_table(*_EFG_TABLES[stripped], title_line=self.lines.number)
+
+    # -- header -----------------------------------------------------------
+    def _potcar(self, stripped):
+        # "POTCAR:    PAW_PBE Ca_pv 06Sep2000" -> "Ca"
+        tokens = stripped.split()
+        if len(tokens) >= 3:
+            match = re.match(r"[A-Z][a-z]?", tokens[2])
+            if match:
+                self.potcar_symbols.append((match.group(0), self.lines.number))
+
+    def _ions_per_type(self, stripped):
+        line = self.lines.number
+        try:
+            counts = [int(t) for t in stripped.split("=", 1)[1].split()]
+        except (IndexError, ValueError):
+            raise ParseError(self.path, line, f"cannot read {stripped!r}") from None
+        if len(self.potcar_symbols) < len(counts):
+            raise ParseError(self.path, line,
+                             f"{len(counts)} atom types but only "
+                             f"{len(self.potcar_symbols)} POTCAR: lines before")
+        # VASP lists every POTCAR once, in type order, before repeating any.
+        types = [check_symbol(s, self.path, ln)
+                 for s, ln in self.potcar_symbols[:len(counts)]]
+        self.symbols = [s for s, n in zip(types, counts) for _ in range(n)]
+
+    # -- tables -----------------------------------------------------------
+    def _cell(self):
+        rows = []
+        for _ in range(3):
+            text = self.lines.take()
+            rows.append(parse_floats(text, 6, self.path, self.lines.number,
+                                     "a direct/reciprocal lattice row")[:3])
+        return np.array(rows)
+
+    def _natoms(self):
+        if self.symbols is None:
+            raise ParseError(self.path, self.lines.number,
+                             "table before 'ions per type': atom count unknown")
+        return len(self.symbols)
+
+    def _rule(self, what):
+        text = self.lines.take()
+        if not text.strip().startswith("---"):
+            raise ParseError(self.path, self.lines.number,
+                             f"expected a '-----' line {what}, found {text.strip()!r}")
+
+    def _position_force_table(self):
+        n = self._natoms()
+        self._rule("under the POSITION/TOTAL-FORCE header")
+        table = np.empty((n, 6))
+        for i in range(n):
+            text = self.lines.take()
+            table[i] = parse_floats(text, 6, self.path, self.lines.number,
+                                    f"position and force of ion {i + 1}")
+        self._rule(f"after {n} ions (NIONS) in the POSITION/TOTAL-FORCE table")
+        return table
+
+    def _efg_table(self, name, ncols, title_line):
+        n = self._natoms()
+        step = self.steps[-1] if self.steps else None
+        if step is None:
+            raise ParseError(self.path, title_line,
+                             "EFG table before any ab-initio ionic step")
+        for _ in range(10):
+            text = self.lines.take()
+            if text.split()[:1] == ["ion"]:
+                break
+        else:
+            raise ParseError(self.path, title_line,
+                             "no 'ion ...' column header within 10 lines")
+        self._rule("under the EFG column header")
+        rows = np.empty((n, ncols))
+        for i in range(n):
+            text = self.lines.take()
+            head, _, rest = text.strip().partition(" ")
+            if head != str(i + 1):
+                raise ParseError(self.path, self.lines.number,
+                                 f"expected the row of ion {i + 1}, "
+                                 f"found {text.strip()!r}")
+            rows[i] = parse_floats(rest, ncols, self.path, self.lines.number,
+                                   f"EFG table row of ion {i + 1}")
+        self._rule(f"after {n} ions (NIONS) in the EFG table")
+        if name in step.arrays:
+            raise ParseError(self.path, title_line,
+                             f"second '{name}' EFG table for ionic step {step.number}")
+        step.arrays[name] = rows
+
+    # -- steps ------------------------------------------------------------
+    def _close_ab_initio_step(self):
+        energy, energy_line = self._value_after("TOTEN", "free energy TOTEN")
+        sigma0, _ = self._value_after("energy(sigma->0)", "energy(sigma->0)")
+        number = self.ionic_step if self.open_step_line else (
+            self.steps[-1].number + 1 if self.steps else 1)
+        pending = self.pending["ab"]
+        table = pending.get("table")
+        self.steps.append(_Step(
+            number=number, energy=energy, energy_line=energy_line,
+            energy_sigma0=sigma0, cell=self.cell,
+            positions=None if table is None else table[:, :3],
+            forces=None if table is None else table[:, 3:],
+            stress=pending.get("stress")))
+        self.pending["ab"] = {}
+        self.open_step_line = None
+
+    def _value_after(self, key, what):
+        """The number after '=' on the first of the next 4 lines holding ``key``."""
+        for _ in range(4):
+            text = self.lines.take()
+            if key in text:
+                rest = text[text.index(key):].split("=", 1)
+                if len(rest) == 2:
+                    value = parse_floats(rest[1].replace("eV", ""), 1, self.path,
+                                         self.lines.number, what)
+                    return float(value[0]), self.lines.number
+        raise ParseError(self.path, self.lines.number,
+                         f"no {what} in the 4 lines after 'FREE ENERGIE'")
+
+    # -- result -----------------------------------------------------------
+    def result(self, incomplete):
+        complete = [s for s in self.steps if s.positions is not None]
+        energy_only = [s for s in self.steps if s.positions is None]
+        if self.ml_steps:
+            _log.info("%s: left out %d machine-learned steps", self.path,
+                      self.ml_steps)
+        if energy_only:
+            nwrite = "" if self.nwrite is None else f" (NWRITE = {self.nwrite})"
+            _report_incomplete(
+                self.path, incomplete, energy_only[0].energy_line,
+                f"ionic steps {_step_ranges(s.number for s in energy_only)} "
+                f"({len(energy_only)} of {len(self.steps)}) have an energy but no "
+                f"POSITION/TOTAL-FORCE table{nwrite}: VASP prints forces for the "
+                f"first and last step only when NWRITE < 2; the matching "
+                f"vasprun.xml has every step")
+        if self.truncated_line is not None:
+            _report_incomplete(
+                self.path, incomplete, self.truncated_line,
+                f"file ends inside a table at line {self.truncated_line} "
+                f"(ionic step {self.ionic_step})")
+        elif self.open_step_line is not None:
+            _report_incomplete(
+                self.path, incomplete, self.open_step_line,
+                f"file ends inside ionic step {self.ionic_step} (begun at line "
+                f"{self.open_step_line}) before its energy was printed")
+        if not complete:
+            raise ParseError(self.path, None,
+                             "no complete ab-initio ionic step (energy, positions "
+                             "and forces) found")
+        return [self._atoms(step) for step in complete]
+
+    def _atoms(self, step):
+        if step.cell is None:
+            raise ParseError(self.path, step.energy_line,
+                             "no 'direct lattice vectors' before this step")
+        atoms = make_atoms(self.symbols, step.cell, step.positions, step.energy,
+                           step.forces, step.stress,
+                           energy_sigma0=step.energy_sigma0,
+                           source={"file": str(self.path), "format": "outcar",
+                                   "step": step.number,
+                                   "line": step.energy_line})
+        _attach_efg(atoms, step.arrays)
+        return atoms
+
+
+def _attach_efg(atoms, tables):
+    """Per-atom EFG arrays from the parsed tables (see :func:`read_outcar`)."""
+    raw = tables.get("raw")
+    if raw is not None:
+        xx, yy, zz, xy, xz, yz = raw.T
+        atoms.arrays["efg"] = np.stack([np.stack([xx, xy, xz], axis=-1),
+                                        np.stack([xy, yy, yz], axis=-1),
+                                        np.stack([xz, yz, zz], axis=-1)], axis=1)
+    principal = tables.get("principal")
+    if principal is not None:
+        atoms.arrays["efg_principal_vasp"] = principal[:, :3].copy()
+    nmr = tables.get("nmr")
+    if nmr is not None:
+        atoms.arrays["cq_vasp_mhz"] = nmr[:, 0].copy()
+        atoms.arrays["eta_vasp"] = nmr[:, 1].copy()
+        atoms.arrays["quad_moment_mb"] = nmr[:, 2].copy()
