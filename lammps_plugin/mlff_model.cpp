@@ -120,7 +120,8 @@ int ContractGraph::row_of(int atom, const int *type, double **x,
 }
 
 void ContractGraph::build(LAMMPS_NS::NeighList *list, double **x, const int *type, int nall,
-                          const std::vector<int> &type_to_species, double cutoff)
+                          const std::vector<int> &type_to_species, double cutoff, const int *mask,
+                          int groupbit)
 {
   // clear() keeps capacity, so after the first steps no allocation happens here.
   atom_row_.assign(nall, -1);
@@ -136,15 +137,18 @@ void ContractGraph::build(LAMMPS_NS::NeighList *list, double **x, const int *typ
   int **firstneigh = list->firstneigh;
   const double cutsq = cutoff * cutoff;
 
+  auto is_centre = [&](int i) {
+    return type_to_species[type[i]] >= 0 && (mask == nullptr || (mask[i] & groupbit));
+  };
   for (int ii = 0; ii < inum; ++ii) {
     const int i = ilist[ii];
-    if (type_to_species[type[i]] >= 0) row_of(i, type, x, type_to_species);
+    if (is_centre(i)) row_of(i, type, x, type_to_species);
   }
   n_local_ = static_cast<int64_t>(row_atom_.size());
 
   for (int ii = 0; ii < inum; ++ii) {
     const int i = ilist[ii];
-    if (type_to_species[type[i]] < 0) continue;
+    if (!is_centre(i)) continue;
     const int row_i = atom_row_[i];
     const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
     const int *jlist = firstneigh[i];

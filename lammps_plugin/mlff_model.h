@@ -62,8 +62,11 @@ class MLFFModel {
 class ContractGraph {
  public:
   // type_to_species[t] for LAMMPS type t = 1..ntypes (index 0 unused); -1 = not handled.
+  // With `mask`, only owned atoms with (mask[i] & groupbit) are centres; every mapped atom
+  // still counts as a neighbour (the environment of a site does not depend on groups).
   void build(LAMMPS_NS::NeighList *list, double **x, const int *type, int nall,
-             const std::vector<int> &type_to_species, double cutoff);
+             const std::vector<int> &type_to_species, double cutoff, const int *mask = nullptr,
+             int groupbit = 0);
 
   // Views over the internal buffers (no copy); valid until the next build().
   torch::Tensor pos() const;

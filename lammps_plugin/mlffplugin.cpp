@@ -2,6 +2,7 @@
 #include "lammpsplugin_abi.h"
 
 #include "lammps.h"
+#include "compute_efg_atom.h"
 #include "pair_mlff.h"
 
 using namespace LAMMPS_NS;
@@ -9,6 +10,11 @@ using namespace LAMMPS_NS;
 static Pair *pair_mlff_creator(LAMMPS *lmp)
 {
   return new PairMLFF(lmp);
+}
+
+static Compute *compute_efg_atom_creator(LAMMPS *lmp, int narg, char **arg)
+{
+  return new ComputeEFGAtom(lmp, narg, arg);
 }
 
 extern "C" void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
@@ -24,5 +30,11 @@ extern "C" void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
   plugin.author = "efgmd developers";
   plugin.creator.v1 = (lammpsplugin_factory1 *) &pair_mlff_creator;
   plugin.handle = handle;
+  (*register_plugin)(&plugin, lmp);
+
+  plugin.style = "compute";
+  plugin.name = "efg/atom";
+  plugin.info = "efgmd per-atom electric field gradient from a TorchScript EFG model (contract v1)";
+  plugin.creator.v2 = (lammpsplugin_factory2 *) &compute_efg_atom_creator;
   (*register_plugin)(&plugin, lmp);
 }

@@ -1,44 +1,12 @@
-"""Small, smooth contract models made for the tests: a many-body model (the embedding of a
-pair density, EAM-like) and the analytic Morse model that LAMMPS also has natively."""
+"""Contract models for the tests: a smooth many-body model (EAM-like, for Cs Pb Br) and the
+analytic Morse model that LAMMPS also has natively."""
 import torch
 
 from pyexport.contract import PotentialModule, export_model
-from pyexport.models.pair import MorsePair, symmetric_table
+from pyexport.models.pair import EmbeddedDensity, MorsePair, symmetric_table
 
 ELEMENTS = ["Cs", "Pb", "Br"]
 CUTOFF = 6.0
-
-
-class EmbeddedDensity(torch.nn.Module):
-    """E_i = Σ_j ½ φ(r_ij) + F_s(ρ_i), ρ_i = Σ_j w_{s_j} f(r_ij), smooth at the cutoff.
-
-    Many-body (E_i depends non-additively on all neighbours), so ghost forces and the virial are
-    exercised the way a real ML potential exercises them.
-    """
-
-    def __init__(self, cutoff: float, dtype=torch.float64):
-        super().__init__()
-        self.cutoff = cutoff
-        self.register_buffer("w", torch.tensor([0.7, 1.3, 1.0], dtype=dtype))
-        self.register_buffer("a", torch.tensor([-0.9, -1.6, -1.1], dtype=dtype))
-        self.register_buffer("b", torch.tensor([0.05, 0.12, 0.08], dtype=dtype))
-        self.register_buffer("eps", torch.tensor([[0.03, 0.05, 0.04], [0.05, 0.08, 0.06],
-                                                  [0.04, 0.06, 0.05]], dtype=dtype))
-
-    def forward(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
-                n_local: int) -> torch.Tensor:
-        r = torch.linalg.norm(edge_vec, dim=1)
-        x = r / self.cutoff
-        fc = (1.0 - x * x) ** 3          # C² at the cutoff
-        si = species.index_select(0, edge_index[0])
-        sj = species.index_select(0, edge_index[1])
-        phi = self.eps[si, sj] * (3.4 / r) ** 6 * fc
-        rho = torch.zeros(n_local, dtype=r.dtype, device=r.device).index_add(
-            0, edge_index[0], self.w[sj] * torch.exp(-0.8 * (r - 3.0)) * fc)
-        s_local = species[:n_local]
-        embed = self.a[s_local] * torch.sqrt(rho + 0.1) + self.b[s_local] * rho * rho
-        pair = torch.zeros(n_local, dtype=r.dtype, device=r.device).index_add(0, edge_index[0], 0.5 * phi)
-        return pair + embed
 
 
 MORSE = {
@@ -66,3 +34,30 @@ def many_body_module(dtype="float64", per_atom_virial=True):
 def export(module, path):
     export_model(module, path, provenance={"made_by": "tests/contract_models.py"})
     return str(path)
+
+
+class LocalPointChargeEFG(torch.nn.Module):
+    """EFG of the point charges within the cutoff, smoothly cut: a simple strictly local,
+    symmetric traceless EFG model (V/Å²) for testing the efg plumbing against a closed form."""
+
+    def __init__(self, charges, cutoff: float):
+        super().__init__()
+        self.cutoff = cutoff
+        self.register_buffer("charges", torch.tensor(charges, dtype=torch.float64))
+
+    def forward(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                n_local: int) -> torch.Tensor:
+        r2 = (edge_vec * edge_vec).sum(dim=1)
+        r = torch.sqrt(r2)
+        fc = (1.0 - r2 / (self.cutoff * self.cutoff)) ** 3
+        q = self.charges.index_select(0, species.index_select(0, edge_index[1]))
+        outer = edge_vec.unsqueeze(2) * edge_vec.unsqueeze(1)
+        eye = torch.eye(3, dtype=edge_vec.dtype, device=edge_vec.device)
+        v = 14.399645 * (q * fc / r2.pow(2.5)).view(-1, 1, 1) * (3.0 * outer - r2.view(-1, 1, 1) * eye)
+        return torch.zeros((n_local, 3, 3), dtype=edge_vec.dtype, device=edge_vec.device).index_add(
+            0, edge_index[0], v)
+
+
+def point_charge_efg_module(cutoff=5.5):
+    from pyexport.contract import EFGModule
+    return EFGModule(LocalPointChargeEFG([1.0, 2.0, -1.0], cutoff), ELEMENTS, cutoff)

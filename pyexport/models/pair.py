@@ -65,6 +65,40 @@ class HarmonicSprings(torch.nn.Module):
             0, edge_index[0], 0.5 * bond)
 
 
+class EmbeddedDensity(torch.nn.Module):
+    """A smooth EAM-like many-body model for three species (parameters fixed, not fitted):
+
+    E_i = Σ_j ½ φ(r_ij) + F_s(ρ_i), ρ_i = Σ_j w_{s_j} f(r_ij), smooth at the cutoff.
+
+    Many-body (E_i depends non-additively on all neighbours), so ghost forces and the virial are
+    exercised the way a real ML potential exercises them; used by tests and benchmarks.
+    """
+
+    def __init__(self, cutoff: float, dtype=torch.float64):
+        super().__init__()
+        self.cutoff = cutoff
+        self.register_buffer("w", torch.tensor([0.7, 1.3, 1.0], dtype=dtype))
+        self.register_buffer("a", torch.tensor([-0.9, -1.6, -1.1], dtype=dtype))
+        self.register_buffer("b", torch.tensor([0.05, 0.12, 0.08], dtype=dtype))
+        self.register_buffer("eps", torch.tensor([[0.03, 0.05, 0.04], [0.05, 0.08, 0.06],
+                                                  [0.04, 0.06, 0.05]], dtype=dtype))
+
+    def forward(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                n_local: int) -> torch.Tensor:
+        r = torch.linalg.norm(edge_vec, dim=1)
+        x = r / self.cutoff
+        fc = (1.0 - x * x) ** 3          # C² at the cutoff
+        si = species.index_select(0, edge_index[0])
+        sj = species.index_select(0, edge_index[1])
+        phi = self.eps[si, sj] * (3.4 / r) ** 6 * fc
+        rho = torch.zeros(n_local, dtype=r.dtype, device=r.device).index_add(
+            0, edge_index[0], self.w[sj] * torch.exp(-0.8 * (r - 3.0)) * fc)
+        s_local = species[:n_local]
+        embed = self.a[s_local] * torch.sqrt(rho + 0.1) + self.b[s_local] * rho * rho
+        pair = torch.zeros(n_local, dtype=r.dtype, device=r.device).index_add(0, edge_index[0], 0.5 * phi)
+        return pair + embed
+
+
 def symmetric_table(values: dict, elements: Sequence[str], default: float = 0.0) -> list:
     """(n, n) nested list from {("A", "B"): value}; (A, B) and (B, A) are the same pair."""
     n = len(elements)

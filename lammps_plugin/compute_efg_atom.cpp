@@ -1,0 +1,136 @@
+/* compute ID group efg/atom model.pt E1 ... En [device cpu|cuda]
+
+   Evaluates an exported efgmd EFG model (kind "efg") on the owned atoms of the group and returns
+   six columns per atom in VASP's order, V_xx V_yy V_zz V_xy V_xz V_yz (V/A^2), for dump custom,
+   fix ave/atom, compute reduce. Atoms outside the group get zeros. The neighbour environment of
+   a site includes every atom of a mapped type, in the group or not. */
+
+#include "compute_efg_atom.h"
+
+#include "mlff_model.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "error.h"
+#include "force.h"
+#include "pair.h"
+#include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
+#include "update.h"
+#include "utils.h"
+
+#include <cstring>
+
+using namespace LAMMPS_NS;
+
+ComputeEFGAtom::ComputeEFGAtom(LAMMPS *lmp, int narg, char **arg) :
+    Compute(lmp, narg, arg), nmax(0), efg(nullptr), list(nullptr),
+    graph(std::make_unique<efgmd::ContractGraph>())
+{
+  const int ntypes = atom->ntypes;
+  if (narg < 4) utils::missing_cmd_args(FLERR, "compute efg/atom", error);
+  if (narg < 4 + ntypes)
+    error->all(FLERR, "compute efg/atom: {} element symbols given for {} atom types "
+               "(compute ID group efg/atom model.pt E1 ... E{})", narg - 4, ntypes, ntypes);
+  std::string device = "cpu";
+  for (int iarg = 4 + ntypes; iarg < narg; iarg += 2) {
+    if (strcmp(arg[iarg], "device") == 0 && iarg + 1 < narg) {
+      device = arg[iarg + 1];
+    } else {
+      error->all(FLERR, "Unknown compute efg/atom keyword: {}", arg[iarg]);
+    }
+  }
+  if (strcmp(update->unit_style, "metal") != 0)
+    error->all(FLERR, "compute efg/atom requires units metal, the model contract's units (got units {})",
+               update->unit_style);
+
+  const std::string path = arg[3];
+  try {
+    model = std::make_unique<efgmd::MLFFModel>(path, "efg", device);
+  } catch (const std::exception &e) {
+    error->all(FLERR, "compute efg/atom: {}", e.what());
+  }
+  type_to_species.assign(ntypes + 1, -1);
+  for (int t = 1; t <= ntypes; ++t) {
+    const std::string symbol = arg[3 + t];
+    if (symbol == "NULL") continue;
+    const int s = model->species_index(symbol);
+    if (s < 0)
+      error->all(FLERR, "compute efg/atom: element {} (atom type {}) is not in model {}", symbol, t, path);
+    type_to_species[t] = s;
+  }
+
+  peratom_flag = 1;
+  size_peratom_cols = 6;
+}
+
+ComputeEFGAtom::~ComputeEFGAtom()
+{
+  memory->destroy(efg);
+}
+
+void ComputeEFGAtom::init()
+{
+  // The list has the pair cutoff + skin (the wheel ships no neigh_request.h for a custom list
+  // cutoff); edges are then cut at the model cutoff when the graph is built.
+  if (force->pair == nullptr)
+    error->all(FLERR, "compute efg/atom requires a pair style (its cutoff + skin bounds the neighbour list)");
+  neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_OCCASIONAL);
+}
+
+void ComputeEFGAtom::setup()
+{
+  if (neighbor->cutneighmax < model->cutoff())
+    error->all(FLERR, "compute efg/atom: neighbour cutoff {} A (pair cutoff + skin) is shorter than the "
+               "EFG model cutoff {} A; raise it with neighbor <skin> bin", neighbor->cutneighmax,
+               model->cutoff());
+}
+
+void ComputeEFGAtom::init_list(int, NeighList *ptr)
+{
+  list = ptr;
+}
+
+void ComputeEFGAtom::compute_peratom()
+{
+  invoked_peratom = update->ntimestep;
+  if (atom->nmax > nmax) {
+    memory->destroy(efg);
+    nmax = atom->nmax;
+    memory->create(efg, nmax, 6, "efg/atom:efg");
+    array_atom = efg;
+  }
+  const int nlocal = atom->nlocal;
+  for (int i = 0; i < nlocal; ++i)
+    for (int k = 0; k < 6; ++k) efg[i][k] = 0.0;
+
+  neighbor->build_one(list);
+  graph->build(list, atom->x, atom->type, nlocal + atom->nghost, type_to_species, model->cutoff(),
+               atom->mask, groupbit);
+
+  c10::Dict<std::string, torch::Tensor> out;
+  try {
+    out = model->forward(graph->pos(), graph->species(), graph->edge_index(), graph->n_local());
+  } catch (const std::exception &e) {
+    error->one(FLERR, "compute efg/atom: model evaluation failed: {}", e.what());
+  }
+  if (!out.contains("efg")) error->one(FLERR, "compute efg/atom: model output has no 'efg'");
+  const double *v = out.at("efg").data_ptr<double>();
+  const auto &rows = graph->row_atom();
+  for (int64_t r = 0; r < graph->n_local(); ++r) {
+    double *e = efg[rows[r]];
+    const double *t = v + 9 * r;    // row-major 3x3
+    e[0] = t[0];
+    e[1] = t[4];
+    e[2] = t[8];
+    e[3] = 0.5 * (t[1] + t[3]);
+    e[4] = 0.5 * (t[2] + t[6]);
+    e[5] = 0.5 * (t[5] + t[7]);
+  }
+}
+
+double ComputeEFGAtom::memory_usage()
+{
+  return 6.0 * nmax * sizeof(double);
+}
