@@ -1,0 +1,3 @@
+from efg.cli import main
+import sys
+sys.exit(main())
