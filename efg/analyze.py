@@ -1,0 +1,387 @@
+"""``efg analyze``: EFG tensors over an MD trajectory → NMR quadrupolar parameters with error bars.
+
+For every selected frame of a LAMMPS dump, the EFG tensor of every atom comes from an exported
+EFG model (``--model efg.pt``) or from EFG columns already in the dump (``compute efg/atom``:
+``c_ID[1..6]`` = V_xx V_yy V_zz V_xy V_xz V_yz). Then, per site and per species:
+
+- ⟨V⟩, the time-averaged tensor, and C_Q(⟨V⟩), η(⟨V⟩): what NMR measures when the motion is fast
+  compared with the quadrupolar frequency (motional averaging, fast-exchange limit);
+- ⟨C_Q⟩, ⟨|C_Q|⟩, ⟨η⟩: averages of the instantaneous values (the static, slow-motion limit);
+- standard errors from blocks of ≥ 2τ frames (τ the integrated autocorrelation time) and the
+  jackknife; histograms of the instantaneous C_Q and η per species;
+- for perovskites, pseudocubic lattice parameters and octahedral tilt order parameters
+  (:mod:`efg.structure`), which ``efg scan`` follows through the phase transitions.
+
+Outputs: ``run.json`` (everything above), ``run.npz`` (the tensors, frames × atoms × 3 × 3, V/Å²,
+for re-analysis), ``run_hist.png``. Under ``mpirun -np N`` the frames are split between ranks and
+rank 0 writes the same files as a serial run.
+"""
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from . import nmr
+from .dump import iread, read_type_map
+from .statistics import estimate, integrated_autocorrelation_time
+from .structure import find_perovskite, pseudocubic_lattice, tilt_order_parameters
+
+VOIGT6 = [(0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)]
+
+
+def parse_isotopes(text: Optional[str], elements: Sequence[str]) -> Dict[str, str]:
+    """``"79Br"`` or ``"Br=79Br,Cs=133Cs"`` → {element: isotope}; elements not named get
+    :func:`efg.nmr.default_isotope` where one exists."""
+    chosen: Dict[str, str] = {}
+    if text:
+        for item in text.split(","):
+            item = item.strip()
+            if "=" in item:
+                element, isotope = (s.strip() for s in item.split("=", 1))
+            else:
+                isotope = item
+                element = "".join(c for c in item if c.isalpha())
+                if element == "D":
+                    element = "H"
+            nmr.quadrupole_moment_mb(isotope)      # unknown isotope: ValueError listing known ones
+            chosen[element] = isotope
+    for element in elements:
+        if element not in chosen:
+            try:
+                chosen[element] = nmr.default_isotope(element)
+            except ValueError:
+                pass
+    return chosen
+
+
+def parse_types(text: Optional[str]):
+    """``--types``: ``Cs,Pb,Br`` (type 1, 2, 3), or a LAMMPS data/input file to read them from."""
+    if text is None:
+        return None
+    if Path(text).exists():
+        return read_type_map(text)
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def efg_columns(atoms, prefix: Optional[str] = None) -> Optional[str]:
+    """Name stem of the six EFG columns ``STEM[1..6]`` of a frame: ``prefix`` if given (it must
+    exist), else the one stem with six columns whose name contains "efg" (``c_efg``, ``f_aveEFG``)
+    — never another six-column quantity such as ``c_stress``."""
+    stems = {k.rsplit("[", 1)[0] for k in atoms.arrays if k.endswith("]")}
+    stems = {s for s in stems if all(f"{s}[{k}]" in atoms.arrays for k in range(1, 7))}
+    if prefix:
+        if prefix not in stems:
+            raise ValueError(f"the dump has no columns {prefix}[1..6]; per-atom columns: {sorted(atoms.arrays)}")
+        return prefix
+    named = sorted(s for s in stems if "efg" in s.lower())
+    if len(named) > 1:
+        raise ValueError(f"several EFG column sets {named}: choose one with --efg-columns")
+    return named[0] if named else None
+
+
+def tensors_from_columns(atoms, stem: str) -> np.ndarray:
+    v6 = np.stack([atoms.arrays[f"{stem}[{k}]"] for k in range(1, 7)], axis=1)
+    return nmr.from_voigt6(v6)
+
+
+# ------------------------------------------------------------------------------------------
+# Reading and evaluating frames (the expensive part; split between MPI ranks)
+# ------------------------------------------------------------------------------------------
+def evaluate_frames(dump, types, index: str, model_path: Optional[str], columns: Optional[str],
+                    batch_atoms: int, progress: bool, rank: int = 0, size: int = 1):
+    """Evaluate the frames of this rank (frame k goes to rank k mod size).
+
+    Returns (results, first frame, perovskite sites or None, EFG column stem or None); results
+    holds per frame: frame
+    number, timestep, tensors (N, 3, 3) V/Å², cell (3, 3) Å, structural order parameters."""
+    from tqdm import tqdm
+
+    model = None
+    if model_path is not None:
+        from pyexport.contract import load_model
+        model, _ = load_model(model_path, kind="efg")
+    frames = iread(dump, types=types, index=index)
+    results = {"frame": [], "timestep": [], "tensors": [], "cells": [], "structure": []}
+    first = None
+    sites = None
+    pending = []
+    bar = tqdm(desc=f"efg analyze {Path(dump).name}", unit="frame", disable=not progress or rank != 0,
+               file=sys.stderr)
+
+    def flush():
+        if not pending:
+            return
+        if model is not None and columns is None:
+            from pyexport.efg_eval import predict_efg
+            tensors = predict_efg(model, [a for _, a in pending], batch_atoms=batch_atoms)
+        else:
+            tensors = [tensors_from_columns(a, columns) for _, a in pending]
+        for (k, a), v in zip(pending, tensors):
+            results["frame"].append(k)
+            results["timestep"].append(int(a.info.get("timestep", k)))
+            results["tensors"].append(np.asarray(v, dtype=np.float64))
+            results["cells"].append(a.cell.array.copy())
+            results["structure"].append(structure_of(a, sites))
+        bar.update(len(pending))
+        pending.clear()
+
+    for k, atoms in enumerate(frames):
+        if first is None:
+            first = atoms
+            columns = efg_columns(atoms, columns)   # EFG already in the dump: use it
+            if columns is None and model is None:
+                raise ValueError(f"{dump}: no EFG columns (c_ID[1..6]) in the dump and no --model given")
+            try:
+                sites = find_perovskite(atoms)
+            except ValueError:
+                sites = None
+        if k % size != rank:
+            continue
+        pending.append((k, atoms))
+        if sum(len(a) for _, a in pending) >= batch_atoms:
+            flush()
+    flush()
+    bar.close()
+    if first is None:
+        raise ValueError(f"{dump}: no frames selected by index {index!r}")
+    return results, first, sites, columns
+
+
+def structure_of(atoms, sites) -> dict:
+    if sites is None:
+        return {}
+    lattice, angles = pseudocubic_lattice(atoms, sites.repeats)
+    out = {"lattice_pc_A": lattice, "angles_deg": angles}
+    out.update(tilt_order_parameters(atoms, sites))
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Statistics (rank 0)
+# ------------------------------------------------------------------------------------------
+def _est(series, statistic=None, tau_series=None) -> dict:
+    e = estimate(series, statistic, tau_series)
+    return {"value": np.asarray(e.value).tolist(), "error": np.asarray(e.error).tolist(),
+            "tau_frames": e.tau, "block_frames": e.block_length, "n_blocks": e.n_blocks}
+
+
+def site_statistics(tensors: np.ndarray, q_mb: np.ndarray) -> dict:
+    """Per-site estimates from tensors (F, N, 3, 3) and quadrupole moments (N,) mb (nan = none)."""
+    v6 = np.stack([tensors[..., a, b] for a, b in VOIGT6], axis=-1)           # (F, N, 6)
+    cq_inst = nmr.CQ_MHZ_PER_MB_V_PER_A2 * q_mb[None, :] * nmr.vzz(tensors)  # (F, N)
+    eta_inst = nmr.eta(tensors)
+    tau_series = v6.reshape(v6.shape[0], -1)
+
+    def cq_of_mean(mean6):
+        return nmr.CQ_MHZ_PER_MB_V_PER_A2 * q_mb * nmr.vzz(nmr.from_voigt6(mean6))
+
+    def eta_of_mean(mean6):
+        return nmr.eta(nmr.from_voigt6(mean6))
+
+    return {
+        "mean_tensor_voigt6": _est(v6, tau_series=tau_series),
+        "cq_of_mean_tensor_mhz": _est(v6, cq_of_mean, tau_series),
+        "eta_of_mean_tensor": _est(v6, eta_of_mean, tau_series),
+        "mean_cq_mhz": _est(cq_inst, tau_series=tau_series),
+        "mean_abs_cq_mhz": _est(np.abs(cq_inst), tau_series=tau_series),
+        "mean_eta": _est(eta_inst, tau_series=tau_series),
+    }, cq_inst, eta_inst
+
+
+def species_statistics(tensors, q_mb, symbols, isotopes) -> dict:
+    """Per species: site averages of the per-site quantities, with errors from the same blocks."""
+    out = {}
+    v6 = np.stack([tensors[..., a, b] for a, b in VOIGT6], axis=-1)
+    tau_series = v6.reshape(v6.shape[0], -1)
+    for element in dict.fromkeys(symbols):
+        mask = symbols == element
+        q = q_mb[mask]
+        entry = {"n_sites": int(mask.sum()), "isotope": isotopes.get(element)}
+        sub6 = v6[:, mask]
+
+        def cq_sites_of_mean(mean6, q=q):
+            return nmr.CQ_MHZ_PER_MB_V_PER_A2 * q * nmr.vzz(nmr.from_voigt6(mean6))
+
+        entry["cq_of_mean_tensor_mhz"] = _est(sub6, lambda m: cq_sites_of_mean(m).mean(), tau_series)
+        entry["abs_cq_of_mean_tensor_mhz"] = _est(sub6, lambda m: np.abs(cq_sites_of_mean(m)).mean(), tau_series)
+        entry["eta_of_mean_tensor"] = _est(sub6, lambda m: nmr.eta(nmr.from_voigt6(m)).mean(), tau_series)
+        vzz_inst = nmr.vzz(tensors[:, mask])
+        cq_inst = nmr.CQ_MHZ_PER_MB_V_PER_A2 * q[None, :] * vzz_inst
+        eta_inst = nmr.eta(tensors[:, mask])
+        entry["mean_cq_mhz"] = _est(cq_inst.mean(axis=1), tau_series=tau_series)
+        entry["mean_abs_cq_mhz"] = _est(np.abs(cq_inst).mean(axis=1), tau_series=tau_series)
+        entry["mean_eta"] = _est(eta_inst.mean(axis=1), tau_series=tau_series)
+        entry["mean_abs_vzz_V_per_A2"] = _est(np.abs(vzz_inst).mean(axis=1), tau_series=tau_series)
+        if entry["isotope"] is not None:
+            cq_values = cq_inst.ravel()
+            counts, edges = np.histogram(cq_values, bins=60)
+            entry["histogram_cq_mhz"] = {"counts": counts.tolist(), "edges": edges.tolist()}
+        counts, edges = np.histogram(eta_inst.ravel(), bins=40, range=(0.0, 1.0))
+        entry["histogram_eta"] = {"counts": counts.tolist(), "edges": edges.tolist()}
+        out[element] = entry
+    return out
+
+
+def structure_statistics(structure: List[dict]) -> dict:
+    if not structure or not structure[0]:
+        return {}
+    out = {}
+    for key in structure[0]:
+        series = np.array([s[key] for s in structure])
+        out[key] = _est(series)
+    return out
+
+
+def analyze(dump, model=None, types=None, isotopes=None, index=":", every=1, columns=None,
+            batch_atoms=4000, temperature=None, output=None, progress=True, comm=None) -> Optional[dict]:
+    """Run the analysis; returns the report dict (on rank 0; None on other ranks) and writes
+    ``output`` (.json), with ``.npz`` and ``_hist.png`` beside it, when given."""
+    start_time = time.time()
+    rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
+    type_map = parse_types(types) if isinstance(types, str) or types is None else types
+    if every > 1:
+        index = _compose_every(index, every)
+    results, first, sites, columns = evaluate_frames(dump, type_map, index, model, columns, batch_atoms, progress, rank, size)
+    if comm is not None:
+        gathered = comm.gather(results, root=0)
+        if rank != 0:
+            return None
+        results = {key: [item for part in gathered for item in part[key]] for key in results}
+        order = np.argsort(results["frame"], kind="stable")
+        results = {key: [values[k] for k in order] for key, values in results.items()}
+
+    symbols = np.array(first.get_chemical_symbols())
+    iso = parse_isotopes(isotopes, list(dict.fromkeys(symbols)))
+    q_mb = np.array([nmr.quadrupole_moment_mb(iso[s]) if s in iso else np.nan for s in symbols])
+    tensors = np.stack(results["tensors"])
+    if tensors.shape[1:] != (len(symbols), 3, 3):
+        raise ValueError(f"{dump}: frames do not all have {len(symbols)} atoms")
+
+    sites_stats, _, _ = site_statistics(tensors, np.nan_to_num(q_mb, nan=0.0))
+    report = {
+        "efgmd": "efg analyze",
+        "dump": str(dump),
+        "model": str(model) if model else None,
+        "efg_source": f"dump columns {columns}[1..6]" if columns else "model",
+        "temperature_K": temperature,
+        "n_frames": int(tensors.shape[0]),
+        "n_atoms": int(tensors.shape[1]),
+        "frames": [int(f) for f in results["frame"]],
+        "timesteps": [int(t) for t in results["timestep"]],
+        "isotopes": iso,
+        "quadrupole_moments_mb": {s: nmr.quadrupole_moment_mb(i) for s, i in iso.items()},
+        "species": species_statistics(tensors, np.nan_to_num(q_mb, nan=0.0), symbols, iso),
+        "sites": {"symbols": symbols.tolist(), **sites_stats},
+        "structure": structure_statistics(results["structure"]),
+        "perovskite": ({"B": sites.b_symbol, "X": sites.x_symbol, "repeats": sites.repeats.tolist()}
+                       if sites is not None else None),
+        "conventions": "V in V/Å², VASP order xx yy zz xy xz yz; |Vzz|>=|Vyy|>=|Vxx|; "
+                       "C_Q = e Q Vzz / h (MHz, signed); eta = (Vxx - Vyy)/Vzz",
+        "wall_time_s": time.time() - start_time,
+    }
+    if output:
+        write_outputs(report, tensors, output)
+    return report
+
+
+def _compose_every(index: str, every: int) -> str:
+    """Apply ``--every N`` on top of a ``start:stop:step`` selection."""
+    parts = (index.split(":") + ["", "", ""])[:3] if ":" in index else None
+    if parts is None:
+        raise ValueError(f"--every needs a slice index, got {index!r}")
+    step = int(parts[2]) if parts[2] else 1
+    return f"{parts[0]}:{parts[1]}:{step * every}"
+
+
+def write_outputs(report: dict, tensors: np.ndarray, output) -> None:
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    stem = output.with_suffix("")
+    np.savez_compressed(f"{stem}.npz", efg_V_per_A2=tensors, symbols=np.array(report["sites"]["symbols"]),
+                        timesteps=np.array(report["timesteps"]))
+    report["tensors_file"] = f"{stem.name}.npz"
+    report["histogram_png"] = f"{stem.name}_hist.png"
+    output.write_text(json.dumps(report, indent=1, default=_json_default))
+    plot_histograms(report, f"{stem}_hist.png")
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value)}")
+
+
+def plot_histograms(report: dict, path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    species = [s for s, e in report["species"].items() if "histogram_cq_mhz" in e]
+    if not species:
+        return
+    fig, axes = plt.subplots(len(species), 2, figsize=(9, 2.8 * len(species)), squeeze=False)
+    for row, element in zip(axes, species):
+        entry = report["species"][element]
+        for ax, key, label in ((row[0], "histogram_cq_mhz", f"C_Q({entry['isotope']}) [MHz]"),
+                               (row[1], "histogram_eta", "η")):
+            h = entry[key]
+            edges = np.array(h["edges"])
+            ax.stairs(h["counts"], edges, fill=True, alpha=0.6)
+            ax.set_xlabel(label)
+            ax.set_ylabel("count (sites × frames)")
+        cq = entry["cq_of_mean_tensor_mhz"]
+        row[0].axvline(cq["value"], color="k", ls="--", label=f"C_Q(⟨V⟩) = {cq['value']:.3f} MHz")
+        row[0].legend(fontsize=8)
+        row[0].set_title(f"{element}: {report['n_frames']} frames"
+                         + (f", {report['temperature_K']} K" if report.get("temperature_K") else ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("analyze", help="EFG/NMR parameters over a LAMMPS dump",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("--dump", required=True, help="LAMMPS text dump (.gz/.bz2/.xz fine)")
+    p.add_argument("--model", help="exported EFG model (pyexport export); not needed when the dump "
+                                   "has compute efg/atom columns")
+    p.add_argument("--types", help="type→element map: 'Cs,Pb,Br' (types 1, 2, 3) or a LAMMPS data/input "
+                                   "file; not needed for dumps with an element column")
+    p.add_argument("--isotope", dest="isotopes",
+                   help="isotope(s): '79Br' or 'Br=79Br,Cs=133Cs' (default per element: efg.nmr.default_isotope)")
+    p.add_argument("--index", default=":", help="frames start:stop:step (default all)")
+    p.add_argument("--every", type=int, default=1, help="use every N-th selected frame")
+    p.add_argument("--efg-columns", dest="columns", help="stem of EFG dump columns, e.g. c_efg")
+    p.add_argument("--temperature", type=float, help="temperature of the run (K), recorded for efg scan")
+    p.add_argument("--batch-atoms", type=int, default=4000, help="atoms per model call (several frames)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("-o", "--output", required=True, help="run.json (run.npz and run_hist.png beside it)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    comm = None
+    try:
+        from mpi4py import MPI
+        if MPI.COMM_WORLD.Get_size() > 1:
+            comm = MPI.COMM_WORLD
+    except ImportError:
+        pass
+    report = analyze(args.dump, model=args.model, types=args.types, isotopes=args.isotopes,
+                     index=args.index, every=args.every, columns=args.columns,
+                     batch_atoms=args.batch_atoms, temperature=args.temperature, output=args.output,
+                     progress=not args.no_progress, comm=comm)
+    if report is not None:
+        for element, entry in report["species"].items():
+            if entry["isotope"]:
+                cq = entry["cq_of_mean_tensor_mhz"]
+                print(f"{element} ({entry['isotope']}): C_Q(<V>) = {cq['value']:.4f} ± {cq['error']:.4f} MHz, "
+                      f"<|C_Q|> = {entry['mean_abs_cq_mhz']['value']:.4f} MHz, "
+                      f"eta(<V>) = {entry['eta_of_mean_tensor']['value']:.3f}")
+        print(f"wrote {args.output}")
+    return 0

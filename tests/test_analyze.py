@@ -1,0 +1,209 @@
+"""efg analyze: LAMMPS dumps → per-site / per-species NMR parameters, in-situ vs post-processed
+EFG, motional averaging, MPI = serial, perovskite tilt order parameters."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from ase import Atoms
+
+from contract_models import export, many_body_module, point_charge_efg_module
+from lammps_run import run_lammps
+from pyexport.lammpsdata import write_lammps_data
+from test_pair_mlff import HEADER, TYPE_ORDER, perovskite
+
+from efg import nmr
+from efg.analyze import analyze
+from efg.statistics import estimate, integrated_autocorrelation_time
+from efg.structure import find_perovskite, tilt_order_parameters
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def md_dump(tmp_path_factory):
+    """A short LAMMPS NVT run of CsPbBr3 with pair_style mlff, dumping positions and the in-situ
+    compute efg/atom columns every 5 steps."""
+    wd = tmp_path_factory.mktemp("md")
+    pot = export(many_body_module(), wd / "pot.pt")
+    efg = export(point_charge_efg_module(), wd / "efg.pt")
+    atoms = perovskite(reps=(2, 2, 2), shear=(0, 0, 0), rattle=0.05, seed=5)
+    write_lammps_data(wd / "data.lmp", atoms, TYPE_ORDER)
+    run_lammps(HEADER + f"""pair_style mlff
+pair_coeff * * {pot} Br Cs Pb
+compute efg all efg/atom {efg} Br Cs Pb
+velocity all create 300 4711 loop geom
+fix nvt all nvt temp 300 300 0.1
+timestep 0.002
+dump d all custom 5 md.dump id type x y z vx vy vz c_efg[*]
+dump_modify d format float %.17g
+run 200
+""", wd)
+    return wd, efg
+
+
+def test_in_situ_compute_equals_post_processing(md_dump):
+    wd, efg_model = md_dump
+    from_columns = analyze(wd / "md.dump", types="Br,Cs,Pb", isotopes="79Br", progress=False)
+    assert from_columns["efg_source"] == "dump columns c_efg[1..6]"
+    # the same frames without the columns, evaluated by the model
+    lines = (wd / "md.dump").read_text().splitlines()
+    stripped = []
+    for line in lines:
+        parts = line.split()
+        if line.startswith("ITEM: ATOMS"):
+            stripped.append(" ".join(parts[:10]))
+        elif len(parts) == 14:
+            stripped.append(" ".join(parts[:8]))
+        else:
+            stripped.append(line)
+    (wd / "positions.dump").write_text("\n".join(stripped) + "\n")
+    from_model = analyze(wd / "positions.dump", model=efg_model, types="Br,Cs,Pb", isotopes="79Br",
+                         progress=False, output=wd / "run.json")
+    assert from_model["efg_source"] == "model" and from_model["n_frames"] == 41
+    a = np.load(wd / "run.npz")["efg_V_per_A2"]
+    b = np.stack([nmr.from_voigt6(np.stack([f.arrays[f"c_efg[{k}]"] for k in range(1, 7)], 1))
+                  for f in __import__("efg.dump", fromlist=["iread"]).iread(wd / "md.dump", types="Br,Cs,Pb".split(","))])
+    assert np.abs(a - b).max() <= 1e-10
+    assert np.abs(a).max() > 0.1
+    sa, sb = from_model["species"]["Br"], from_columns["species"]["Br"]
+    assert abs(sa["cq_of_mean_tensor_mhz"]["value"] - sb["cq_of_mean_tensor_mhz"]["value"]) <= 1e-10
+    assert sa["isotope"] == "79Br" and from_model["species"]["Cs"]["isotope"] == "133Cs"
+    assert from_model["species"]["Pb"]["isotope"] is None
+    assert (wd / "run_hist.png").stat().st_size > 1000
+    report = json.loads((wd / "run.json").read_text())
+    assert report["perovskite"] == {"B": "Pb", "X": "Br", "repeats": [2, 2, 2]}
+    assert 5.0 < report["structure"]["lattice_pc_A"]["value"][0] < 6.5
+
+
+def test_mpi_analyze_equals_serial(md_dump, tmp_path):
+    wd, efg_model = md_dump
+    outputs = {}
+    for n in (1, 2):
+        out = tmp_path / f"np{n}.json"
+        cmd = [sys.executable, "-m", "efg", "analyze", "--dump", str(wd / "md.dump"), "--model", efg_model,
+               "--efg-columns", "c_efg", "--types", "Br,Cs,Pb", "--isotope", "Br=81Br", "-o", str(out),
+               "--no-progress"]
+        if n > 1:
+            cmd = [str(__import__("pathlib").Path(sys.prefix) / "bin" / "mpirun"), "-np", "2"] + cmd
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        report = json.loads(out.read_text())
+        for key in ("wall_time_s", "tensors_file", "histogram_png"):   # differ by name or time only
+            report.pop(key)
+        outputs[n] = report
+    assert outputs[1] == outputs[2]
+    assert outputs[1]["species"]["Br"]["isotope"] == "81Br"
+
+
+def write_tensor_dump(path, tensors, cell=10.0):
+    """A LAMMPS-style dump with only EFG columns (c_efg[1..6]) of given tensors (F, N, 3, 3)."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for f, frame in enumerate(tensors):
+        lines += ["ITEM: TIMESTEP", str(10 * f), "ITEM: NUMBER OF ATOMS", str(len(frame)),
+                  "ITEM: BOX BOUNDS pp pp pp"] + [f"0 {cell}"] * 3
+        lines.append("ITEM: ATOMS id type x y z c_efg[1] c_efg[2] c_efg[3] c_efg[4] c_efg[5] c_efg[6]")
+        for i, v in enumerate(nmr.to_voigt6(frame)):
+            x = rng.uniform(0, cell, 3)
+            lines.append(f"{i + 1} 1 {x[0]} {x[1]} {x[2]} " + " ".join(f"{c:.17g}" for c in v))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_motional_averaging_of_hopping_tensor(tmp_path):
+    """A site whose axial tensor hops between the x and z axes: C_Q(<V>) → -C_Q/2 (analytic:
+    <V> = diag(1/4, -1/2, 1/4) V0), while <C_Q> stays C_Q and eta(<V>) = 0."""
+    v0 = 50.0
+    along_z = np.diag([-0.5, -0.5, 1.0]) * v0
+    along_x = np.diag([1.0, -0.5, -0.5]) * v0
+    rng = np.random.default_rng(1)
+    n_frames = 2000
+    state = np.zeros(n_frames, dtype=int)
+    for t in range(1, n_frames):            # a two-state Markov chain with mean dwell 5 frames
+        state[t] = state[t - 1] if rng.random() > 0.2 else 1 - state[t - 1]
+    tensors = np.where(state[:, None, None, None] == 0, along_z, along_x)
+    tensors = tensors + rng.normal(0, 0.5, tensors.shape) * np.array([[1, 1, 1]]).T  # small noise
+    tensors = 0.5 * (tensors + tensors.transpose(0, 1, 3, 2))
+    tensors -= np.eye(3) * np.trace(tensors, axis1=2, axis2=3)[..., None, None] / 3
+    write_tensor_dump(tmp_path / "hop.dump", tensors)
+    report = analyze(tmp_path / "hop.dump", types="Br", isotopes="79Br", progress=False)
+    br = report["species"]["Br"]
+    cq0 = nmr.CQ_MHZ_PER_MB_V_PER_A2 * nmr.quadrupole_moment_mb("79Br") * v0
+    fraction_z = (state == 0).mean()
+    mean_tensor = fraction_z * along_z + (1 - fraction_z) * along_x
+    expected = nmr.cq_mhz(mean_tensor, "79Br")
+    cq_avg = br["cq_of_mean_tensor_mhz"]
+    assert abs(cq_avg["value"] - expected) <= 4 * cq_avg["error"] + 0.01 * abs(cq0)
+    assert abs(cq_avg["value"] - (-0.5 * cq0)) <= 0.1 * abs(cq0)     # near the 50/50 limit
+    assert abs(br["mean_abs_cq_mhz"]["value"] - abs(cq0)) <= 0.02 * abs(cq0)   # static average stays
+    assert br["eta_of_mean_tensor"]["value"] <= 0.2
+    # the hops are correlated (ρ(t) = 0.6^t, τ_int = 2 frames): the error analysis must see it
+    assert 1.4 < cq_avg["tau_frames"] < 2.6 and cq_avg["n_blocks"] >= 8
+
+
+def test_autocorrelation_time_of_ar1_process():
+    """AR(1) x_t = a x_{t-1} + noise has τ_int = (1 + a) / (2 (1 - a))."""
+    rng = np.random.default_rng(3)
+    a, n = 0.8, 200_000
+    x = np.empty(n)
+    x[0] = 0
+    noise = rng.normal(size=n)
+    for t in range(1, n):
+        x[t] = a * x[t - 1] + noise[t]
+    tau = integrated_autocorrelation_time(x)
+    assert abs(tau - (1 + a) / (2 * (1 - a))) <= 0.1 * (1 + a) / (2 * (1 - a))
+    e = estimate(x)
+    true_sem = np.sqrt(2 * tau / n) * x.std()
+    assert 0.6 * true_sem <= e.error <= 1.5 * true_sem
+    white = rng.normal(size=5000)
+    assert abs(integrated_autocorrelation_time(white) - 0.5) < 0.15
+
+
+def tilted_perovskite(phi_deg, phase="R", reps=(4, 4, 4), a=5.9):
+    """Cubic CsPbBr3 supercell with the X atoms displaced as a rigid tilt about z of angle phi:
+    out-of-phase between all neighbours (R, a0a0c-) or in-phase along z (M, a0a0c+)."""
+    unit = Atoms("CsPbBr3", scaled_positions=[[.5, .5, .5], [0, 0, 0], [.5, 0, 0], [0, .5, 0], [0, 0, .5]],
+                 cell=np.eye(3) * a, pbc=True)
+    atoms = unit.repeat(reps)
+    t = 0.5 * a * np.tan(np.radians(phi_deg))
+    pos = atoms.positions
+    for i, s in enumerate(atoms.get_chemical_symbols()):
+        if s != "Br":
+            continue
+        frac = pos[i] / a
+        k = np.floor(frac + 1e-6).astype(int)              # the B site on the -side of this X
+        sign = (-1) ** (k.sum() if phase == "R" else k[0] + k[1])
+        offset = frac - k
+        if offset[0] > 0.25:                               # bond along x: moves along y
+            pos[i, 1] += sign * t
+        elif offset[1] > 0.25:                             # bond along y: moves along -x
+            pos[i, 0] -= sign * t
+    atoms.positions = pos
+    return atoms
+
+
+@pytest.mark.parametrize("phase", ["R", "M"])
+def test_tilt_order_parameters(phase):
+    phi = 7.0
+    atoms = tilted_perovskite(phi, phase)
+    sites = find_perovskite(atoms)
+    assert (sites.b_symbol, sites.x_symbol) == ("Pb", "Br") and list(sites.repeats) == [4, 4, 4]
+    order = tilt_order_parameters(atoms, sites)
+    key, other = ("tilt_R_deg", "tilt_M_deg") if phase == "R" else ("tilt_M_deg", "tilt_R_deg")
+    assert abs(order[key][2] - phi) <= 1e-9
+    assert np.abs(order[key][:2]).max() <= 1e-9 and np.abs(order[other]).max() <= 1e-9
+    cubic = tilted_perovskite(0.0)
+    cubic.rattle(0.05, seed=2)
+    noise = tilt_order_parameters(cubic, find_perovskite(cubic))
+    assert max(noise["tilt_R_deg"].max(), noise["tilt_M_deg"].max()) < 1.0
+
+
+def test_analyze_errors_name_the_problem(tmp_path):
+    write_tensor_dump(tmp_path / "t.dump", np.zeros((3, 2, 3, 3)))
+    with pytest.raises(ValueError, match="isotope '80Br': no quadrupole moment in the table"):
+        analyze(tmp_path / "t.dump", types="Br", isotopes="80Br", progress=False)
+    # six columns of another quantity are never taken for the EFG
+    (tmp_path / "noefg.dump").write_text((tmp_path / "t.dump").read_text().replace("c_efg", "c_stress"))
+    with pytest.raises(ValueError, match="no EFG columns .* and no --model given"):
+        analyze(tmp_path / "noefg.dump", types="Br", progress=False)
