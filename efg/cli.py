@@ -8,7 +8,7 @@ import importlib
 import sys
 
 #: subcommand modules, in the order ``efg --help`` lists them
-SUBCOMMAND_MODULES = ["efg.analyze"]
+SUBCOMMAND_MODULES = ["efg.analyze", "efg.scan"]
 
 
 def build_parser() -> argparse.ArgumentParser:

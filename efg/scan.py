@@ -1,0 +1,253 @@
+"""``efg scan``: observables of several ``efg analyze`` runs against temperature, and where they
+change.
+
+    efg scan run_150K.json run_250K.json ... -o scan.json
+
+Each run contributes its temperature (``--temperature`` of ``efg analyze``) and, with error bars:
+per species C_Q(⟨V⟩), |C_Q|(⟨V⟩), η(⟨V⟩), ⟨|C_Q|⟩, ⟨η⟩; and for perovskites the octahedral tilt
+order parameters (R and M, largest over the axes), the pseudocubic lattice parameters and their
+spread (max − min, zero when the lattice is metrically cubic).
+
+The transition temperature of each curve y(T) is the break point T_c of the best two-segment
+fit, y = a₁ + b₁(T − T_c) below and a₂ + b₂(T − T_c) above (a jump and a change of slope both
+allowed), weighted by the error bars; T_c is scanned on a fine grid between the second and the
+second-to-last temperature. Its uncertainty comes from a parametric bootstrap (the points
+resampled within their errors, the fit redone). The F-test against a single straight line says
+whether a break is significant at all; curves where it is not report no transition.
+The summary ``transition_temperature_K`` combines the significant structural curves (tilts,
+lattice spread) by inverse-variance weighting.
+"""
+import json
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+MIN_ERROR_FRACTION = 1e-3     # floor on relative errors so one tiny error bar cannot dominate
+
+
+def _value(entry) -> float:
+    v = entry["value"]
+    return float(np.max(v)) if isinstance(v, list) else float(v)
+
+
+def _error(entry) -> float:
+    """Error of the value, or of the largest component for vector entries."""
+    v, e = entry["value"], entry["error"]
+    if isinstance(v, list):
+        return float(np.asarray(e)[int(np.argmax(v))])
+    return float(e)
+
+
+def collect_curves(runs: Sequence[dict]) -> Dict[str, dict]:
+    """{name: {"T": (n,), "y": (n,), "err": (n,), "label": str}} from efg analyze reports."""
+    temperatures = np.array([r["temperature_K"] for r in runs], dtype=float)
+    curves: Dict[str, dict] = {}
+
+    def add(name, label, values, errors):
+        curves[name] = {"T": temperatures, "y": np.array(values, float), "err": np.array(errors, float),
+                        "label": label}
+
+    species = [s for s, e in runs[0]["species"].items() if e.get("isotope")]
+    for s in species:
+        iso = runs[0]["species"][s]["isotope"]
+        for key, label in (("abs_cq_of_mean_tensor_mhz", f"|C_Q(⟨V⟩)| {iso} (MHz)"),
+                           ("mean_abs_cq_mhz", f"⟨|C_Q|⟩ {iso} (MHz)"),
+                           ("eta_of_mean_tensor", f"η(⟨V⟩) {iso}"),
+                           ("mean_eta", f"⟨η⟩ {iso}")):
+            add(f"{s}:{key}", label, [_value(r["species"][s][key]) for r in runs],
+                [_error(r["species"][s][key]) for r in runs])
+    if runs[0].get("structure"):
+        for key, label in (("tilt_R_deg", "R tilt (out-of-phase), largest axis (°)"),
+                           ("tilt_M_deg", "M tilt (in-phase), largest axis (°)")):
+            add(f"structure:{key}", label, [_value(r["structure"][key]) for r in runs],
+                [_error(r["structure"][key]) for r in runs])
+        lattice = np.array([r["structure"]["lattice_pc_A"]["value"] for r in runs])
+        lattice_err = np.array([r["structure"]["lattice_pc_A"]["error"] for r in runs])
+        for axis, name in enumerate("abc"):
+            add(f"structure:lattice_{name}", f"pseudocubic {name} (Å)", lattice[:, axis], lattice_err[:, axis])
+        spread = lattice.max(axis=1) - lattice.min(axis=1)
+        spread_err = np.sqrt(lattice_err[np.arange(len(runs)), lattice.argmax(axis=1)] ** 2
+                             + lattice_err[np.arange(len(runs)), lattice.argmin(axis=1)] ** 2)
+        add("structure:lattice_spread", "lattice spread max − min (Å)", spread, spread_err)
+    return curves
+
+
+def _weights(y, err):
+    floor = MIN_ERROR_FRACTION * max(np.abs(y).max(), 1e-12)
+    return 1.0 / np.maximum(err, floor) ** 2
+
+
+def _fit_line(T, y, w):
+    A = np.stack([np.ones_like(T), T], axis=1)
+    sw = np.sqrt(w)
+    coef, *_ = np.linalg.lstsq(A * sw[:, None], y * sw, rcond=None)
+    return coef, float((w * (A @ coef - y) ** 2).sum())
+
+
+def _fit_break(T, Y, w, grid):
+    """Best two-segment fits over the break points ``grid`` for each column of Y (n, B).
+
+    Returns (chi2 (B,), T_c (B,), coefficients a1 b1 a2 b2 (B, 4)); T_c is nan where no break
+    point leaves two temperatures on each side."""
+    Y = Y.reshape(len(T), -1)
+    sw = np.sqrt(w)
+    best_chi2 = np.full(Y.shape[1], np.inf)
+    best_tc = np.full(Y.shape[1], np.nan)
+    best_coef = np.zeros((Y.shape[1], 4))
+    for tc in grid:
+        below = T < tc
+        if below.sum() < 2 or (~below).sum() < 2:
+            continue
+        A = np.zeros((len(T), 4))
+        A[below, 0], A[below, 1] = 1.0, T[below] - tc
+        A[~below, 2], A[~below, 3] = 1.0, T[~below] - tc
+        coef, *_ = np.linalg.lstsq(A * sw[:, None], Y * sw[:, None], rcond=None)   # (4, B)
+        chi2 = (w[:, None] * (A @ coef - Y) ** 2).sum(axis=0)
+        better = chi2 < best_chi2
+        best_chi2[better], best_tc[better], best_coef[better] = chi2[better], tc, coef.T[better]
+    return best_chi2, best_tc, best_coef
+
+
+def transition(T, y, err, n_bootstrap=300, seed=0, significance=0.01) -> dict:
+    """Break-point estimate of a transition temperature in y(T) (see the module docstring)."""
+    from scipy import stats
+
+    order = np.argsort(T)
+    T, y, err = np.asarray(T, float)[order], np.asarray(y, float)[order], np.asarray(err, float)[order]
+    n = len(T)
+    if n < 4:
+        return {"significant": False, "reason": f"{n} temperatures: at least 4 are needed"}
+    w = _weights(y, err)
+    grid = np.linspace(T[1], T[-2], 200) + 1e-9
+    chi2_break, tc, coef = (v[0] for v in _fit_break(T, y, w, grid))
+    chi2_break, tc = float(chi2_break), float(tc)
+    _, chi2_line = _fit_line(T, y, w)
+    dof_break = n - 5
+    if np.isnan(tc):
+        return {"significant": False, "reason": "no break point with two temperatures on each side"}
+    if dof_break > 0 and chi2_break > 0:
+        f = ((chi2_line - chi2_break) / 3) / (chi2_break / dof_break)
+        p_value = float(stats.f.sf(f, 3, dof_break))
+    else:   # the break model fits exactly: significant if the line does not
+        p_value = 0.0 if chi2_line > 3 * n else 1.0
+    rng = np.random.default_rng(seed)
+    floor_err = 1.0 / np.sqrt(w)
+    resampled = y[:, None] + rng.normal(size=(n, n_bootstrap)) * floor_err[:, None]
+    samples = _fit_break(T, resampled, w, grid)[1]
+    samples = samples[~np.isnan(samples)]
+    lo, hi = np.percentile(samples, [16, 84])
+    return {"significant": bool(p_value < significance), "p_value_no_break": p_value,
+            "tc_K": tc, "tc_error_K": float(0.5 * (hi - lo)), "tc_interval_K": [float(lo), float(hi)],
+            "chi2_break": chi2_break, "chi2_line": chi2_line,
+            "segments": {"below": [float(coef[0]), float(coef[1])], "above": [float(coef[2]), float(coef[3])]}}
+
+
+def combine(estimates: List[dict]) -> dict:
+    good = [e for e in estimates if e.get("significant")]
+    if not good:
+        return {"tc_K": None, "tc_error_K": None, "from": []}
+    tc = np.array([e["tc_K"] for e in good])
+    sig = np.maximum([e["tc_error_K"] for e in good], 1e-6)
+    weight = 1.0 / sig ** 2
+    mean = float((weight * tc).sum() / weight.sum())
+    # error: inverse-variance error, widened by the scatter between curves when they disagree
+    stat = float(1.0 / np.sqrt(weight.sum()))
+    scatter = float(np.sqrt((weight * (tc - mean) ** 2).sum() / weight.sum())) if len(good) > 1 else 0.0
+    return {"tc_K": mean, "tc_error_K": float(np.hypot(stat, scatter)), "from": [e["name"] for e in good]}
+
+
+def scan(run_files: Sequence, output=None, plot=True) -> dict:
+    runs = [json.loads(Path(f).read_text()) for f in run_files]
+    missing = [str(f) for f, r in zip(run_files, runs) if r.get("temperature_K") is None]
+    if missing:
+        raise ValueError(f"no temperature in {missing}: run efg analyze with --temperature")
+    order = np.argsort([r["temperature_K"] for r in runs])
+    runs = [runs[k] for k in order]
+    run_files = [str(run_files[k]) for k in order]
+    temps = [r["temperature_K"] for r in runs]
+    if len(set(temps)) != len(temps):
+        raise ValueError(f"repeated temperatures {temps}: give one run per temperature")
+    curves = collect_curves(runs)
+    results = {}
+    for name, c in curves.items():
+        est = transition(c["T"], c["y"], c["err"])
+        est["name"] = name
+        results[name] = {"label": c["label"], "temperature_K": c["T"].tolist(), "value": c["y"].tolist(),
+                         "error": c["err"].tolist(), "transition": est}
+    structural = [results[k]["transition"] for k in results
+                  if k in ("structure:tilt_R_deg", "structure:tilt_M_deg", "structure:lattice_spread")]
+    by_species = {}
+    for name, r in results.items():
+        if not name.startswith("structure:") and name.endswith("abs_cq_of_mean_tensor_mhz"):
+            by_species[name.split(":")[0]] = r["transition"]
+    report = {"efgmd": "efg scan", "runs": run_files, "temperatures_K": temps, "curves": results,
+              "transition_temperature_K": combine(structural),
+              "cq_transition_K": {s: {k: e.get(k) for k in ("significant", "tc_K", "tc_error_K")}
+                                  for s, e in by_species.items()}}
+    if output:
+        output = Path(output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        if plot:
+            report["plots"] = plot_curves(results, report["transition_temperature_K"], output.with_suffix(""))
+        output.write_text(json.dumps(report, indent=1))
+    return report
+
+
+def plot_curves(results: dict, tc: dict, stem: Path) -> List[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = {"cq": [k for k in results if "cq" in k], "eta": [k for k in results if "eta" in k],
+              "structure": [k for k in results if k.startswith("structure:")]}
+    written = []
+    for group, names in groups.items():
+        if not names:
+            continue
+        fig, axes = plt.subplots(len(names), 1, figsize=(6.5, 2.4 * len(names)), sharex=True, squeeze=False)
+        for ax, name in zip(axes[:, 0], names):
+            r = results[name]
+            T = np.array(r["temperature_K"])
+            ax.errorbar(T, r["value"], yerr=r["error"], fmt="o", capsize=3, ms=4)
+            est = r["transition"]
+            if est.get("significant"):
+                tcv = est["tc_K"]
+                a1, b1 = est["segments"]["below"]
+                a2, b2 = est["segments"]["above"]
+                tl, th = np.linspace(T.min(), tcv, 20), np.linspace(tcv, T.max(), 20)
+                ax.plot(tl, a1 + b1 * (tl - tcv), "C1-", th, a2 + b2 * (th - tcv), "C1-", lw=1)
+                ax.axvspan(*est["tc_interval_K"], color="C1", alpha=0.15)
+                ax.set_title(f"T_c = {tcv:.0f} ± {est['tc_error_K']:.0f} K", fontsize=8, loc="right")
+            if tc.get("tc_K") is not None:
+                ax.axvline(tc["tc_K"], color="k", ls=":", lw=1)
+            ax.set_ylabel(r["label"], fontsize=8)
+        axes[-1, 0].set_xlabel("T (K)")
+        fig.tight_layout()
+        path = f"{stem}_{group}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(Path(path).name)
+    return written
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("scan", help="C_Q(T), eta(T), tilts and lattice vs T; transition temperature",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", help="run JSON files of efg analyze (each with --temperature)")
+    p.add_argument("-o", "--output", required=True, help="scan.json (PNG plots beside it)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    report = scan(args.runs, args.output)
+    tc = report["transition_temperature_K"]
+    if tc["tc_K"] is None:
+        print("no significant structural transition in this temperature range")
+    else:
+        print(f"structural transition: T_c = {tc['tc_K']:.1f} ± {tc['tc_error_K']:.1f} K (from {', '.join(tc['from'])})")
+    for s, e in report["cq_transition_K"].items():
+        if e["significant"]:
+            print(f"{s}: C_Q(<V>) changes at {e['tc_K']:.1f} ± {e['tc_error_K']:.1f} K")
+    print(f"wrote {args.output}")
+    return 0

@@ -1,0 +1,62 @@
+"""efg scan: transition temperature from curves with a known break, and no false transitions."""
+import json
+
+import numpy as np
+import pytest
+
+from efg.scan import scan, transition
+
+
+def test_break_point_found_within_its_uncertainty():
+    rng = np.random.default_rng(4)
+    T = np.arange(100.0, 701.0, 50.0)
+    tc_true = 372.0
+    order = np.where(T < tc_true, 8.0 * np.sqrt(np.clip(1 - T / tc_true, 0, None)), 0.0) + 0.3
+    err = np.full_like(T, 0.15)
+    est = transition(T, order + rng.normal(0, 0.15, T.size), err)
+    assert est["significant"]
+    assert abs(est["tc_K"] - tc_true) <= max(3 * est["tc_error_K"], 25.0)
+    assert 0 < est["tc_error_K"] < 60
+
+
+def test_straight_line_gives_no_transition():
+    rng = np.random.default_rng(5)
+    T = np.arange(100.0, 701.0, 50.0)
+    y = 3.0 - 0.002 * T + rng.normal(0, 0.05, T.size)
+    assert not transition(T, y, np.full_like(T, 0.05))["significant"]
+
+
+def _run(T, tilt, tilt_err, cq):
+    entry = lambda v, e: {"value": v, "error": e, "tau_frames": 1.0, "block_frames": 2, "n_blocks": 10}
+    species = {"Br": {"isotope": "79Br", **{k: entry(cq, 0.01) for k in (
+        "abs_cq_of_mean_tensor_mhz", "mean_abs_cq_mhz")}, **{k: entry(0.1, 0.01) for k in (
+            "eta_of_mean_tensor", "mean_eta")}}}
+    a = 5.9 + 1e-4 * T
+    structure = {"tilt_R_deg": entry([0.1, 0.1, tilt], [0.05, 0.05, tilt_err]),
+                 "tilt_M_deg": entry([0.1, 0.1, 0.1], [0.05, 0.05, 0.05]),
+                 "lattice_pc_A": entry([a, a, a + (0.02 if tilt > 1 else 0.0)], [1e-3] * 3)}
+    return {"temperature_K": T, "species": species, "structure": structure}
+
+
+def test_scan_of_runs_reports_structural_transition_and_plots(tmp_path):
+    files = []
+    for T in range(150, 651, 50):
+        tilt = 6.0 * np.sqrt(max(0.0, 1 - T / 420.0))
+        f = tmp_path / f"run_{T}.json"
+        f.write_text(json.dumps(_run(float(T), tilt + 0.3, 0.2, 60.0 - (10.0 if T < 420 else 0.0) - 0.01 * T)))
+        files.append(f)
+    report = scan(files[::-1], tmp_path / "scan.json")
+    tc = report["transition_temperature_K"]
+    assert tc["tc_K"] is not None and abs(tc["tc_K"] - 420.0) <= max(3 * tc["tc_error_K"], 30.0)
+    assert report["cq_transition_K"]["Br"]["significant"]
+    assert report["temperatures_K"] == sorted(report["temperatures_K"])
+    for png in report["plots"]:
+        assert (tmp_path / png).stat().st_size > 1000
+    assert json.loads((tmp_path / "scan.json").read_text())["curves"]
+
+
+def test_scan_needs_temperatures(tmp_path):
+    f = tmp_path / "run.json"
+    f.write_text(json.dumps({**_run(300.0, 1.0, 0.1, 50.0), "temperature_K": None}))
+    with pytest.raises(ValueError, match="no temperature in .*run.json"):
+        scan([f])
