@@ -10,7 +10,9 @@ EFG model (``--model efg.pt``) or from EFG columns already in the dump (``comput
 - standard errors from blocks of ≥ 2τ frames (τ the integrated autocorrelation time) and the
   jackknife; histograms of the instantaneous C_Q and η per species;
 - for perovskites, pseudocubic lattice parameters and octahedral tilt order parameters
-  (:mod:`efg.structure`), which ``efg scan`` follows through the phase transitions.
+  (:mod:`efg.structure`), which ``efg scan`` follows through the phase transitions;
+- per species, mean-square displacements about the mean positions, and with velocities in the
+  dump (and ``--md-timestep``) the vibrational DOS, for ``efg compare`` against phonopy.
 
 Outputs: ``run.json`` (everything above), ``run.npz`` (the tensors, frames × atoms × 3 × 3, V/Å²,
 for re-analysis), ``run_hist.png``. Under ``mpirun -np N`` the frames are split between ranks and
@@ -104,7 +106,8 @@ def evaluate_frames(dump, types, index: str, model_path: Optional[str], columns:
         from pyexport.contract import load_model
         model, _ = load_model(model_path, kind="efg")
     frames = iread(dump, types=types, index=index)
-    results = {"frame": [], "timestep": [], "tensors": [], "cells": [], "structure": []}
+    results = {"frame": [], "timestep": [], "tensors": [], "cells": [], "structure": [], "scaled": [],
+               "velocities": []}
     first = None
     sites = None
     pending = []
@@ -124,6 +127,9 @@ def evaluate_frames(dump, types, index: str, model_path: Optional[str], columns:
             results["timestep"].append(int(a.info.get("timestep", k)))
             results["tensors"].append(np.asarray(v, dtype=np.float64))
             results["cells"].append(a.cell.array.copy())
+            results["scaled"].append(np.linalg.solve(a.cell.array.T, a.positions.T).T)
+            if all(k in a.arrays for k in ("vx", "vy", "vz")):
+                results["velocities"].append(np.stack([a.arrays[k] for k in ("vx", "vy", "vz")], axis=1))
             results["structure"].append(structure_of(a, sites))
         bar.update(len(pending))
         pending.clear()
@@ -235,10 +241,52 @@ def structure_statistics(structure: List[dict]) -> dict:
     return out
 
 
+def displacement_msd(scaled: np.ndarray, cells: np.ndarray, masses: np.ndarray) -> np.ndarray:
+    """Per frame and atom, u ⊗ u (F, N, 3, 3) Å² of the displacement u from the atom's mean
+    position over the run. Atoms are followed across periodic boundaries (frames must be close
+    enough in time that no atom moves half a cell between them); the centre-of-mass motion of
+    each frame is removed."""
+    step = np.diff(scaled, axis=0)
+    step -= np.round(step)
+    unwrapped = np.concatenate([scaled[:1], scaled[:1] + np.cumsum(step, axis=0)])
+    u = np.einsum("fnj,fjk->fnk", unwrapped - unwrapped.mean(axis=0), cells)
+    u -= (masses[None, :, None] * u).sum(axis=1, keepdims=True) / masses.sum()
+    return u[..., :, None] * u[..., None, :]
+
+
+def vibrational_dos(velocities: np.ndarray, masses: np.ndarray, frame_dt_ps: float) -> dict:
+    """Vibrational density of states from the mass-weighted velocity autocorrelation (Å/ps):
+    the power spectrum of the velocities, (F, N, 3) frames dt apart, normalised to unit area
+    over frequency (THz). Hann-windowed; resolution 1/(F dt)."""
+    v = velocities - velocities.mean(axis=0)
+    n = v.shape[0]
+    window = np.hanning(n)[:, None, None]
+    spectrum = np.abs(np.fft.rfft(v * window, axis=0)) ** 2
+    power = (masses[None, :, None] * spectrum).sum(axis=(1, 2))
+    freq = np.fft.rfftfreq(n, d=frame_dt_ps)
+    area = np.trapezoid(power, freq)
+    return {"frequencies_THz": freq.tolist(), "dos_normalised": (power / area).tolist(),
+            "frame_dt_ps": frame_dt_ps, "nyquist_THz": 0.5 / frame_dt_ps}
+
+
+def msd_statistics(uu: np.ndarray, symbols: np.ndarray) -> dict:
+    """Per species: mean-square displacement tensor (3, 3) and isotropic MSD, Å², with errors."""
+    out = {}
+    for element in dict.fromkeys(symbols):
+        series = uu[:, symbols == element].mean(axis=1)                 # (F, 3, 3)
+        out[element] = {"msd_tensor_A2": _est(series.reshape(len(series), 9)),
+                        "msd_iso_A2": _est(np.trace(series, axis1=1, axis2=2) / 3.0)}
+        out[element]["msd_tensor_A2"]["value"] = np.reshape(out[element]["msd_tensor_A2"]["value"], (3, 3)).tolist()
+        out[element]["msd_tensor_A2"]["error"] = np.reshape(out[element]["msd_tensor_A2"]["error"], (3, 3)).tolist()
+    return out
+
+
 def analyze(dump, model=None, types=None, isotopes=None, index=":", every=1, columns=None,
-            batch_atoms=4000, temperature=None, output=None, progress=True, comm=None) -> Optional[dict]:
+            batch_atoms=4000, temperature=None, md_timestep_ps=None, output=None, progress=True,
+            comm=None) -> Optional[dict]:
     """Run the analysis; returns the report dict (on rank 0; None on other ranks) and writes
-    ``output`` (.json), with ``.npz`` and ``_hist.png`` beside it, when given."""
+    ``output`` (.json), with ``.npz`` and ``_hist.png`` beside it, when given.
+    ``md_timestep_ps`` (the MD time step) enables the vibrational DOS from the dump's velocities."""
     start_time = time.time()
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     type_map = parse_types(types) if isinstance(types, str) or types is None else types
@@ -261,6 +309,18 @@ def analyze(dump, model=None, types=None, isotopes=None, index=":", every=1, col
         raise ValueError(f"{dump}: frames do not all have {len(symbols)} atoms")
 
     sites_stats, _, _ = site_statistics(tensors, np.nan_to_num(q_mb, nan=0.0))
+    masses = first.get_masses()
+    dynamics = {}
+    if tensors.shape[0] >= 2:
+        uu = displacement_msd(np.stack(results["scaled"]), np.stack(results["cells"]), masses)
+        dynamics["msd"] = msd_statistics(uu, symbols)
+    if results["velocities"] and md_timestep_ps and len(results["velocities"]) >= 8:
+        steps = np.diff(results["timestep"])
+        if np.all(steps == steps[0]) and steps[0] > 0:
+            dynamics["vdos"] = vibrational_dos(np.stack(results["velocities"]), masses,
+                                               float(steps[0]) * md_timestep_ps)
+        else:
+            dynamics["vdos_skipped"] = "frames are not evenly spaced in time"
     report = {
         "efgmd": "efg analyze",
         "dump": str(dump),
@@ -276,6 +336,7 @@ def analyze(dump, model=None, types=None, isotopes=None, index=":", every=1, col
         "species": species_statistics(tensors, np.nan_to_num(q_mb, nan=0.0), symbols, iso),
         "sites": {"symbols": symbols.tolist(), **sites_stats},
         "structure": structure_statistics(results["structure"]),
+        "dynamics": dynamics,
         "perovskite": ({"B": sites.b_symbol, "X": sites.x_symbol, "repeats": sites.repeats.tolist()}
                        if sites is not None else None),
         "conventions": "V in V/Å², VASP order xx yy zz xy xz yz; |Vzz|>=|Vyy|>=|Vxx|; "
@@ -358,6 +419,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--every", type=int, default=1, help="use every N-th selected frame")
     p.add_argument("--efg-columns", dest="columns", help="stem of EFG dump columns, e.g. c_efg")
     p.add_argument("--temperature", type=float, help="temperature of the run (K), recorded for efg scan")
+    p.add_argument("--md-timestep", dest="md_timestep_ps", type=float,
+                   help="MD time step (ps) of the run: with velocities in the dump, gives the vibrational DOS")
     p.add_argument("--batch-atoms", type=int, default=4000, help="atoms per model call (several frames)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("-o", "--output", required=True, help="run.json (run.npz and run_hist.png beside it)")
@@ -374,7 +437,8 @@ def run(args) -> int:
         pass
     report = analyze(args.dump, model=args.model, types=args.types, isotopes=args.isotopes,
                      index=args.index, every=args.every, columns=args.columns,
-                     batch_atoms=args.batch_atoms, temperature=args.temperature, output=args.output,
+                     batch_atoms=args.batch_atoms, temperature=args.temperature,
+                     md_timestep_ps=args.md_timestep_ps, output=args.output,
                      progress=not args.no_progress, comm=comm)
     if report is not None:
         for element, entry in report["species"].items():

@@ -207,3 +207,32 @@ def test_analyze_errors_name_the_problem(tmp_path):
     (tmp_path / "noefg.dump").write_text((tmp_path / "t.dump").read_text().replace("c_efg", "c_stress"))
     with pytest.raises(ValueError, match="no EFG columns .* and no --model given"):
         analyze(tmp_path / "noefg.dump", types="Br", progress=False)
+
+
+def test_msd_follows_atoms_across_boundaries_and_vdos_finds_the_frequency():
+    from efg.analyze import displacement_msd, msd_statistics, vibrational_dos
+    rng = np.random.default_rng(6)
+    n_frames, n_atoms, L = 3000, 20, 8.0
+    cell = np.eye(3) * L
+    centres = rng.uniform(0, L, (n_atoms, 3))
+    centres[0] = [0.01, 4.0, 7.99]                      # sits on the boundary: wraps every frame
+    sigma = np.array([0.05, 0.10, 0.20])                # Å, anisotropic
+    u = rng.normal(size=(n_frames, n_atoms, 3)) * sigma
+    positions = np.mod(centres + u, L)
+    scaled = positions / L
+    masses = np.full(n_atoms, 80.0)
+    uu = displacement_msd(scaled, np.repeat(cell[None], n_frames, 0), masses)
+    stats = msd_statistics(uu, np.array(["Br"] * n_atoms))["Br"]
+    expected = sigma ** 2 * (1 - 1 / n_atoms)          # centre-of-mass motion removed
+    diag = np.diag(stats["msd_tensor_A2"]["value"])
+    err = np.diag(stats["msd_tensor_A2"]["error"])
+    assert np.all(np.abs(diag - expected) <= 4 * err + 1e-12)
+    assert abs(stats["msd_iso_A2"]["value"] - expected.mean()) <= 4 * stats["msd_iso_A2"]["error"]
+    # velocities of oscillators at 2.5 THz sampled every 0.02 ps
+    t = np.arange(2048) * 0.02
+    phases = rng.uniform(0, 2 * np.pi, (1, n_atoms, 3))
+    v = np.cos(2 * np.pi * 2.5 * t[:, None, None] + phases)
+    dos = vibrational_dos(v, masses, 0.02)
+    freq, g = np.array(dos["frequencies_THz"]), np.array(dos["dos_normalised"])
+    assert abs(freq[np.argmax(g)] - 2.5) <= 2.0 / (2048 * 0.02)
+    assert abs(np.trapezoid(g, freq) - 1.0) <= 1e-12

@@ -1,0 +1,159 @@
+"""The shipped example, end to end: CsPbBr3 from reference data to C_Q(T) through the tilt
+transitions, and the harmonic picture next to it (what `make demo` runs).
+
+    python examples/run_demo.py [--full] [--out examples/cspbbr3/out] [--jobs 2]
+
+Steps (each a command a user can run by hand; they are printed as they run):
+  1. pyexport fit / export      cluster potential from the reference set → potential.pt
+  2. pyexport scan              R-point tilt double well: potential vs reference
+  3. LAMMPS (pair_style mlff)   NPT of a 4×4×4 pseudocubic supercell at 6+ temperatures
+  4. pyexport fit-efg / export  equivariant EFG model from the point-charge labels → efg.pt
+  5. efg analyze + efg scan     C_Q(T), η(T), tilts, lattice, transition temperature
+  6. efg harmonic               phonopy baseline of the same potential (imaginary R/M modes)
+  7. efg compare                harmonic vs MD report: out/report.md with every plot
+
+The default is sized to finish in about 15 minutes on 2 cores; --full runs longer MD, more
+temperatures and the cluster-nn potential (see the README for its run time).
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent / "cspbbr3"
+REFERENCE = HERE / "reference" / "cspbbr3_7net0.extxyz.xz"
+TILT_REFERENCE = HERE / "reference" / "r_tilt_scan.json"
+BIN = Path(sys.prefix) / "bin"
+
+SETTINGS = {
+    "quick": {"model": "cluster", "basis": "small", "temperatures": [100, 200, 300, 400, 500, 600],
+              "equil": 2500, "steps": 5000, "every": 25, "efg_epochs": 60, "supercell": 4},
+    "full": {"model": "cluster-nn", "basis": "medium", "temperatures": list(range(50, 701, 50)),
+             "equil": 10000, "steps": 50000, "every": 50, "efg_epochs": 300, "supercell": 6},
+}
+
+
+def step(title):
+    print(f"\n=== {title}  [{time.strftime('%H:%M:%S')}]", flush=True)
+
+
+def run(cmd, cwd=None, log=None):
+    """Run a command, echoing it; stop the demo with its output if it fails."""
+    cmd = [str(c) for c in cmd]
+    print("$ " + " ".join(cmd), flush=True)
+    if log is None:
+        subprocess.run(cmd, cwd=cwd, check=True)
+        return
+    with open(log, "w") as fh:
+        proc = subprocess.run(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        sys.stderr.write(Path(log).read_text()[-4000:])
+        raise SystemExit(f"failed: {' '.join(cmd)} (log: {log})")
+
+
+def cubic_supercell(a0, n):
+    from ase import Atoms
+    unit = Atoms("CsPbBr3", scaled_positions=[[.5, .5, .5], [0, 0, 0], [.5, 0, 0], [0, .5, 0], [0, 0, .5]],
+                 cell=np.eye(3) * a0, pbc=True)
+    return unit.repeat((n, n, n))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="the longer, higher-fidelity setting")
+    parser.add_argument("--out", default=str(HERE / "out"), help="output folder")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="LAMMPS runs in parallel (one core each)")
+    args = parser.parse_args(argv)
+    cfg = SETTINGS["full" if args.full else "quick"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    timings = {}
+    py = [sys.executable, "-m"]
+
+    step("1. fit the potential to the reference set (SevenNet-0 stand-in for DFT)")
+    t = time.time()
+    run(py + ["pyexport", "fit", REFERENCE, "--model", cfg["model"], "--basis", cfg["basis"],
+              "-o", out / "potential.ckpt", "--metrics", out / "fit_metrics.json"])
+    run(py + ["pyexport", "export", out / "potential.ckpt", "-o", out / "potential.pt"])
+    timings["fit_potential_s"] = time.time() - t
+
+    step("2. R-point tilt double well: fitted potential vs reference")
+    summary = json.loads((HERE / "reference" / "generation_summary.json").read_text())
+    a0 = float(summary["a0_A"])
+    cubic = cubic_supercell(a0, 2)
+    cubic.write(out / "cubic_222.vasp", format="vasp", direct=True)
+    run(py + ["pyexport", "scan", out / "potential.pt", "--structure", out / "cubic_222.vasp",
+              "--mode", "R-tilt", "--reference", TILT_REFERENCE, "-o", out / "r_tilt_scan.json"])
+
+    step(f"3. LAMMPS NPT, {cfg['supercell']}x{cfg['supercell']}x{cfg['supercell']} supercell, "
+         f"T = {cfg['temperatures']} K")
+    t = time.time()
+    from pyexport.lammpsdata import write_lammps_data
+    n = cfg["supercell"]
+    write_lammps_data(out / "cspbbr3.data", cubic_supercell(a0, n), ["Cs", "Pb", "Br"])
+    md = out / "md"
+    md.mkdir(exist_ok=True)
+    shutil.copy(HERE / "in.npt.lmp", md / "in.npt.lmp")
+
+    def lammps(T):
+        run([BIN / "lmp", "-in", "in.npt.lmp", "-log", f"log_{T}K.lammps", "-nocite", "-screen", "none",
+             "-var", "T", T, "-var", "model", out / "potential.pt", "-var", "data", out / "cspbbr3.data",
+             "-var", "steps", cfg["steps"], "-var", "equil", cfg["equil"], "-var", "seed", 1000 + T,
+             "-var", "every", cfg["every"]], cwd=md, log=md / f"screen_{T}K.txt")
+        return T
+
+    env_threads = {"OMP_NUM_THREADS": "1"}
+    os.environ.update(env_threads)
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for T in pool.map(lammps, cfg["temperatures"]):
+            print(f"  MD at {T} K done ({time.time() - t:.0f} s)", flush=True)
+    timings["md_s"] = time.time() - t
+
+    step("4. fit the equivariant EFG model to the point-charge labels")
+    t = time.time()
+    run(py + ["pyexport", "fit-efg", REFERENCE, "--epochs", cfg["efg_epochs"], "-o", out / "efg.ckpt",
+              "--metrics", out / "efg_metrics.json"])
+    run(py + ["pyexport", "export", out / "efg.ckpt", "-o", out / "efg.pt"])
+    timings["fit_efg_s"] = time.time() - t
+
+    step("5. efg analyze at every temperature, then efg scan")
+    t = time.time()
+    runs = []
+    for T in cfg["temperatures"]:
+        target = out / "analyze" / f"run_{T}K.json"
+        run(py + ["efg", "analyze", "--dump", md / f"md_{T}K.dump", "--model", out / "efg.pt",
+                  "--types", "Cs,Pb,Br", "--isotope", "Br=79Br,Cs=133Cs", "--temperature", T,
+                  "-o", target, "--no-progress"])
+        runs.append(target)
+    run(py + ["efg", "scan", *runs, "-o", out / "scan.json"])
+    timings["analyze_scan_s"] = time.time() - t
+
+    step("6. harmonic baseline (phonopy) of the same potential")
+    t = time.time()
+    primitive = cubic_supercell(a0, 1)
+    primitive.write(out / "cubic_unit.vasp", format="vasp", direct=True)
+    run(py + ["efg", "harmonic", "--potential", out / "potential.pt", "--structure", out / "cubic_unit.vasp",
+              "--supercell", "2", "2", "2", "--temperatures",
+              f"{cfg['temperatures'][0]}:{cfg['temperatures'][-1]}:{cfg['temperatures'][1] - cfg['temperatures'][0]}",
+              "--efg-model", out / "efg.pt", "--isotope", "Br=79Br,Cs=133Cs", "-o", out / "harmonic.json"])
+    timings["harmonic_s"] = time.time() - t
+
+    step("7. harmonic vs MD report")
+    run(py + ["efg", "compare", out / "harmonic.json", out / "scan.json", "-o", out / "report"])
+    timings["total_s"] = time.time() - t_start
+    (out / "demo_timings.json").write_text(json.dumps({"setting": "full" if args.full else "quick",
+                                                        **cfg, **timings}, indent=1))
+    print(f"\nDone in {timings['total_s'] / 60:.1f} min: {out / 'report' / 'report.md'}")
+
+
+if __name__ == "__main__":
+    main()
