@@ -8,7 +8,7 @@ import importlib
 import sys
 
 #: subcommand modules, in the order ``efg --help`` lists them
-SUBCOMMAND_MODULES = ["efg.analyze", "efg.scan"]
+SUBCOMMAND_MODULES = ["efg.analyze", "efg.scan", "efg.harmonic", "efg.compare"]
 
 
 def build_parser() -> argparse.ArgumentParser:
