@@ -1,0 +1,629 @@
+#!/usr/bin/env python
+"""Make the CsPbBr3 reference data set of the shipped example.
+
+Energies, forces and stresses come from SevenNet-0 (``7net-0``, the checkpoint shipped inside
+the ``sevenn`` wheel, trained on PBE data of the Materials Project), a stand-in for DFT so that
+the example runs without a DFT code. EFG labels are classical point-charge EFGs (formal
+charges Cs +1, Pb +2, Br −1, no Sternheimer factor) from ``efg.pointcharge.ewald_efg``, a
+stand-in for DFT EFGs. See ``reference/README.md`` for what the data set holds and how it was
+made.
+
+The structures (pseudocubic supercells, all periodic):
+
+- the cubic lattice parameter a0 relaxed with 7net-0, and the cubic (Pm-3m), tetragonal
+  (a0a0c−, I4/mcm) and orthorhombic (a−a−c+, Pnma) 2×2×2 cells relaxed under their symmetry;
+- frozen-mode scans of the cubic 2×2×2 cell: R-point tilt (also saved as the reference double
+  well, ``--tilt-scan-out``), M-point tilt, polar Γ (Slater) mode, and isotropic volume;
+- random mixtures of the R, M and Γ modes, homogeneous strains (±3 % normal, ±2 % shear, with
+  and without rattles) and random rattles of the three phases;
+- snapshots of Langevin MD (fixed cell) at 100–700 K of 40-, 80- and 160-atom cells.
+
+Everything random draws from ``numpy.random.SeedSequence(--seed)``, one child stream per stage,
+so the same seed, versions and thread count give the same file. Nothing is downloaded: the
+script refuses to run if the 7net-0 checkpoint is not already on disk.
+
+Run it with the ``reference`` extra installed (``pip install efgmd[reference]``):
+
+    python examples/cspbbr3/make_reference.py     # writes examples/cspbbr3/reference/*
+
+or label an existing file with point-charge EFGs only (no sevenn needed):
+
+    python examples/cspbbr3/make_reference.py --label-efg-only in.extxyz.xz --out out.extxyz.xz
+"""
+import argparse
+import hashlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import ase
+import ase.io
+from ase import Atoms, units
+from ase.calculators.singlepoint import SinglePointCalculator
+from tqdm import tqdm
+
+from modes import cubic_cell, cubic_supercell, displaced, polar_pattern, tilt_pattern
+
+HERE = Path(__file__).resolve().parent
+REPOSITORY_ROOT = HERE.parents[1]
+
+MODEL_NAME = "7net-0"
+FORMAL_CHARGES = {"Cs": 1.0, "Pb": 2.0, "Br": -1.0}  # e, for the point-charge EFG labels
+ATOMS_PER_FORMULA_UNIT = 5
+BASE_REPEAT = (2, 2, 2)  # the 40-atom pseudocubic cell that holds R- and M-point tilts
+
+# Starting distortions (Å of Br displacement) from which the tilted phases are relaxed; any
+# value in the basin of the phase gives the same minimum.
+TETRAGONAL_START = {"R_z": 0.4}
+ORTHORHOMBIC_START = {"R_x": 0.35, "R_y": 0.35, "M_z": 0.45}
+
+# Which relaxed phase each MD run starts from: the phase sequence of CsPbBr3 (orthorhombic
+# below ~361 K, tetragonal to ~403 K, cubic above); the fixed-cell MD then samples what 7net-0
+# makes of it at that temperature.
+MD_2X2X2 = ((100.0, "orthorhombic"), (200.0, "orthorhombic"), (300.0, "orthorhombic"),
+            (400.0, "tetragonal"), (500.0, "cubic"), (700.0, "cubic"))
+MD_LARGE = (((1, 1, 2), 200.0, "orthorhombic"), ((1, 1, 2), 500.0, "cubic"),
+            ((1, 2, 2), 300.0, "orthorhombic"), ((1, 2, 2), 700.0, "cubic"))
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    out_dir = HERE / "reference"
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", type=Path, default=out_dir / "cspbbr3_7net0.extxyz.xz",
+                   help="output extxyz (.xz/.gz/.bz2 compressed by extension)")
+    p.add_argument("--tilt-scan-out", type=Path, default=out_dir / "r_tilt_scan.json",
+                   help="JSON of the R-point tilt double well of the cubic cell")
+    p.add_argument("--summary-out", type=Path, default=out_dir / "generation_summary.json",
+                   help="JSON of versions, a0, phases, counts, statistics and timings")
+    p.add_argument("--label-efg-only", type=Path, metavar="EXTXYZ",
+                   help="only add point-charge EFG labels to this existing file, write --out")
+    p.add_argument("--seed", type=int, default=20240715)
+    p.add_argument("--device", default="cpu", help="torch device of the 7net-0 model")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--fmax", type=float, default=1e-3, help="phase relaxation, eV/Å")
+    p.add_argument("--max-relax-steps", type=int, default=400)
+    p.add_argument("--tilt-scan-max", type=float, default=1.0, help="Å of Br displacement")
+    p.add_argument("--tilt-scan-step", type=float, default=0.05, help="Å")
+    p.add_argument("--n-mode-mix", type=int, default=40, help="random R/M/Γ mixtures")
+    p.add_argument("--n-strain", type=int, default=20, help="strained cells per phase "
+                   "(half of them also rattled)")
+    p.add_argument("--n-rattle", type=int, default=20, help="rattled cells per phase")
+    p.add_argument("--rattle-min", type=float, default=0.02, help="Å, Gaussian σ per component")
+    p.add_argument("--rattle-max", type=float, default=0.15, help="Å")
+    p.add_argument("--timestep", type=float, default=4.0, help="MD time step, fs")
+    p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs")
+    p.add_argument("--n-equil-steps", type=int, default=100, help="MD steps before sampling")
+    p.add_argument("--n-md-steps", type=int, default=300,
+                   help="sampled MD steps per 2x2x2 trajectory (after equilibration)")
+    p.add_argument("--n-md-steps-large", type=int, default=100,
+                   help="sampled MD steps per 80- and 160-atom trajectory")
+    p.add_argument("--md-interval", type=int, default=10, help="MD steps between snapshots")
+    args = p.parse_args(argv)
+    for name in ("n_mode_mix", "n_strain", "n_rattle", "n_equil_steps", "n_md_steps",
+                 "n_md_steps_large"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')}: expected a non-negative count")
+    for name in ("md_interval", "threads", "max_relax_steps"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')}: expected a positive integer")
+    if not 0.0 < args.rattle_min <= args.rattle_max:
+        p.error("--rattle-min/--rattle-max: expected 0 < min <= max")
+    if not 0.0 < args.tilt_scan_step < args.tilt_scan_max:
+        p.error("--tilt-scan-step/--tilt-scan-max: expected 0 < step < max")
+    return args
+
+
+# --------------------------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------------------------
+def load_sevennet0(device: str, threads: int):
+    """The 7net-0 ASE calculator from the checkpoint inside the sevenn package, and its
+    provenance (sevenn version, checkpoint file, sha256). Raises rather than downloading."""
+    try:
+        import torch
+        import sevenn
+        from sevenn.calculator import SevenNetCalculator
+        from sevenn.util import pretrained_name_to_path
+    except ImportError as error:
+        raise SystemExit(f"make_reference.py: the 7net-0 labels need the sevenn package "
+                         f"(pip install efgmd[reference]): {error}") from None
+    torch.set_num_threads(threads)
+    # pretrained_name_to_path only looks on disk for 7net-0 (no download link exists for it);
+    # the check keeps it that way should a later sevenn add one.
+    path = Path(pretrained_name_to_path(MODEL_NAME))
+    if not path.is_file():
+        raise SystemExit(f"make_reference.py: 7net-0 checkpoint not found at {path}")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    calc = SevenNetCalculator(str(path), device=device)
+    provenance = {"model": MODEL_NAME, "sevenn_version": sevenn.__version__,
+                  "torch_version": torch.__version__, "ase_version": ase.__version__,
+                  "checkpoint": f"{path.parent.name}/{path.name}", "checkpoint_sha256": digest,
+                  "device": device, "torch_threads": threads}
+    return calc, provenance
+
+
+def labelled(atoms: Atoms, calc, **info) -> Atoms:
+    """A constraint-free copy of ``atoms`` with 7net-0 energy (eV), forces (eV/Å) and stress
+    (eV/Å³, ASE sign) frozen in a SinglePointCalculator, and ``info`` added."""
+    work = atoms.copy()
+    del work.constraints
+    work.calc = calc
+    energy = work.get_potential_energy()
+    forces = work.get_forces()
+    stress = work.get_stress(voigt=True)
+    out = work.copy()
+    out.arrays.pop("momenta", None)  # MD velocities are not labels; they would only add size
+    out.info.clear()
+    out.info.update(info)
+    out.calc = SinglePointCalculator(out, energy=energy, forces=forces, stress=stress)
+    return out
+
+
+def energy_of(atoms: Atoms, calc) -> float:
+    work = atoms.copy()
+    work.calc = calc
+    return float(work.get_potential_energy())
+
+
+# --------------------------------------------------------------------------------------------
+# Relaxed lattice and phases
+# --------------------------------------------------------------------------------------------
+def relax_cubic_a0(calc, bounds=(5.5, 6.5)) -> float:
+    """Lattice parameter (Å) minimising the 7net-0 energy of the cubic 5-atom cell."""
+    from scipy.optimize import minimize_scalar
+    result = minimize_scalar(lambda a: energy_of(cubic_cell(a), calc), bounds=bounds,
+                             method="bounded", options={"xatol": 1e-5})
+    a0 = float(result.x)
+    if min(a0 - bounds[0], bounds[1] - a0) < 1e-3:
+        raise RuntimeError(f"cubic a0 = {a0:.4f} Å at the edge of the search interval {bounds}")
+    return a0
+
+
+def tilt_start(a0: float, start: Dict[str, float]) -> Atoms:
+    """The ideal 2×2×2 cell displaced along the named modes (``R_z``: R-point tilt about z)."""
+    ideal = cubic_supercell(a0, BASE_REPEAT)
+    terms = [(amplitude, tilt_pattern(ideal, a0, name[2], name[0]))
+             for name, amplitude in start.items()]
+    return displaced(ideal, *terms)
+
+
+def relax_under_symmetry(atoms: Atoms, calc, fmax: float, steps: int, name: str) -> Atoms:
+    """Positions and cell relaxed with 7net-0 under the space group of ``atoms``."""
+    from ase.constraints import FixSymmetry
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import BFGS
+    work = atoms.copy()
+    work.set_constraint(FixSymmetry(work, symprec=1e-3))
+    work.calc = calc
+    optimizer = BFGS(FrechetCellFilter(work), logfile=None)
+    if not optimizer.run(fmax=fmax, steps=steps):
+        raise RuntimeError(f"{name}: relaxation not converged to fmax {fmax} eV/Å in {steps} "
+                           f"steps (raise --max-relax-steps or --fmax)")
+    del work.constraints
+    return work
+
+
+def space_group(atoms: Atoms, symprec: float = 1e-3) -> str:
+    import spglib
+    return str(spglib.get_spacegroup((atoms.cell.array, atoms.get_scaled_positions(),
+                                      atoms.numbers), symprec=symprec))
+
+
+def mode_amplitudes(atoms: Atoms, a0: float) -> Dict[str, float]:
+    """Amplitudes (Å) of the R/M tilts and polar modes in a 2×2×2 cell, its positions first
+    mapped onto the ideal cubic metric (fractional displacements × 2 a0)."""
+    ideal = cubic_supercell(a0, BASE_REPEAT)
+    delta = atoms.get_scaled_positions() - ideal.get_scaled_positions()
+    delta = (delta - np.rint(delta)) @ ideal.cell.array
+    patterns = {f"{point}_{axis}": tilt_pattern(ideal, a0, axis, point)
+                for point in ("R", "M") for axis in "xyz"}
+    patterns.update({f"polar_{axis}": polar_pattern(ideal, axis) for axis in "xyz"})
+    return {name: float(np.vdot(delta, pattern) / np.vdot(pattern, pattern))
+            for name, pattern in patterns.items()}
+
+
+def relaxed_phases(calc, a0: float, fmax: float, steps: int) -> Dict[str, Atoms]:
+    """The cubic, tetragonal (a0a0c−) and orthorhombic (a−a−c+) 2×2×2 cells, relaxed."""
+    phases = {"cubic": cubic_supercell(a0, BASE_REPEAT)}
+    for name, start in (("tetragonal", TETRAGONAL_START), ("orthorhombic", ORTHORHOMBIC_START)):
+        phases[name] = relax_under_symmetry(tilt_start(a0, start), calc, fmax, steps, name)
+    return phases
+
+
+def describe_phases(phases: Dict[str, Atoms], frames: Dict[str, Atoms], a0: float) -> Dict:
+    cubic_energy = frames["cubic"].get_potential_energy() / len(frames["cubic"])
+    out = {}
+    for name, atoms in phases.items():
+        frame = frames[name]
+        per_atom = frame.get_potential_energy() / len(frame)
+        out[name] = {
+            "space_group": space_group(atoms),
+            "cell_A": np.round(atoms.cell.array, 5).tolist(),
+            "cell_lengths_angles": np.round(atoms.cell.cellpar(), 4).tolist(),
+            "energy_eV_per_fu": per_atom * ATOMS_PER_FORMULA_UNIT,
+            "energy_vs_cubic_meV_per_fu": (per_atom - cubic_energy) * ATOMS_PER_FORMULA_UNIT * 1e3,
+            "mode_amplitudes_A": {k: round(v, 4) for k, v in mode_amplitudes(atoms, a0).items()
+                                  if abs(v) > 1e-4},
+            "max_force_eV_per_A": float(np.abs(frame.get_forces()).max()),
+        }
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Frozen-mode scans and mixtures
+# --------------------------------------------------------------------------------------------
+def r_tilt_scan(calc, a0: float, amplitude_max: float, step: float) -> Tuple[List[Atoms], Dict]:
+    """Frozen R-point tilt about z (a0a0c−) of the cubic 2×2×2 cell at a0, amplitudes from
+    −max to +max Å. Frames for amplitudes ≥ 0 (E(−A) = E(A) by symmetry) and the curve."""
+    from scipy.optimize import minimize_scalar
+    ideal = cubic_supercell(a0, BASE_REPEAT)
+    pattern = tilt_pattern(ideal, a0, "z", "R")
+    n_fu = len(ideal) // ATOMS_PER_FORMULA_UNIT
+    n_side = int(round(amplitude_max / step))
+    amplitudes = step * np.arange(-n_side, n_side + 1)
+    frames, energies = [], []
+    for amplitude in tqdm(amplitudes, desc="R-tilt scan", unit="cell"):
+        frame = labelled(displaced(ideal, (amplitude, pattern)), calc, config_type="r_tilt_scan",
+                         phase="cubic", mode="R_z", amplitude_A=float(amplitude))
+        energies.append(frame.get_potential_energy() / n_fu)
+        if amplitude >= -1e-12:
+            frames.append(frame)
+    energies = np.array(energies)
+    e_cubic = energies[n_side]
+    relative = energies - e_cubic
+
+    def energy(amplitude):  # eV per formula unit
+        return energy_of(displaced(ideal, (amplitude, pattern)), calc) / n_fu
+
+    positive = amplitudes >= 0
+    i_min = int(np.argmin(np.where(positive, relative, np.inf)))
+    lower, upper = amplitudes[max(i_min - 1, n_side)], amplitudes[min(i_min + 1, 2 * n_side)]
+    if i_min == n_side:
+        minimum = {"amplitude_A": 0.0, "depth_meV_per_fu": 0.0}
+    else:
+        refined = minimize_scalar(energy, bounds=(lower, upper), method="bounded",
+                                  options={"xatol": 1e-5})
+        minimum = {"amplitude_A": float(refined.x),
+                   "depth_meV_per_fu": float((e_cubic - refined.fun) * 1e3),
+                   "tilt_angle_deg": float(np.degrees(np.arctan(2.0 * refined.x / a0)))}
+    curve = {
+        "description": "Frozen R-point octahedral tilt about z (Glazer a0a0c-) of the cubic "
+                       "CsPbBr3 2x2x2 supercell at the 7net-0 lattice parameter a0 (cell fixed, "
+                       "no other relaxation); reference energies from SevenNet-0 (7net-0).",
+        "pattern": "examples/cspbbr3/modes.py: displaced(cubic_supercell(a0, (2, 2, 2)), "
+                   "(A, tilt_pattern(cell, a0, 'z', 'R'))); A = displacement of each equatorial "
+                   "Br in angstrom",
+        "a0_A": a0,
+        "supercell": list(BASE_REPEAT),
+        "atoms_per_cell": len(ideal),
+        "amplitude_A": [round(float(a), 6) for a in amplitudes],
+        "energy_eV_per_fu": [float(e) for e in relative],
+        "energy_zero_eV_per_fu": float(e_cubic),
+        "energy_note": "energy_eV_per_fu is relative to the undistorted cubic cell "
+                       "(amplitude 0), whose absolute 7net-0 energy is energy_zero_eV_per_fu",
+        "minimum": minimum,
+        "in_data_set": "the amplitude >= 0 points, config_type=r_tilt_scan, info amplitude_A",
+    }
+    return frames, curve
+
+
+def mode_scans(calc, a0: float) -> List[Atoms]:
+    """M-point tilt and polar Γ scans, and an isotropic volume scan, of the cubic 2×2×2 cell."""
+    ideal = cubic_supercell(a0, BASE_REPEAT)
+    jobs = [(ideal, "m_tilt_scan", "M_z", a, tilt_pattern(ideal, a0, "z", "M"))
+            for a in np.round(np.arange(0.1, 1.01, 0.1), 6)]
+    jobs += [(ideal, "polar_scan", "polar_z", a, polar_pattern(ideal, "z"))
+             for a in np.round(np.arange(0.04, 0.241, 0.04), 6)]
+    frames = []
+    for cell, kind, mode, amplitude, pattern in tqdm(jobs, desc="mode scans", unit="cell"):
+        frames.append(labelled(displaced(cell, (amplitude, pattern)), calc, config_type=kind,
+                               phase="cubic", mode=mode, amplitude_A=float(amplitude)))
+    for strain in tqdm((-0.03, -0.02, -0.01, 0.01, 0.02, 0.03), desc="volume scan", unit="cell"):
+        cell = ideal.copy()
+        cell.set_cell(ideal.cell.array * (1.0 + strain), scale_atoms=True)
+        frames.append(labelled(cell, calc, config_type="volume_scan", phase="cubic",
+                               linear_strain=float(strain)))
+    return frames
+
+
+def mode_mixtures(calc, a0: float, count: int, rng: np.random.Generator) -> List[Atoms]:
+    """Random superpositions of all R and M tilts (|A| ≤ 0.6 Å, 0.5 Å) and polar modes
+    (σ 0.05 Å) of the cubic 2×2×2 cell, with a 0.03 Å rattle and ≤ 1 % isotropic strain."""
+    ideal = cubic_supercell(a0, BASE_REPEAT)
+    patterns = {f"R_{k}": tilt_pattern(ideal, a0, k, "R") for k in "xyz"}
+    patterns.update({f"M_{k}": tilt_pattern(ideal, a0, k, "M") for k in "xyz"})
+    patterns.update({f"polar_{k}": polar_pattern(ideal, k) for k in "xyz"})
+    frames = []
+    for _ in tqdm(range(count), desc="mode mixtures", unit="cell"):
+        amplitude = {name: (rng.uniform(-0.6, 0.6) if name[0] == "R" else
+                            rng.uniform(-0.5, 0.5) if name[0] == "M" else rng.normal(0.0, 0.05))
+                     for name in patterns}
+        cell = displaced(ideal, *[(amplitude[name], patterns[name]) for name in patterns])
+        cell.positions += rng.normal(0.0, 0.03, size=cell.positions.shape)
+        cell.set_cell(cell.cell.array * (1.0 + rng.uniform(-0.01, 0.01)), scale_atoms=True)
+        frames.append(labelled(cell, calc, config_type="mode_mix", phase="cubic",
+                               mode_amplitudes_A=np.array([amplitude[n] for n in patterns]),
+                               mode_names=" ".join(patterns)))
+    return frames
+
+
+# --------------------------------------------------------------------------------------------
+# Strains and rattles of the relaxed phases
+# --------------------------------------------------------------------------------------------
+def random_strain(rng: np.random.Generator) -> np.ndarray:
+    """Symmetric strain tensor (3, 3): normal components in ±3 %, shear components in ±2 %."""
+    strain = np.diag(rng.uniform(-0.03, 0.03, size=3))
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        strain[a, b] = strain[b, a] = rng.uniform(-0.02, 0.02)
+    return strain
+
+
+def strained_cells(calc, phases: Dict[str, Atoms], count: int,
+                   rng: np.random.Generator) -> List[Atoms]:
+    """``count`` homogeneously strained copies of each phase; the second half also rattled
+    (σ 0.03 Å)."""
+    frames = []
+    jobs = [(name, k) for name in phases for k in range(count)]
+    for name, k in tqdm(jobs, desc="strains", unit="cell"):
+        strain = random_strain(rng)
+        cell = phases[name].copy()
+        cell.set_cell(cell.cell.array @ (np.eye(3) + strain), scale_atoms=True)
+        rattle = 0.0
+        if k >= count // 2:
+            rattle = 0.03
+            cell.positions += rng.normal(0.0, rattle, size=cell.positions.shape)
+        frames.append(labelled(cell, calc, config_type="strain_rattle" if rattle else "strain",
+                               phase=name, strain=strain.reshape(9), rattle_sigma_A=rattle))
+    return frames
+
+
+def rattled_cells(calc, phases: Dict[str, Atoms], count: int, sigma_range: Tuple[float, float],
+                  rng: np.random.Generator) -> List[Atoms]:
+    """``count`` copies of each phase with Gaussian displacements of σ uniform in
+    ``sigma_range`` Å (per Cartesian component)."""
+    frames = []
+    jobs = [name for name in phases for _ in range(count)]
+    for name in tqdm(jobs, desc="rattles", unit="cell"):
+        sigma = float(rng.uniform(*sigma_range))
+        cell = phases[name].copy()
+        cell.positions += rng.normal(0.0, sigma, size=cell.positions.shape)
+        frames.append(labelled(cell, calc, config_type="rattle", phase=name,
+                               rattle_sigma_A=sigma))
+    return frames
+
+
+# --------------------------------------------------------------------------------------------
+# Molecular dynamics
+# --------------------------------------------------------------------------------------------
+def thermalize(atoms: Atoms, temperature_K: float, rng: np.random.Generator) -> None:
+    """Maxwell-Boltzmann momenta at ``temperature_K`` (ASE >= 3.29 renamed the function)."""
+    try:
+        from ase.md.velocitydistribution import thermalize_momenta
+    except ImportError:
+        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+    else:
+        thermalize_momenta(atoms, temperature_K, rng=rng)
+
+
+def md_snapshots(calc, start: Atoms, phase: str, temperature_K: float, n_equil: int,
+                 n_sample: int, interval: int, timestep_fs: float, friction_per_fs: float,
+                 rng: np.random.Generator) -> List[Atoms]:
+    """Snapshots every ``interval`` steps of a fixed-cell Langevin run at ``temperature_K``,
+    after ``n_equil`` steps of equilibration."""
+    from ase.constraints import FixCom
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import Stationary
+    atoms = start.copy()
+    atoms.calc = calc
+    thermalize(atoms, temperature_K, rng)
+    Stationary(atoms)
+    # FixCom rather than Langevin(fixcm=True), which ASE >= 3.28 flags as not sampling NVT
+    # exactly in small cells.
+    atoms.set_constraint(FixCom())
+    dynamics = Langevin(atoms, timestep=timestep_fs * units.fs, temperature_K=temperature_K,
+                        friction=friction_per_fs / units.fs, fixcm=False, rng=rng)
+    label = f"MD {len(atoms)} atoms {temperature_K:.0f} K"
+    frames = []
+    with tqdm(total=n_equil + n_sample, desc=label, unit="step", leave=False) as bar:
+        for _ in range(n_equil):
+            dynamics.run(1)
+            bar.update(1)
+        for step in range(1, n_sample + 1):
+            dynamics.run(1)
+            bar.update(1)
+            if step % interval == 0:
+                frames.append(labelled(atoms, calc, config_type="md", phase=phase,
+                                       temperature_K=float(temperature_K),
+                                       md_time_fs=float((n_equil + step) * timestep_fs),
+                                       kinetic_temperature_K=float(atoms.get_temperature())))
+    return frames
+
+
+def md_frames(calc, phases: Dict[str, Atoms], args, rng_seeds) -> List[Atoms]:
+    runs = [((1, 1, 1), t, phase, args.n_md_steps) for t, phase in MD_2X2X2]
+    runs += [(repeat, t, phase, args.n_md_steps_large) for repeat, t, phase in MD_LARGE]
+    frames = []
+    jobs = list(zip(runs, rng_seeds.spawn(len(runs))))
+    for (repeat, temperature, phase, n_sample), seed in tqdm(jobs, desc="MD runs", unit="run"):
+        start = phases[phase].repeat(repeat)
+        frames += md_snapshots(calc, start, phase, temperature, args.n_equil_steps, n_sample,
+                               args.md_interval, args.timestep, args.friction,
+                               np.random.default_rng(seed))
+    return frames
+
+
+# --------------------------------------------------------------------------------------------
+# EFG labels, statistics, output
+# --------------------------------------------------------------------------------------------
+def import_pointcharge():
+    """``efg.pointcharge.ewald_efg``, from the installed efgmd or from this repository."""
+    try:
+        from efg.pointcharge import ewald_efg
+    except ImportError:
+        sys.path.insert(0, str(REPOSITORY_ROOT))
+        from efg.pointcharge import ewald_efg
+    return ewald_efg
+
+
+def add_efg_labels(frames: List[Atoms]) -> None:
+    """Point-charge EFG (V/Å², formal charges, no Sternheimer) of every atom, stored as the
+    per-atom (N, 9) array ``efg`` (row-major 3×3)."""
+    ewald_efg = import_pointcharge()
+    for atoms in tqdm(frames, desc="point-charge EFG", unit="cell"):
+        atoms.arrays["efg"] = ewald_efg(atoms, FORMAL_CHARGES).reshape(len(atoms), 9)
+
+
+def statistics(frames: List[Atoms]) -> Dict:
+    """Counts per config_type, energy spread (eV/atom), force and EFG RMS."""
+    per_atom = np.array([a.get_potential_energy() / len(a) for a in frames])
+    forces = np.concatenate([a.get_forces() for a in frames])
+    stress = np.array([a.get_stress(voigt=True) for a in frames]) / units.GPa
+    counts: Dict[str, int] = {}
+    for atoms in frames:
+        kind = atoms.info["config_type"]
+        counts[kind] = counts.get(kind, 0) + 1
+    sizes: Dict[str, int] = {}
+    for atoms in frames:
+        sizes[str(len(atoms))] = sizes.get(str(len(atoms)), 0) + 1
+    stats = {
+        "n_structures": len(frames),
+        "n_atoms_total": int(sum(len(a) for a in frames)),
+        "structures_per_config_type": counts,
+        "structures_per_size": sizes,
+        "energy_eV_per_atom": {"min": float(per_atom.min()), "max": float(per_atom.max()),
+                               "spread": float(np.ptp(per_atom)), "std": float(per_atom.std())},
+        "force_rms_eV_per_A": float(np.sqrt(np.mean(forces**2))),
+        "force_max_abs_eV_per_A": float(np.abs(forces).max()),
+        "stress_abs_max_GPa": float(np.abs(stress).max()),
+        "md_temperatures_K": sorted({a.info["temperature_K"] for a in frames
+                                     if a.info["config_type"] == "md"}),
+    }
+    if all("efg" in a.arrays for a in frames):
+        efg = np.concatenate([a.arrays["efg"] for a in frames])
+        symbols = np.concatenate([a.get_chemical_symbols() for a in frames])
+        stats["efg_rms_V_per_A2"] = {s: float(np.sqrt(np.mean(efg[symbols == s] ** 2)))
+                                     for s in ("Cs", "Pb", "Br")}
+    return stats
+
+
+def write_frames(frames: List[Atoms], path: Path) -> None:
+    """Write extxyz (compressed by extension) and read it back to check what came out."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ase.io.write(path, frames, format="extxyz")
+    back = ase.io.read(path, index=":", format="extxyz")
+    if len(back) != len(frames):
+        raise RuntimeError(f"{path}: wrote {len(frames)} structures, read back {len(back)}")
+    for k, atoms in enumerate(back):
+        missing = [key for key in ("energy", "forces", "stress")
+                   if atoms.calc is None or key not in atoms.calc.results]
+        if missing or atoms.arrays.get("efg", np.empty(0)).shape != (len(atoms), 9):
+            raise RuntimeError(f"{path}: structure {k} read back without "
+                               f"{', '.join(missing) or 'an (N, 9) efg array'}")
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the repository when inside it, so the summary names no local paths."""
+    try:
+        return path.resolve().relative_to(REPOSITORY_ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def write_json(path: Path, content: Dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, indent=1) + "\n")
+
+
+def label_efg_only(args) -> None:
+    frames = ase.io.read(args.label_efg_only, index=":", format="extxyz")
+    add_efg_labels(frames)
+    write_frames(frames, args.out)
+    print(f"{args.out}: {len(frames)} structures with point-charge EFG labels")
+
+
+def generate(args) -> None:
+    timings: Dict[str, float] = {}
+    start_all = time.perf_counter()
+    clock = time.perf_counter()
+
+    def lap(name):
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 1)
+        clock = now
+
+    calc, provenance = load_sevennet0(args.device, args.threads)
+    lap("load_model")
+    seeds = dict(zip(("mode_mix", "strain", "rattle", "md"),
+                     np.random.SeedSequence(args.seed).spawn(4)))
+
+    a0 = relax_cubic_a0(calc)
+    print(f"7net-0 cubic lattice parameter a0 = {a0:.5f} Å")
+    phases = relaxed_phases(calc, a0, args.fmax, args.max_relax_steps)
+    minima = {name: labelled(atoms, calc, config_type="phase_min", phase=name)
+              for name, atoms in phases.items()}
+    phase_info = describe_phases(phases, minima, a0)
+    for name, info in phase_info.items():
+        print(f"{name:>12}: {info['space_group']:<14} E - E_cubic = "
+              f"{info['energy_vs_cubic_meV_per_fu']:8.2f} meV/f.u.  "
+              f"cell {info['cell_lengths_angles']}")
+    lap("relax")
+
+    frames: List[Atoms] = list(minima.values())
+    scan_frames, curve = r_tilt_scan(calc, a0, args.tilt_scan_max, args.tilt_scan_step)
+    frames += scan_frames
+    frames += mode_scans(calc, a0)
+    frames += mode_mixtures(calc, a0, args.n_mode_mix, np.random.default_rng(seeds["mode_mix"]))
+    lap("scans_and_mixtures")
+    frames += strained_cells(calc, phases, args.n_strain, np.random.default_rng(seeds["strain"]))
+    frames += rattled_cells(calc, phases, args.n_rattle, (args.rattle_min, args.rattle_max),
+                            np.random.default_rng(seeds["rattle"]))
+    lap("strains_and_rattles")
+    frames += md_frames(calc, phases, args, seeds["md"])
+    lap("md")
+    add_efg_labels(frames)
+    lap("efg")
+    write_frames(frames, args.out)
+    lap("write")
+    timings["total"] = round(time.perf_counter() - start_all, 1)
+
+    stats = statistics(frames)
+    write_json(args.tilt_scan_out, curve)
+    summary = {
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
+        "arguments": {k: (shown_path(v) if isinstance(v, Path) else v)
+                      for k, v in vars(args).items()},
+        "provenance": provenance,
+        "python": platform.python_version(),
+        "a0_A": a0,
+        "phases": phase_info,
+        "r_tilt_double_well": curve["minimum"],
+        "formal_charges_e": FORMAL_CHARGES,
+        "statistics": stats,
+        "timings_s": timings,
+        "output": {"file": args.out.name, "bytes": args.out.stat().st_size},
+    }
+    write_json(args.summary_out, summary)
+    print(json.dumps({"a0_A": a0, "r_tilt_double_well": curve["minimum"], **stats,
+                      "timings_s": timings}, indent=1))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = parse_args(argv)
+    if args.label_efg_only is not None:
+        label_efg_only(args)
+    else:
+        generate(args)
+
+
+if __name__ == "__main__":
+    main()
