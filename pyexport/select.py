@@ -1,0 +1,307 @@
+"""Pick a diverse set of MD frames to label with DFT (``pyexport select``).
+
+    pyexport select --dump md.lammpstrj --types Cs,Pb,Br -n 50 -o selected/
+    pyexport vasp-inputs selected/ --efg
+
+Frames are chosen by greedy farthest-point sampling in a descriptor space: the first pick is
+the first frame (or, given a per-frame ``uncertainty``, the most uncertain one), and every
+further pick is the frame whose descriptor is farthest (Euclidean) from all frames picked so
+far. Near-duplicate frames of a long trajectory are therefore taken once, and rare
+configurations early.
+
+The descriptor (:class:`RDFDescriptor`) is a smoothed partial radial distribution per species
+pair: for the pair block (a, b) and grid radius r_k,
+
+    g_ab(r_k) = (1/N) · Σ_{pairs i<j of species {a, b}, r_ij < r_c + 4σ} exp(-(r_ij - r_k)² / 2σ²)
+
+with r_k = (k + ½)·r_c/n_bins, σ = r_c/n_bins by default, N the number of atoms, periodic
+images included. Dividing by N makes it the same for a cell and any supercell of it; the
+Gaussian tails make it a continuous function of the positions (a pair crossing the neighbour
+cutoff changes it by at most e⁻⁸ per pair). It is invariant under translation, rotation and
+relabelling of atoms, and sees what distinguishes MD frames of a perovskite: bond-length
+spread, octahedral tilts (B-X-B and X-X distances) and A-site displacements.
+
+With a committee of models (later), pass its per-frame disagreement as ``uncertainty``:
+:func:`select_frames` then keeps the ``candidates`` most uncertain frames and picks among them
+farthest-point, starting with the most uncertain.
+"""
+import json
+import os
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = ["RDFDescriptor", "farthest_point_sampling", "select_frames", "add_select_parser"]
+
+#: Name of the selected frames and of the selection record in the ``select`` output folder.
+FRAMES_FILE = "frames.extxyz"
+SELECTION_FILE = "selection.json"
+
+_PAIR_CHUNK = 32768   # pairs per block of the (pairs, bins) Gaussian matrix: bounds memory
+
+
+# --------------------------------------------------------------------------------------------
+# Descriptor
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RDFDescriptor:
+    """Smoothed per-species-pair radial distribution of a structure (see the module docstring).
+
+    ``elements``: species order; fixes the layout of the vector (pair blocks (a, b), a ≤ b, in
+    this order), so every frame of a selection must use the same instance. ``cutoff`` r_c (Å),
+    ``n_bins`` grid points per pair block, ``width`` σ (Å, default r_c/n_bins).
+    Calling it on an ``ase.Atoms`` returns a (n_pairs · n_bins,) float64 vector, counts per atom.
+    """
+
+    elements: Tuple[str, ...]
+    cutoff: float = 6.0
+    n_bins: int = 48
+    width: Optional[float] = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "elements", tuple(self.elements))
+        if not self.elements or len(set(self.elements)) != len(self.elements):
+            raise ValueError(f"RDFDescriptor: elements must be distinct symbols, got {list(self.elements)}")
+        if not self.cutoff > 0:
+            raise ValueError(f"RDFDescriptor: cutoff must be positive (Å), got {self.cutoff}")
+        if int(self.n_bins) < 1:
+            raise ValueError(f"RDFDescriptor: n_bins must be >= 1, got {self.n_bins}")
+        if self.width is not None and not self.width > 0:
+            raise ValueError(f"RDFDescriptor: width must be positive (Å), got {self.width}")
+
+    @property
+    def sigma(self) -> float:
+        """Gaussian width σ, Å."""
+        return float(self.width) if self.width is not None else self.cutoff / self.n_bins
+
+    @property
+    def pairs(self) -> List[Tuple[str, str]]:
+        """Species pairs in the order of the vector's blocks."""
+        n = len(self.elements)
+        return [(self.elements[a], self.elements[b]) for a in range(n) for b in range(a, n)]
+
+    @property
+    def radii(self) -> np.ndarray:
+        """(n_bins,) grid radii r_k, Å."""
+        return (np.arange(self.n_bins) + 0.5) * (self.cutoff / self.n_bins)
+
+    @property
+    def size(self) -> int:
+        return len(self.pairs) * self.n_bins
+
+    def __call__(self, atoms) -> np.ndarray:
+        from ase.neighborlist import primitive_neighbor_list
+
+        n_species = len(self.elements)
+        lookup = {e: k for k, e in enumerate(self.elements)}
+        symbols = atoms.get_chemical_symbols()
+        unknown = sorted(set(symbols) - set(lookup))
+        if unknown:
+            raise ValueError(f"structure has element(s) {unknown} outside the descriptor's "
+                             f"elements {list(self.elements)}")
+        species = np.fromiter((lookup[s] for s in symbols), dtype=np.int64, count=len(symbols))
+        reach = self.cutoff + 4.0 * self.sigma
+        i, j, d = primitive_neighbor_list("ijd", atoms.pbc, atoms.cell.array, atoms.positions,
+                                          reach, self_interaction=False)
+        a = np.minimum(species[i], species[j])
+        b = np.maximum(species[i], species[j])
+        # index of block (a, b), a <= b, in the upper-triangle order of `pairs`
+        block = a * n_species - a * (a - 1) // 2 + (b - a)
+        n_blocks = n_species * (n_species + 1) // 2
+        out = np.zeros((n_blocks, self.n_bins))
+        radii = self.radii
+        for start in range(0, len(d), _PAIR_CHUNK):
+            stop = start + _PAIR_CHUNK
+            gauss = np.exp(-0.5 * ((d[start:stop, None] - radii[None, :]) / self.sigma) ** 2)
+            np.add.at(out, block[start:stop], gauss)
+        # every pair was listed twice (i -> j and j -> i)
+        return (0.5 / max(len(atoms), 1)) * out.ravel()
+
+
+def default_elements(frames_or_symbols) -> Tuple[str, ...]:
+    """Species of the first structure ordered by atomic number: the descriptor's default layout."""
+    from ase.data import atomic_numbers
+
+    symbols = set(frames_or_symbols.get_chemical_symbols())
+    return tuple(sorted(symbols, key=lambda s: atomic_numbers[s]))
+
+
+def frame_descriptors(frames: Sequence, descriptor: Optional[RDFDescriptor] = None) -> np.ndarray:
+    """(n_frames, size) descriptors of ``frames`` (default :class:`RDFDescriptor` over the
+    elements of the first frame)."""
+    frames = list(frames)
+    if not frames:
+        raise ValueError("frame_descriptors: no frames given")
+    if descriptor is None:
+        descriptor = RDFDescriptor(default_elements(frames[0]))
+    return np.stack([descriptor(atoms) for atoms in frames])
+
+
+# --------------------------------------------------------------------------------------------
+# Selection
+# --------------------------------------------------------------------------------------------
+def farthest_point_sampling(points: np.ndarray, n: int, first: int = 0
+                            ) -> Tuple[np.ndarray, np.ndarray]:
+    """Greedy farthest-point order of ``n`` rows of ``points`` (M, D), starting at row ``first``.
+
+    Returns ``(order, distance)``: ``order[k]`` is the k-th pick, ``distance[k]`` its Euclidean
+    distance to the nearest earlier pick (``inf`` for the first). Each pick maximises that
+    distance over the rows not yet picked (lowest row index on ties), so ``distance`` is
+    non-increasing; exact duplicates of a picked row come last.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2:
+        raise ValueError(f"points: expected a (M, D) array, got shape {points.shape}")
+    m = len(points)
+    if not 1 <= n <= m:
+        raise ValueError(f"cannot pick {n} of {m} points")
+    if not 0 <= first < m:
+        raise ValueError(f"first={first} is not a row of the {m} points")
+    order = np.empty(n, dtype=np.int64)
+    distance = np.empty(n)
+    nearest = np.linalg.norm(points - points[first], axis=1)
+    order[0], distance[0] = first, np.inf
+    nearest[first] = -np.inf
+    for k in range(1, n):
+        pick = int(np.argmax(nearest))
+        order[k], distance[k] = pick, nearest[pick]
+        nearest = np.minimum(nearest, np.linalg.norm(points - points[pick], axis=1))
+        nearest[order[:k + 1]] = -np.inf
+    return order, distance
+
+
+def select_frames(frames: Optional[Sequence], n: int, uncertainty: Optional[Sequence[float]] = None,
+                  descriptors: Optional[np.ndarray] = None, candidates: Optional[int] = None,
+                  descriptor: Optional[RDFDescriptor] = None) -> np.ndarray:
+    """Indices (into ``frames``) of ``n`` frames to label, in the order picked.
+
+    frames: ase.Atoms to compute descriptors from; may be None when ``descriptors`` is given.
+    uncertainty: optional (n_frames,) per-frame uncertainty (e.g. a committee's force
+        disagreement). Then only the ``candidates`` most uncertain frames (default
+        min(n_frames, 3n)) are considered and the most uncertain of them is picked first.
+    descriptors: optional precomputed (n_frames, D) descriptors; default
+        :func:`frame_descriptors` with ``descriptor`` (an :class:`RDFDescriptor`).
+    Without uncertainty the first pick is frame 0; the rest are farthest-point picks
+    (:func:`farthest_point_sampling`).
+    """
+    if descriptors is None:
+        if frames is None:
+            raise ValueError("select_frames: give frames or descriptors")
+        descriptors = frame_descriptors(frames, descriptor)
+    descriptors = np.asarray(descriptors, dtype=np.float64)
+    if descriptors.ndim != 2:
+        raise ValueError(f"descriptors: expected (n_frames, D), got shape {descriptors.shape}")
+    n_frames = len(descriptors)
+    if frames is not None and len(frames) != n_frames:
+        raise ValueError(f"descriptors has {n_frames} rows for {len(frames)} frames")
+    if not np.all(np.isfinite(descriptors)):
+        raise ValueError("descriptors contain NaN or inf")
+    n = int(n)
+    if not 1 <= n <= n_frames:
+        raise ValueError(f"asked for {n} frames, but there are {n_frames}")
+    if uncertainty is None:
+        if candidates is not None:
+            raise ValueError("candidates only applies together with uncertainty")
+        return farthest_point_sampling(descriptors, n, first=0)[0]
+
+    uncertainty = np.asarray(uncertainty, dtype=np.float64)
+    if uncertainty.shape != (n_frames,):
+        raise ValueError(f"uncertainty: expected shape ({n_frames},), got {uncertainty.shape}")
+    if not np.all(np.isfinite(uncertainty)):
+        raise ValueError("uncertainty contains NaN or inf")
+    pool = min(n_frames, 3 * n) if candidates is None else int(candidates)
+    if not n <= pool <= n_frames:
+        raise ValueError(f"candidates={pool}: must lie between n={n} and the {n_frames} frames")
+    # most uncertain first; stable, so equal uncertainties keep trajectory order
+    ranked = np.argsort(-uncertainty, kind="stable")[:pool]
+    order, _ = farthest_point_sampling(descriptors[ranked], n, first=0)
+    return ranked[order]
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+def add_select_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "select", help="pick diverse MD frames for DFT labelling (farthest-point sampling)",
+        description="Pick N frames of a LAMMPS dump by farthest-point sampling of a smoothed per-species-pair "
+                    "radial distribution (see pyexport.select). Writes OUTPUT/frames.extxyz (the frames, in "
+                    "the order picked) and OUTPUT/selection.json; then run `pyexport vasp-inputs OUTPUT`.")
+    p.add_argument("--dump", required=True, help="LAMMPS text dump (.gz/.bz2/.xz too)")
+    p.add_argument("--types", help="element of each atom type: Cs,Pb,Br (type 1 first), or a LAMMPS "
+                                   "data file / input script; not needed if the dump has an element column")
+    p.add_argument("-n", type=int, required=True, help="number of frames to pick")
+    p.add_argument("--index", default=":", help="frames to consider, start:stop:step as in ASE (':' = all)")
+    p.add_argument("--cutoff", type=float, default=6.0, help="descriptor radius r_c, Å (6.0)")
+    p.add_argument("--bins", type=int, default=48, help="grid points per species pair (48)")
+    p.add_argument("-o", "--output", default="selected", help="output folder (selected)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing selection in OUTPUT")
+    p.set_defaults(func=run_select_command)
+
+
+def run_select_command(args) -> int:
+    import ase.io
+
+    from efg.dump import iread
+
+    frames_path = os.path.join(args.output, FRAMES_FILE)
+    if os.path.exists(frames_path) and not args.overwrite:
+        raise FileExistsError(f"{frames_path} exists; pass --overwrite to replace it")
+    descriptor = None
+    rows, timesteps = [], []
+    for atoms in iread(args.dump, types=args.types, index=args.index):
+        if descriptor is None:
+            descriptor = RDFDescriptor(default_elements(atoms), cutoff=args.cutoff, n_bins=args.bins)
+        rows.append(descriptor(atoms))
+        timesteps.append(int(atoms.info["timestep"]))
+    if not rows:
+        raise ValueError(f"{args.dump}: no frames selected by --index {args.index!r}")
+    descriptors = np.stack(rows)
+    order, distance = farthest_point_sampling(descriptors, _checked_n(args.n, len(rows)), first=0)
+
+    picked = {int(k): rank for rank, k in enumerate(order)}
+    chosen = [None] * len(order)
+    for position, atoms in enumerate(iread(args.dump, types=args.types, index=args.index)):
+        if position in picked:
+            chosen[picked[position]] = _selection_frame(atoms, args.dump, position)
+    os.makedirs(args.output, exist_ok=True)
+    ase.io.write(frames_path, chosen, format="extxyz")
+    record = {
+        "dump": os.path.abspath(args.dump), "types": args.types, "index": args.index,
+        "frames_considered": len(rows), "method": "farthest-point sampling, first pick = first frame",
+        "descriptor": {"kind": "smoothed per-species-pair radial distribution (pyexport.select.RDFDescriptor)",
+                       "elements": list(descriptor.elements), "cutoff_A": descriptor.cutoff,
+                       "n_bins": descriptor.n_bins, "sigma_A": descriptor.sigma},
+        "selected": [{"position": int(k), "timestep": timesteps[k],
+                      "distance": None if not np.isfinite(dist) else float(dist)}
+                     for k, dist in zip(order, distance)],
+    }
+    with open(os.path.join(args.output, SELECTION_FILE), "w") as fh:
+        json.dump(record, fh, indent=2)
+    print(f"{len(order)} of {len(rows)} frames -> {frames_path}")
+    print(f"{'pick':>5} {'position':>9} {'timestep':>12} {'distance':>12}")
+    for rank, (k, dist) in enumerate(zip(order, distance)):
+        print(f"{rank:5d} {int(k):9d} {timesteps[k]:12d} {dist:12.5g}")
+    return 0
+
+
+def _checked_n(n: int, available: int) -> int:
+    if not 1 <= n <= available:
+        raise ValueError(f"-n {n}: the dump has {available} frame(s) in --index")
+    return n
+
+
+def _selection_frame(atoms, dump: str, position: int):
+    """The frame as written to frames.extxyz: species, positions (Å), cell, pbc, atom ids and
+    types, and where it came from. Other per-atom dump columns stay in the dump."""
+    from ase import Atoms
+
+    frame = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    for name in ("id", "type"):
+        if name in atoms.arrays:
+            frame.new_array(name, np.asarray(atoms.arrays[name], dtype=np.int64))
+    frame.info["timestep"] = int(atoms.info["timestep"])
+    frame.info["dump_position"] = int(position)
+    frame.info["dump"] = os.path.basename(dump)
+    return frame
