@@ -25,7 +25,6 @@ default isotope of each element from :mod:`efg.nmr`, or ``--isotopes``), and eta
 species.
 """
 import argparse
-import hashlib
 import json
 import os
 import time
@@ -37,6 +36,8 @@ import torch
 
 from .contract import ContractInputs, EFGModule, build_inputs, species_indices
 from .efg_eval import frame_groups, join_inputs
+from .fit import elements_of, hash_files
+from .fit import split_indices as fit_split_indices
 from .models.efg import (MODEL_NAME, EFGHyperparameters, EFGModel, build_efg_model,
                          efg_contract_module, model_from_state)
 
@@ -114,42 +115,13 @@ def read_efg_structures(paths: Sequence[str]) -> List[EFGStructure]:
     return out
 
 
-def hash_files(paths: Sequence[str]) -> str:
-    """sha256 over the contents of the files, in the given order (the order fixes the split)."""
-    total = hashlib.sha256()
-    for path in paths:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        total.update(h.digest())
-    return total.hexdigest()
-
-
-def elements_of(structures: Sequence[EFGStructure]) -> List[str]:
-    """Element symbols present in the data, ordered by atomic number."""
-    from ase.data import atomic_numbers
-
-    symbols = {s for st in structures for s in st.atoms.get_chemical_symbols()}
-    return sorted(symbols, key=lambda s: atomic_numbers[s])
-
-
 def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> Dict[str, np.ndarray]:
-    """Random split of ``n`` structures into train / val / test; val gets at least one structure
-    (early stopping needs it), train at least one."""
+    """Random split of ``n`` structures into train / val / test (:func:`pyexport.fit.split_indices`;
+    val gets at least one structure, as early stopping needs it)."""
     for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= f < 1.0:
             raise ValueError(f"{name} must be in [0, 1), got {f}")
-    n_val = max(1, int(round(val_fraction * n)))
-    n_test = int(round(test_fraction * n))
-    n_train = n - n_val - n_test
-    if n_train < 1:
-        raise ValueError(f"{n} structures are too few for val_fraction={val_fraction}, "
-                         f"test_fraction={test_fraction} (need at least one training and one "
-                         f"validation structure)")
-    order = np.random.default_rng(seed).permutation(n)
-    return {"train": np.sort(order[:n_train]), "val": np.sort(order[n_train:n_train + n_val]),
-            "test": np.sort(order[n_train + n_val:])}
+    return fit_split_indices(n, (1.0 - val_fraction - test_fraction, val_fraction, test_fraction), seed)
 
 
 # --------------------------------------------------------------------------------------------
