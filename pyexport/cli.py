@@ -24,7 +24,7 @@ FIT_DEFAULTS = {
     "n_radial_2": None, "n_radial_3": None, "l_max_3": None, "n_radial_4": None, "l_max_4": None,
     "radial_scale": None, "elements": None,
     "energy_weight": 1000.0, "force_weight": 1.0, "stress_weight": 0.1,
-    "split": "0.8,0.1,0.1", "seed": 0, "dtype": "float64", "lambdas": "1e-15:1:16",
+    "split": "0.8,0.1,0.1", "seed": 0, "dtype": "float64", "lambdas": "1e-15:1:16", "lambda_tolerance": 0.02,
     "hidden": "64,64", "epochs": 200, "learning_rate": 1e-3, "batch_atoms": 400, "patience": 20,
     "lbfgs_steps": 0, "train_linear": False,
     "output": "model.ckpt", "metrics": None, "threads": None, "progress": True,
@@ -54,6 +54,9 @@ def add_fit_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, help="seed of the split and the NN initialisation (0)")
     p.add_argument("--dtype", choices=("float64", "float32"), help="dtype of the exported model (float64)")
     p.add_argument("--lambdas", help="ridge grid: lo:hi:count (log10 spaced, 1e-15:1:16) or a comma list")
+    p.add_argument("--lambda-tolerance", type=float,
+                   help="take the largest lambda whose validation loss is within this fraction of the "
+                        "lowest (0.02)")
     p.add_argument("--hidden", help="cluster-nn hidden layer widths (64,64)")
     p.add_argument("--epochs", type=int, help="cluster-nn: maximum Adam epochs (200)")
     p.add_argument("--learning-rate", type=float, help="cluster-nn: Adam learning rate (1e-3)")
@@ -151,7 +154,7 @@ def fit_config_from_options(options: dict):
         cutoff=float(options["cutoff"]), basis_overrides=overrides, elements=elements,
         weights=LossWeights(options["energy_weight"], options["force_weight"], options["stress_weight"]),
         split=tuple(_number_list(options["split"], "split")), seed=int(options["seed"]), dtype=options["dtype"],
-        lambdas=tuple(parse_lambdas(options["lambdas"])),
+        lambdas=tuple(parse_lambdas(options["lambdas"])), lambda_tolerance=float(options["lambda_tolerance"]),
         nn=NNTraining(hidden=tuple(_number_list(options["hidden"], "hidden", int)), epochs=int(options["epochs"]),
                       learning_rate=float(options["learning_rate"]), batch_atoms=int(options["batch_atoms"]),
                       patience=int(options["patience"]), lbfgs_steps=int(options["lbfgs_steps"]),
@@ -175,10 +178,14 @@ def run_fit_command(args) -> int:
     metrics_path = config.metrics or os.path.splitext(config.output)[0] + ".metrics.json"
     with open(metrics_path, "w") as fh:
         json.dump({**metrics, "fit": {k: v for k, v in ckpt["fit"].items() if k != "split_sources"}}, fh, indent=2)
+    if "linear_start" in metrics:
+        print("linear start (the cluster fit the network starts from):")
+        print(format_metrics(metrics["linear_start"]))
+        print(f"cluster-nn after {ckpt['fit']['nn']['epochs_run']} epochs:")
     print(format_metrics(metrics))
     print(f"chosen lambda {metrics['lambda']:.1e}; checkpoint {config.output}; metrics {metrics_path}")
     if ckpt["fit"].get("lambda_at_grid_edge"):
-        print("note: the chosen lambda is at the edge of the grid; consider widening --lambdas")
+        print("note: the lowest validation loss is at the edge of the lambda grid; consider widening --lambdas")
     return 0
 
 

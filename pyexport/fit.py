@@ -26,8 +26,9 @@ cost is about one invariant evaluation per edge and direction, not a backward pa
 
 Weighted rows are reduced block by block to the triangular factor of a QR decomposition
 (:class:`LeastSquares`: the conditioning of X, not of XᵀX); columns are scaled to unit norm and
-the ridge problem is solved for a log grid of λ from one SVD of that factor; the λ with the
-lowest validation loss is kept.
+the ridge problem is solved for a log grid of λ from one SVD of that factor. The λ kept is the
+largest whose validation loss is within 2 % (``lambda_tolerance``) of the lowest: equally accurate
+on held-out data, with smaller coefficients.
 """
 import copy
 import hashlib
@@ -482,11 +483,14 @@ def _row_counts(items: Sequence[Prepared]) -> Tuple[int, int, int]:
     return (len(items), 3 * sum(p.n_atoms for p in items), 6 * sum(p.stress is not None for p in items))
 
 
-def ridge_path(train: LeastSquares, val: LeastSquares, lambdas: Sequence[float]
+def ridge_path(train: LeastSquares, val: LeastSquares, lambdas: Sequence[float], tolerance: float = 0.0
                ) -> Tuple[torch.Tensor, float, List[dict]]:
     """Ridge solutions ``min ||X c - y||² + λ ||D^½ c||²`` (D = diag XᵀX: the ridge acts on
-    unit-scaled columns, so λ is relative) for every λ, from one SVD of the scaled R factor;
-    returns the coefficients of the λ with the lowest validation loss, that λ, and the scan.
+    unit-scaled columns, so λ is relative) for every λ, from one SVD of the scaled R factor.
+
+    Returns the coefficients of the chosen λ, that λ, and the scan. The chosen λ is the largest
+    whose validation loss is within ``1 + tolerance`` of the lowest: as accurate on validation
+    data, with smaller coefficients (fewer cancellations, tamer extrapolation in MD).
     Columns that are zero in the training data get zero coefficients."""
     r = train.r
     x, z = r[:, : train.n_columns], r[:, train.n_columns]
@@ -494,21 +498,22 @@ def ridge_path(train: LeastSquares, val: LeastSquares, lambdas: Sequence[float]
     scale = torch.where(norms > 0, 1.0 / norms, torch.zeros_like(norms))
     u, sigma, vt = torch.linalg.svd(x * scale, full_matrices=False)
     proj = u.T @ z
-    scan, best = [], None
-    for lam in lambdas:
+    scan, solutions = [], []
+    for lam in sorted(lambdas):
         coef = scale * (vt.T @ (sigma / (sigma * sigma + lam) * proj))
-        entry = {"lambda": float(lam), "train_loss": train.loss(coef), "val_loss": val.loss(coef)}
-        scan.append(entry)
-        if best is None or entry["val_loss"] < best[1]["val_loss"]:
-            best = (coef, entry)
-    return best[0], best[1]["lambda"], scan
+        scan.append({"lambda": float(lam), "train_loss": train.loss(coef), "val_loss": val.loss(coef)})
+        solutions.append(coef)
+    lowest = min(entry["val_loss"] for entry in scan)
+    chosen = max(k for k, entry in enumerate(scan) if entry["val_loss"] <= (1.0 + tolerance) * lowest)
+    return solutions[chosen], scan[chosen]["lambda"], scan
 
 
 DEFAULT_LAMBDAS = tuple(10.0 ** k for k in range(-15, 1))
 
 
 def fit_linear(model: torch.nn.Module, prepared: Sequence[Prepared], splits: Dict[str, np.ndarray],
-               weights: LossWeights, lambdas: Sequence[float] = DEFAULT_LAMBDAS, progress: bool = True) -> dict:
+               weights: LossWeights, lambdas: Sequence[float] = DEFAULT_LAMBDAS, progress: bool = True,
+               lambda_tolerance: float = 0.0) -> dict:
     """Closed-form ridge fit of ``model.coef`` and ``model.e0`` (a :class:`ClusterLinear` or the
     linear part of a :class:`ClusterNN`). Returns the fit report (λ, scan, timing)."""
     from tqdm.auto import tqdm
@@ -525,16 +530,17 @@ def fit_linear(model: torch.nn.Module, prepared: Sequence[Prepared], splits: Dic
     for name, item in tqdm(jobs, desc="design rows", disable=not progress, unit="struct"):
         eqs[name].add(design_rows(descriptor, item), item)
     t1 = time.perf_counter()
-    coef, lam, scan = ridge_path(eqs["train"], eqs["val"], lambdas)
+    coef, lam, scan = ridge_path(eqs["train"], eqs["val"], lambdas, lambda_tolerance)
     t2 = time.perf_counter()
     with torch.no_grad():
         model.coef.copy_(coef[: s_count * k].reshape(s_count, k))
         model.e0.copy_(coef[s_count * k:])
     inactive = int((eqs["train"].r[:, : s_count * k].abs().sum(0) == 0).sum())
-    edge = lam in (min(lambdas), max(lambdas)) and len(lambdas) > 1
-    return {"lambda": lam, "lambda_at_grid_edge": edge, "lambda_scan": scan, "n_columns": n_columns,
-            "inactive_columns": inactive,
-            "time_design_s": t1 - t0, "time_solve_s": t2 - t1}
+    best = min(scan, key=lambda entry: entry["val_loss"])["lambda"]
+    edge = best in (min(lambdas), max(lambdas)) and len(lambdas) > 1
+    return {"lambda": lam, "lambda_lowest_val_loss": best, "lambda_tolerance": lambda_tolerance,
+            "lambda_at_grid_edge": edge, "lambda_scan": scan, "n_columns": n_columns,
+            "inactive_columns": inactive, "time_design_s": t1 - t0, "time_solve_s": t2 - t1}
 
 
 # --------------------------------------------------------------------------------------------
@@ -766,6 +772,7 @@ class FitConfig:
     seed: int = 0
     dtype: str = "float64"
     lambdas: Tuple[float, ...] = DEFAULT_LAMBDAS
+    lambda_tolerance: float = 0.02
     nn: NNTraining = field(default_factory=NNTraining)
     output: str = "model.ckpt"
     metrics: Optional[str] = None
@@ -800,7 +807,8 @@ def run_fit(config: FitConfig, structures: Optional[Sequence[Structure]] = None)
               "split_sizes": {k: len(v) for k, v in splits.items()},
               "split_sources": {k: [structures[i].source for i in v] for k, v in splits.items()},
               "n_features_per_species": model.descriptor.n_features, "time_prepare_s": t_read}
-    report.update(fit_linear(model, prepared, splits, config.weights, config.lambdas, config.progress))
+    report.update(fit_linear(model, prepared, splits, config.weights, config.lambdas, config.progress,
+                             config.lambda_tolerance))
     metrics = {"model": config.model, "elements": elements, "cutoff": basis.cutoff,
                "n_features_per_species": model.descriptor.n_features, "lambda": report["lambda"]}
     if config.model == "cluster-nn":

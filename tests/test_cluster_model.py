@@ -370,3 +370,31 @@ def test_cluster_nn_starts_at_the_linear_fit_and_training_lowers_the_loss():
     val = [make_batch(g) for g in batches([items[i] for i in splits["val"]], 400)]
     assert abs(_mean_loss(model, val, LossWeights()) - report["best_val_loss"]) < 1e-12 * report["best_val_loss"]
     assert report["best_val_loss"] == min(h["val_loss"] for h in report["history"])
+
+
+def test_ridge_choice_takes_the_largest_lambda_within_the_validation_tolerance():
+    """A noisy linear problem in the LeastSquares form: rows of 'forces' only."""
+    from types import SimpleNamespace
+
+    from pyexport.fit import DesignRows, LeastSquares, ridge_path
+
+    rng = np.random.default_rng(0)
+    coef = rng.normal(size=12)
+
+    def problem(n_rows):
+        x = rng.normal(size=(n_rows, 12)) * np.logspace(0, -4, 12)  # badly scaled columns
+        y = x @ coef + 1e-3 * rng.normal(size=n_rows)
+        rows = DesignRows(energy=torch.zeros(12, dtype=torch.float64), forces=torch.from_numpy(x), stress=None)
+        item = SimpleNamespace(energy=0.0, n_atoms=1, forces=torch.from_numpy(y), stress=None)
+        ls = LeastSquares(12, LossWeights(energy=0.0, forces=1.0, stress=0.0), 1, n_rows, 0)
+        ls.add(rows, item)
+        return ls
+
+    train, val = problem(60), problem(30)
+    lambdas = [10.0 ** k for k in range(-12, 1)]
+    _, best, scan = ridge_path(train, val, lambdas, tolerance=0.0)
+    losses = {e["lambda"]: e["val_loss"] for e in scan}
+    assert best == min(losses, key=losses.get)
+    _, chosen, _ = ridge_path(train, val, lambdas, tolerance=0.5)
+    assert chosen >= best and losses[chosen] <= 1.5 * losses[best]
+    assert all(losses[lam] > 1.5 * losses[best] for lam in lambdas if lam > chosen)
