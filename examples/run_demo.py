@@ -6,7 +6,7 @@ transitions, and the harmonic picture next to it (what `make demo` runs).
 Steps (each a command a user can run by hand; they are printed as they run):
   1. pyexport fit / export      cluster potential from the reference set → potential.pt
   2. pyexport scan              R-point tilt double well: potential vs reference
-  3. LAMMPS (pair_style mlff)   NPT of a 4×4×4 pseudocubic supercell at 6+ temperatures
+  3. LAMMPS (pair_style mlff)   NVT (quick) / NPT (--full) of a 4×4×4 supercell at 6+ temperatures
   4. pyexport fit-efg / export  equivariant EFG model from the point-charge labels → efg.pt
   5. efg analyze + efg scan     C_Q(T), η(T), tilts, lattice, transition temperature
   6. efg harmonic               phonopy baseline of the same potential (imaginary R/M modes)
@@ -29,18 +29,17 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent / "cspbbr3"
 REFERENCE = HERE / "reference" / "cspbbr3_7net0.extxyz.xz"
-TILT_REFERENCE = HERE / "reference" / "r_tilt_scan.json"
 BIN = Path(sys.prefix) / "bin"
 
-# The quick setting stays at temperatures where the fitted `cluster` potential runs stably for
-# the length of these runs (see README: above ~250 K it develops holes in long MD, so the
-# tilt transitions themselves are not reached yet); --full goes higher and longer.
+# The quick setting runs fixed-cell NVT at temperatures where the fitted `cluster` potential runs
+# stably for the length of these runs (see README: NPT, and NVT at >= 300 K, reach holes of the
+# potential, so the tilt transitions are not reached yet); --full goes higher and longer.
 SETTINGS = {
     "quick": {"model": "cluster", "basis": "small", "cutoff": 6.5, "lambdas": "1e-8:1e-2:7",
-              "temperatures": [60, 90, 120, 150, 180, 210], "equil": 500, "steps": 1500, "every": 10,
+              "temperatures": [50, 75, 100, 125, 150, 175], "equil": 500, "ensemble": "nvt", "steps": 1500, "every": 10,
               "efg_epochs": 30, "supercell": 4, "dt_ps": 0.004},
     "full": {"model": "cluster-nn", "basis": "medium", "cutoff": 6.5, "lambdas": "1e-12:1:13",
-             "temperatures": list(range(50, 701, 50)), "equil": 10000, "steps": 50000, "every": 50,
+             "temperatures": list(range(50, 701, 50)), "equil": 10000, "ensemble": "npt", "steps": 50000, "every": 50,
              "efg_epochs": 300, "supercell": 6, "dt_ps": 0.004},
 }
 
@@ -95,12 +94,20 @@ def main(argv=None):
     step("2. R-point tilt double well: fitted potential vs reference")
     summary = json.loads((HERE / "reference" / "generation_summary.json").read_text())
     a0 = float(summary["a0_A"])
-    cubic = cubic_supercell(a0, 2)
-    cubic.write(out / "cubic_222.vasp", format="vasp", direct=True)
+    import ase.io
+    tilt_frames = [a for a in ase.io.read(REFERENCE, index=":") if a.info.get("config_type") == "r_tilt_scan"]
+    ase.io.write(out / "r_tilt_reference.extxyz", tilt_frames, format="extxyz")
+    untilted = next(a for a in tilt_frames if abs(a.info.get("amplitude_A", 1.0)) < 1e-9)
+    untilted.write(out / "cubic_222.vasp", format="vasp", direct=True)
     run(py + ["pyexport", "scan", out / "potential.pt", "--structure", out / "cubic_222.vasp",
-              "--mode", "R-tilt", "--reference", TILT_REFERENCE, "-o", out / "r_tilt_scan.json"])
+              "--mode", "R-tilt", "--amplitudes=-1.0:1.0:41", "--reference", out / "r_tilt_reference.extxyz",
+              "-o", out / "r_tilt_scan.json"])
+    tilt = json.loads((out / "r_tilt_scan.json").read_text())
+    print(f"  R-tilt well: potential {tilt['model']['well_depth_meV_per_fu']:.1f} meV/f.u. at "
+          f"{tilt['model']['minimum_amplitude_A']:.3f} Å; reference {tilt['reference']['well_depth_meV_per_fu']:.1f} "
+          f"meV/f.u. at {tilt['reference']['minimum_amplitude_A']:.3f} Å", flush=True)
 
-    step(f"3. LAMMPS NPT, {cfg['supercell']}x{cfg['supercell']}x{cfg['supercell']} supercell, "
+    step(f"3. LAMMPS {cfg['ensemble'].upper()}, {cfg['supercell']}x{cfg['supercell']}x{cfg['supercell']} supercell, "
          f"T = {cfg['temperatures']} K")
     t = time.time()
     from pyexport.lammpsdata import write_lammps_data
@@ -108,10 +115,11 @@ def main(argv=None):
     write_lammps_data(out / "cspbbr3.data", cubic_supercell(a0, n), ["Cs", "Pb", "Br"])
     md = out / "md"
     md.mkdir(exist_ok=True)
-    shutil.copy(HERE / "in.npt.lmp", md / "in.npt.lmp")
+    script = f"in.{cfg['ensemble']}.lmp"
+    shutil.copy(HERE / script, md / script)
 
     def lammps(T):
-        run([BIN / "lmp", "-in", "in.npt.lmp", "-log", f"log_{T}K.lammps", "-nocite", "-screen", "none",
+        run([BIN / "lmp", "-in", script, "-log", f"log_{T}K.lammps", "-nocite", "-screen", "none",
              "-var", "T", T, "-var", "model", out / "potential.pt", "-var", "data", out / "cspbbr3.data",
              "-var", "steps", cfg["steps"], "-var", "equil", cfg["equil"], "-var", "seed", 1000 + T,
              "-var", "every", cfg["every"], "-var", "dt", cfg["dt_ps"]], cwd=md, log=md / f"screen_{T}K.txt")
