@@ -141,14 +141,28 @@ def main(argv=None):
 
     step("5. efg analyze at every temperature, then efg scan")
     t = time.time()
-    runs = []
+    from efg.dump import count_frames
+    runs, halted = [], {}
     for T in cfg["temperatures"]:
+        dump = md / f"md_{T}K.dump"
+        note = md / f"halted_{T}K.txt"
+        index = ":"
+        if note.exists():
+            halted[T] = note.read_text().strip().splitlines()[0]
+            print(f"  WARNING {T} K: {halted[T]}", flush=True)
+            n_frames = count_frames(dump) if dump.exists() else 0
+            if n_frames < 24:
+                print(f"  {T} K left out: {n_frames} frames before the guard stopped the run", flush=True)
+                continue
+            index = ":-4"          # the last frames before the stop already feel the runaway
         target = out / "analyze" / f"run_{T}K.json"
-        run(py + ["efg", "analyze", "--dump", md / f"md_{T}K.dump", "--model", out / "efg.pt",
+        run(py + ["efg", "analyze", "--dump", dump, "--model", out / "efg.pt", "--index", index,
                   "--types", "Cs,Pb,Br", "--isotope", "Br=79Br,Cs=133Cs", "--temperature", T,
                   "--md-timestep", cfg["dt_ps"],
                   "-o", target, "--no-progress"])
         runs.append(target)
+    if len(runs) < 2:
+        raise SystemExit("fewer than two temperatures have usable MD; see the halted_*.txt files in " + str(md))
     run(py + ["efg", "scan", *runs, "-o", out / "scan.json"])
     timings["analyze_scan_s"] = time.time() - t
 
@@ -164,9 +178,14 @@ def main(argv=None):
 
     step("7. harmonic vs MD report")
     run(py + ["efg", "compare", out / "harmonic.json", out / "scan.json", "-o", out / "report"])
+    if halted:
+        with open(out / "report" / "report.md", "a") as fh:
+            fh.write("\n## MD runs stopped by the guard\n\nThe potential left its training domain "
+                     "(temperature runaway) in these runs; only the frames before the stop were analysed:\n\n")
+            fh.writelines(f"- {T} K: {text}\n" for T, text in halted.items())
     timings["total_s"] = time.time() - t_start
     (out / "demo_timings.json").write_text(json.dumps({"setting": "full" if args.full else "quick",
-                                                        **cfg, **timings}, indent=1))
+                                                        **cfg, **timings, "halted_md": halted}, indent=1))
     print(f"\nDone in {timings['total_s'] / 60:.1f} min: {out / 'report' / 'report.md'}")
 
 
