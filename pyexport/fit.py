@@ -119,19 +119,25 @@ def structures_from_frames(frames, where: str) -> List[Structure]:
     return out
 
 
-def read_structures(paths: Sequence[str]) -> List[Structure]:
-    """All labelled structures of the data files, in file order (:func:`pyexport.data.read`)."""
+def read_labelled(paths: Sequence[str], convert) -> list:
+    """``convert(frames, where=path)`` of every data file (:func:`pyexport.data.read`), in file
+    order; a clear error for a missing or empty file."""
     from .data import read
 
-    out: List[Structure] = []
+    out: list = []
     for path in paths:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: data file not found")
         frames = read(path)
         if not frames:
             raise ValueError(f"{path}: no structures found")
-        out.extend(structures_from_frames(frames, where=os.fspath(path)))
+        out.extend(convert(frames, where=os.fspath(path)))
     return out
+
+
+def read_structures(paths: Sequence[str]) -> List[Structure]:
+    """All labelled structures of the data files, in file order (:func:`pyexport.data.read`)."""
+    return read_labelled(paths, structures_from_frames)
 
 
 def hash_files(paths: Sequence[str]) -> str:

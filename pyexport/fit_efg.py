@@ -36,7 +36,7 @@ import torch
 
 from .contract import ContractInputs, EFGModule, build_inputs, species_indices
 from .efg_eval import frame_groups, join_inputs
-from .fit import elements_of, hash_files
+from .fit import elements_of, hash_files, read_labelled
 from .fit import split_indices as fit_split_indices
 from .models.efg import (MODEL_NAME, EFGHyperparameters, EFGModel, build_efg_model,
                          efg_contract_module, model_from_state)
@@ -102,17 +102,7 @@ def structures_from_frames(frames, where: str) -> List[EFGStructure]:
 
 def read_efg_structures(paths: Sequence[str]) -> List[EFGStructure]:
     """All EFG-labelled structures of the data files, in file order (:func:`pyexport.data.read`)."""
-    from .data import read
-
-    out: List[EFGStructure] = []
-    for path in paths:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: data file not found")
-        frames = read(path)
-        if not frames:
-            raise ValueError(f"{path}: no structures found")
-        out.extend(structures_from_frames(frames, where=os.fspath(path)))
-    return out
+    return read_labelled(paths, structures_from_frames)
 
 
 def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> Dict[str, np.ndarray]:
