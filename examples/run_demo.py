@@ -114,7 +114,8 @@ def main(argv=None):
     n = cfg["supercell"]
     write_lammps_data(out / "cspbbr3.data", cubic_supercell(a0, n), ["Cs", "Pb", "Br"])
     md = out / "md"
-    md.mkdir(exist_ok=True)
+    shutil.rmtree(md, ignore_errors=True)       # no dump or halt note of an earlier run may survive
+    md.mkdir()
     script = f"in.{cfg['ensemble']}.lmp"
     shutil.copy(HERE / script, md / script)
 
