@@ -174,7 +174,7 @@ def main(argv=None):
     run(py + ["efg", "harmonic", "--potential", out / "potential.pt", "--structure", out / "cubic_unit.vasp",
               "--supercell", "2", "2", "2", "--temperatures",
               f"{cfg['temperatures'][0]}:{cfg['temperatures'][-1]}:{cfg['temperatures'][1] - cfg['temperatures'][0]}",
-              "--efg-model", out / "efg.pt", "--isotope", "Br=79Br,Cs=133Cs", "-o", out / "harmonic.json"])
+              "--efg-model", out / "efg.pt", "--isotope", "79Br", "--isotope", "133Cs", "-o", out / "harmonic.json"])
     timings["harmonic_s"] = time.time() - t
 
     step("7. harmonic vs MD report")
