@@ -11,6 +11,20 @@ from typing import Sequence
 import torch
 
 
+def _pair_table(name: str, value, dtype: torch.dtype) -> torch.Tensor:
+    """A per-species-pair parameter as a symmetric (n_species, n_species) tensor, or a clear error."""
+    t = torch.as_tensor(value, dtype=dtype)
+    if t.ndim != 2 or t.shape[0] != t.shape[1] or not torch.allclose(t, t.T):
+        raise ValueError(f"{name} must be a symmetric (n_species, n_species) matrix")
+    return t
+
+
+def _half_bonds_per_atom(bond: torch.Tensor, edge_index: torch.Tensor, n_local: int) -> torch.Tensor:
+    """(n_local,) energies: half of each edge's pair energy to its centre (both directions are
+    edges, so every bond is counted once in total)."""
+    return torch.zeros(n_local, dtype=bond.dtype, device=bond.device).index_add(0, edge_index[0], 0.5 * bond)
+
+
 class MorsePair(torch.nn.Module):
     """Per-atom energy of a truncated (unshifted) Morse pair potential, eV.
 
@@ -22,10 +36,7 @@ class MorsePair(torch.nn.Module):
     def __init__(self, d0, alpha, r0, dtype: torch.dtype = torch.float64):
         super().__init__()
         for name, value in (("d0", d0), ("alpha", alpha), ("r0", r0)):
-            t = torch.as_tensor(value, dtype=dtype)
-            if t.ndim != 2 or t.shape[0] != t.shape[1] or not torch.allclose(t, t.T):
-                raise ValueError(f"{name} must be a symmetric (n_species, n_species) matrix")
-            self.register_buffer(name, t)
+            self.register_buffer(name, _pair_table(name, value, dtype))
 
     def forward(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
                 n_local: int) -> torch.Tensor:
@@ -35,8 +46,7 @@ class MorsePair(torch.nn.Module):
         d0 = self.d0[si, sj]
         x = torch.exp(-self.alpha[si, sj] * (r - self.r0[si, sj]))
         bond = d0 * (x * x - 2.0 * x)
-        return torch.zeros(n_local, dtype=edge_vec.dtype, device=edge_vec.device).index_add(
-            0, edge_index[0], 0.5 * bond)
+        return _half_bonds_per_atom(bond, edge_index, n_local)
 
 
 class HarmonicSprings(torch.nn.Module):
@@ -50,10 +60,7 @@ class HarmonicSprings(torch.nn.Module):
     def __init__(self, k, r0, dtype: torch.dtype = torch.float64):
         super().__init__()
         for name, value in (("k", k), ("r0", r0)):
-            t = torch.as_tensor(value, dtype=dtype)
-            if t.ndim != 2 or t.shape[0] != t.shape[1] or not torch.allclose(t, t.T):
-                raise ValueError(f"{name} must be a symmetric (n_species, n_species) matrix")
-            self.register_buffer(name, t)
+            self.register_buffer(name, _pair_table(name, value, dtype))
 
     def forward(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
                 n_local: int) -> torch.Tensor:
@@ -61,8 +68,7 @@ class HarmonicSprings(torch.nn.Module):
         sj = species.index_select(0, edge_index[1])
         r = torch.linalg.norm(edge_vec, dim=1)
         bond = 0.5 * self.k[si, sj] * (r - self.r0[si, sj]) ** 2
-        return torch.zeros(n_local, dtype=edge_vec.dtype, device=edge_vec.device).index_add(
-            0, edge_index[0], 0.5 * bond)
+        return _half_bonds_per_atom(bond, edge_index, n_local)
 
 
 class EmbeddedDensity(torch.nn.Module):
@@ -116,10 +122,7 @@ class CoreRepulsion(torch.nn.Module):
 
     def __init__(self, r_core, strength: float = 100.0, dtype: torch.dtype = torch.float64):
         super().__init__()
-        t = torch.as_tensor(r_core, dtype=dtype)
-        if t.ndim != 2 or t.shape[0] != t.shape[1] or not torch.allclose(t, t.T):
-            raise ValueError("r_core must be a symmetric (n_species, n_species) matrix")
-        self.register_buffer("r_core", t)
+        self.register_buffer("r_core", _pair_table("r_core", r_core, dtype))
         self.strength = float(strength)
 
     def forward(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
@@ -130,8 +133,7 @@ class CoreRepulsion(torch.nn.Module):
         rc = self.r_core[si, sj]
         x = torch.clamp((rc - r) / torch.clamp(rc, min=1e-12), min=0.0, max=0.999)
         bond = self.strength * x ** 3 / (1.0 - x) ** 6
-        return torch.zeros(n_local, dtype=edge_vec.dtype, device=edge_vec.device).index_add(
-            0, edge_index[0], 0.5 * bond)
+        return _half_bonds_per_atom(bond, edge_index, n_local)
 
 
 class WithCore(torch.nn.Module):
