@@ -79,6 +79,12 @@ MLFFModel::MLFFModel(const std::string &path, const std::string &expected_kind,
   for (const auto &e : required_attr(module_, path, "elements").toListRef())
     elements_.push_back(e.toStringRef());
   if (elements_.empty()) throw std::runtime_error("model file " + path + " lists no elements");
+  if (module_.hasattr("committee_size")) {
+    const auto members = module_.attr("committee_size");
+    if (!members.isInt() || members.toInt() < 2)
+      throw std::runtime_error("model file " + path + " has a committee_size that is not an integer >= 2");
+    committee_size_ = static_cast<int>(members.toInt());
+  }
 }
 
 int MLFFModel::species_index(const std::string &symbol) const

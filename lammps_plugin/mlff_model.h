@@ -38,6 +38,9 @@ class MLFFModel {
   const std::string &dtype() const { return dtype_; }
   const std::string &path() const { return path_; }
   torch::Device device() const { return device_; }
+  // Members K of a committee potential (optional attribute committee_size, K >= 2; its output
+  // committee_forces is (K, N, 3)), or 0 for a single model.
+  int committee_size() const { return committee_size_; }
 
   // Index of `symbol` in elements(), or -1.
   int species_index(const std::string &symbol) const;
@@ -54,6 +57,7 @@ class MLFFModel {
   double cutoff_ = 0.0;
   std::string kind_;
   std::string dtype_;
+  int committee_size_ = 0;
 };
 
 // Contract inputs built from a LAMMPS full neighbour list.

@@ -3,6 +3,7 @@
 
 #include "lammps.h"
 #include "compute_efg_atom.h"
+#include "compute_mlff_uncertainty.h"
 #include "pair_mlff.h"
 
 using namespace LAMMPS_NS;
@@ -15,6 +16,11 @@ static Pair *pair_mlff_creator(LAMMPS *lmp)
 static Compute *compute_efg_atom_creator(LAMMPS *lmp, int narg, char **arg)
 {
   return new ComputeEFGAtom(lmp, narg, arg);
+}
+
+static Compute *compute_mlff_uncertainty_creator(LAMMPS *lmp, int narg, char **arg)
+{
+  return new ComputeMLFFUncertainty(lmp, narg, arg);
 }
 
 extern "C" void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
@@ -36,5 +42,10 @@ extern "C" void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
   plugin.name = "efg/atom";
   plugin.info = "efgmd per-atom electric field gradient from a TorchScript EFG model (contract v1)";
   plugin.creator.v2 = (lammpsplugin_factory2 *) &compute_efg_atom_creator;
+  (*register_plugin)(&plugin, lmp);
+
+  plugin.name = "mlff/uncertainty";
+  plugin.info = "efgmd per-atom force uncertainty of a committee model of pair_style mlff";
+  plugin.creator.v2 = (lammpsplugin_factory2 *) &compute_mlff_uncertainty_creator;
   (*register_plugin)(&plugin, lmp);
 }

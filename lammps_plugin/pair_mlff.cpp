@@ -1,7 +1,10 @@
 /* pair_style mlff: evaluates an exported efgmd potential (TorchScript, model contract of
    shared/DESIGN.md) on the owned atoms of each rank. The model sees owned atoms and the ghost
    atoms within its cutoff; forces on ghosts go home through LAMMPS's reverse communication,
-   which is why newton pair must be on. */
+   which is why newton pair must be on. A committee model (attribute committee_size = K) also
+   returns every member's forces; they are summed home the same way (this style's own reverse
+   communication, 3K values per atom) and reduced to the per-atom force deviation sigma_i that
+   compute mlff/uncertainty reports. */
 
 #include "pair_mlff.h"
 
@@ -17,12 +20,14 @@
 #include "update.h"
 #include "utils.h"
 
+#include <cmath>
 #include <cstring>
 
 using namespace LAMMPS_NS;
 
 PairMLFF::PairMLFF(LAMMPS *lmp) :
-    Pair(lmp), nthreads(1), device("cpu"), graph(std::make_unique<efgmd::ContractGraph>())
+    Pair(lmp), nthreads(1), device("cpu"), graph(std::make_unique<efgmd::ContractGraph>()),
+    nmax_committee(0), member_f(nullptr), sigma(nullptr), sigma_step(-1)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -40,6 +45,8 @@ PairMLFF::~PairMLFF()
     memory->destroy(setflag);
     memory->destroy(cutsq);
   }
+  memory->destroy(member_f);
+  memory->destroy(sigma);
 }
 
 void PairMLFF::allocate()
@@ -117,9 +124,32 @@ void PairMLFF::coeff(int narg, char **arg)
     }
   if (count == 0) error->all(FLERR, "pair_coeff mlff: every atom type is NULL");
 
-  if (comm->me == 0)
+  // Reverse communication of the members' forces: 3 values per member and atom. A new model
+  // may have another K, so the per-atom arrays are made afresh on the next compute().
+  comm_reverse = 3 * model->committee_size();
+  memory->destroy(member_f);
+  memory->destroy(sigma);
+  nmax_committee = 0;
+  sigma_step = -1;
+
+  if (comm->me == 0) {
     utils::logmesg(lmp, "pair_style mlff: loaded {} ({} elements, cutoff {} A, {}, device {}, {} thread(s))\n",
                    path, model->elements().size(), model->cutoff(), model->dtype(), device, nthreads);
+    if (model->committee_size() > 0)
+      utils::logmesg(lmp, "pair_style mlff: committee of {} models: forces of the mean, per-atom force "
+                     "uncertainty for compute mlff/uncertainty\n", model->committee_size());
+  }
+}
+
+int PairMLFF::committee_size() const
+{
+  return model ? model->committee_size() : 0;
+}
+
+const std::string &PairMLFF::model_path() const
+{
+  static const std::string none;
+  return model ? model->path() : none;
 }
 
 void PairMLFF::init_style()
@@ -183,6 +213,20 @@ void PairMLFF::compute(int eflag, int vflag)
     virial[4] += 0.5 * (w[2] + w[6]);
     virial[5] += 0.5 * (w[5] + w[7]);
   }
+  if (model->committee_size() > 0) {
+    if (!out.contains("committee_forces"))
+      error->one(FLERR, "pair_style mlff: committee model {} (committee_size {}) has no 'committee_forces' output",
+                 model->path(), model->committee_size());
+    const auto &cf = out.at("committee_forces");
+    if (cf.dim() != 3 || cf.size(0) != model->committee_size() || cf.size(1) != nrows || cf.size(2) != 3) {
+      std::string shape;
+      for (int64_t d = 0; d < cf.dim(); ++d) shape += (d ? ", " : "") + std::to_string(cf.size(d));
+      error->one(FLERR, "pair_style mlff: committee_forces of model {} has shape ({}), expected ({}, {}, 3)",
+                 model->path(), shape, model->committee_size(), nrows);
+    }
+    committee_deviation(cf.data_ptr<double>());
+  }
+
   if (vflag_atom) {
     if (!out.contains("atom_virial"))
       error->all(FLERR, "pair_style mlff: model {} provides no atom_virial, so per-atom virial "
@@ -191,4 +235,75 @@ void PairMLFF::compute(int eflag, int vflag)
     for (int64_t r = 0; r < nrows; ++r)
       for (int k = 0; k < 6; ++k) vatom[rows[r]][k] += va[6 * r + k];
   }
+}
+
+/* Sum every member's forces (K, nrows, 3) onto the LAMMPS atoms, send the ghost rows home, and
+   reduce them per owned atom to sigma_i = sqrt(mean_k |F_k,i - mean_k F_k,i|^2). */
+void PairMLFF::committee_deviation(const double *committee_forces)
+{
+  const int k_members = model->committee_size();
+  const int width = 3 * k_members;
+  const int nlocal = atom->nlocal;
+  const int nall = nlocal + atom->nghost;
+  if (atom->nmax > nmax_committee) {
+    nmax_committee = atom->nmax;
+    memory->destroy(member_f);
+    memory->destroy(sigma);
+    memory->create(member_f, nmax_committee, width, "pair:member_f");
+    memory->create(sigma, nmax_committee, "pair:sigma");
+  }
+  for (int i = 0; i < nall; ++i)
+    for (int c = 0; c < width; ++c) member_f[i][c] = 0.0;
+
+  const auto &rows = graph->row_atom();
+  const int64_t nrows = graph->n_rows();
+  for (int k = 0; k < k_members; ++k) {
+    const double *fk = committee_forces + 3 * nrows * k;
+    for (int64_t r = 0; r < nrows; ++r) {
+      double *fi = member_f[rows[r]] + 3 * k;
+      fi[0] += fk[3 * r + 0];
+      fi[1] += fk[3 * r + 1];
+      fi[2] += fk[3 * r + 2];
+    }
+  }
+  comm->reverse_comm(this);
+
+  for (int i = 0; i < nlocal; ++i) {
+    double mean[3] = {0.0, 0.0, 0.0};
+    for (int k = 0; k < k_members; ++k)
+      for (int d = 0; d < 3; ++d) mean[d] += member_f[i][3 * k + d];
+    for (int d = 0; d < 3; ++d) mean[d] /= k_members;
+    double spread = 0.0;
+    for (int k = 0; k < k_members; ++k)
+      for (int d = 0; d < 3; ++d) {
+        const double delta = member_f[i][3 * k + d] - mean[d];
+        spread += delta * delta;
+      }
+    sigma[i] = std::sqrt(spread / k_members);
+  }
+  sigma_step = update->ntimestep;
+}
+
+int PairMLFF::pack_reverse_comm(int n, int first, double *buf)
+{
+  const int width = comm_reverse;
+  int m = 0;
+  for (int i = first; i < first + n; ++i)
+    for (int c = 0; c < width; ++c) buf[m++] = member_f[i][c];
+  return m;
+}
+
+void PairMLFF::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  const int width = comm_reverse;
+  int m = 0;
+  for (int i = 0; i < n; ++i)
+    for (int c = 0; c < width; ++c) member_f[list[i]][c] += buf[m++];
+}
+
+double PairMLFF::memory_usage()
+{
+  double bytes = Pair::memory_usage();
+  bytes += static_cast<double>(nmax_committee) * (comm_reverse + 1) * sizeof(double);
+  return bytes;
 }

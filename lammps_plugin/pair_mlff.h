@@ -25,15 +25,32 @@ class PairMLFF : public Pair {
   void coeff(int narg, char **arg) override;
   void init_style() override;
   double init_one(int i, int j) override;
+  int pack_reverse_comm(int n, int first, double *buf) override;
+  void unpack_reverse_comm(int n, int *list, double *buf) override;
+  double memory_usage() override;
+
+  // Committee models (compute mlff/uncertainty): K members, or 0 for a single model.
+  int committee_size() const;
+  const std::string &model_path() const;
+  // Per owned atom i, sigma_i = sqrt(mean_k |F_k,i - mean_k F_k,i|^2) in eV/A, ghost
+  // contributions summed home; valid on the step force_uncertainty_step() only.
+  const double *force_uncertainty() const { return sigma; }
+  bigint force_uncertainty_step() const { return sigma_step; }
 
  private:
   void allocate();
+  void committee_deviation(const double *committee_forces);
 
   int nthreads;
   std::string device;
   std::unique_ptr<efgmd::MLFFModel> model;
   std::unique_ptr<efgmd::ContractGraph> graph;
   std::vector<int> type_to_species;    // LAMMPS type (1..ntypes) -> model species, -1 = NULL
+
+  int nmax_committee;                  // rows allocated in member_f and sigma
+  double **member_f;                   // (nmax, 3K): every member's force on each atom, eV/A
+  double *sigma;                       // (nmax): force deviation of each owned atom, eV/A
+  bigint sigma_step;                   // timestep of the last sigma, -1 before the first
 };
 
 }    // namespace LAMMPS_NS

@@ -17,7 +17,9 @@ class MLFFCalculator(Calculator):
     Properties: ``energy`` / ``free_energy`` (eV), ``energies`` (eV per atom), ``forces``
     (eV/Å), ``stress`` (eV/Å³, ASE Voigt order xx yy zz yz xz xy, = -virial/V) and, when the
     model outputs ``atom_virial``, ``stresses`` (per-atom, eV/Å³, -atom_virial/V so that they
-    sum to ``stress``).
+    sum to ``stress``). For a committee model (``pyexport committee fit``) the energy, forces
+    and stresses are the committee mean's, and ``force_uncertainty`` (n_atoms,) eV/Å is the
+    members' force deviation σ_i (:func:`pyexport.committee.force_deviation`).
 
     Parameters
     ----------
@@ -38,6 +40,9 @@ class MLFFCalculator(Calculator):
         self.device = device
         self.elements = list(self.metadata["elements"])
         self.cutoff = float(self.metadata["cutoff"])
+        self.committee_size = self.metadata.get("committee_size")
+        if self.committee_size is not None:
+            self.implemented_properties = self.implemented_properties + ["force_uncertainty"]
         if threads is not None:
             torch.set_num_threads(int(threads))
 
@@ -49,13 +54,18 @@ class MLFFCalculator(Calculator):
                 inputs.edge_index.to(self.device), inputs.n_local)
         out = self.model(*args)
         out = {k: v.detach().cpu() for k, v in out.items()}
-        check_outputs(out, "potential", inputs.pos.shape[0], inputs.n_local)
+        check_outputs(out, "potential", inputs.pos.shape[0], inputs.n_local, self.committee_size)
         n = len(atoms)
         energy = float(out["energy"])
         self.results["energy"] = energy
         self.results["free_energy"] = energy
         self.results["energies"] = out["atom_energy"].numpy().copy()
         self.results["forces"] = fold_to_atoms(out["forces"].numpy(), inputs.image_of, n)
+        if self.committee_size is not None:
+            from .committee import fold_committee_forces, force_deviation
+
+            members = fold_committee_forces(out["committee_forces"].numpy(), inputs.image_of, n)
+            self.results["force_uncertainty"] = force_deviation(members)
         if atoms.cell.rank == 3 and atoms.pbc.all():
             volume = atoms.get_volume()
             w = out["virial"].numpy()

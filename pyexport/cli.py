@@ -3,7 +3,7 @@
 Every subcommand registers itself through one ``add_*_parser(subparsers)`` function that sets
 ``func`` on its parser; adding a subcommand is one line in :data:`COMMANDS`.
 
-Potential verbs (this module): ``fit``, ``export``, ``inspect``, ``eval``, ``scan``.
+Potential verbs (this module): ``fit``, ``committee fit``, ``export``, ``inspect``, ``eval``, ``scan``.
 """
 import argparse
 import json
@@ -38,9 +38,18 @@ def add_fit_parser(subparsers) -> None:
         description="Fit a `cluster` (closed-form ridge) or `cluster-nn` (MLP on the same invariants) "
                     "potential. Options come from --config (JSON or TOML, keys = option names) and "
                     "flags; flags win. Writes a checkpoint (-o) and a metrics JSON.")
+    _add_fit_arguments(p, neural=True)
+    p.add_argument("-o", "--output", help="checkpoint path (model.ckpt)")
+    p.set_defaults(func=run_fit_command)
+
+
+def _add_fit_arguments(p, neural: bool) -> None:
+    """The options of ``pyexport fit``; ``neural=False`` leaves out --model and the cluster-nn
+    training options (for ``pyexport committee fit``, whose members are linear)."""
     p.add_argument("data", nargs="*", help="data files (vasprun.xml, OUTCAR, ML_AB, extxyz)")
     p.add_argument("--config", help="JSON or TOML file with any of the options below")
-    p.add_argument("--model", choices=("cluster", "cluster-nn"), help="model type (cluster)")
+    if neural:
+        p.add_argument("--model", choices=("cluster", "cluster-nn"), help="model type (cluster)")
     p.add_argument("--basis", choices=("tiny", "small", "medium", "large"), help="basis size preset (medium; features per species for 3 elements: tiny 103, small 404, medium 1369, large 2430)")
     p.add_argument("--cutoff", type=float, help="cutoff radius, Å (6.0)")
     for key in _BASIS_KEYS:
@@ -57,23 +66,24 @@ def add_fit_parser(subparsers) -> None:
     p.add_argument("--lambda-tolerance", type=float,
                    help="take the largest lambda whose validation loss is within this fraction of the "
                         "lowest (0.02)")
-    p.add_argument("--hidden", help="cluster-nn hidden layer widths (64,64)")
-    p.add_argument("--epochs", type=int, help="cluster-nn: maximum Adam epochs (200)")
-    p.add_argument("--learning-rate", type=float, help="cluster-nn: Adam learning rate (1e-3)")
-    p.add_argument("--batch-atoms", type=int, help="cluster-nn: atoms per batch (400)")
-    p.add_argument("--patience", type=int, help="cluster-nn: epochs without validation gain before stopping (20)")
-    p.add_argument("--lbfgs-steps", type=int, help="cluster-nn: L-BFGS iterations after Adam (0)")
-    p.add_argument("--train-linear", action="store_const", const=True,
-                   help="cluster-nn: train the linear part too (default: kept at the ridge fit)")
-    p.add_argument("-o", "--output", help="checkpoint path (model.ckpt)")
+    if neural:
+        p.add_argument("--hidden", help="cluster-nn hidden layer widths (64,64)")
+        p.add_argument("--epochs", type=int, help="cluster-nn: maximum Adam epochs (200)")
+        p.add_argument("--learning-rate", type=float, help="cluster-nn: Adam learning rate (1e-3)")
+        p.add_argument("--batch-atoms", type=int, help="cluster-nn: atoms per batch (400)")
+        p.add_argument("--patience", type=int, help="cluster-nn: epochs without validation gain before stopping (20)")
+        p.add_argument("--lbfgs-steps", type=int, help="cluster-nn: L-BFGS iterations after Adam (0)")
+        p.add_argument("--train-linear", action="store_const", const=True,
+                       help="cluster-nn: train the linear part too (default: kept at the ridge fit)")
     p.add_argument("--metrics", help="metrics JSON path (default: <output>.metrics.json)")
     p.add_argument("--threads", type=int, help="torch threads")
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bars")
-    p.set_defaults(func=run_fit_command)
 
 
-def read_config(path: str) -> dict:
-    """Options from a JSON or TOML file; unknown keys are an error naming the file."""
+def read_config(path: str, known: Optional[dict] = None) -> dict:
+    """Options from a JSON or TOML file; keys outside ``known`` (default: those of ``pyexport
+    fit``) are an error naming the file."""
+    known = FIT_DEFAULTS if known is None else known
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: config file not found")
     with open(path, "rb") as fh:
@@ -92,8 +102,8 @@ def read_config(path: str) -> dict:
     out = {}
     for key, value in values.items():
         name = key.replace("-", "_")
-        if name not in FIT_DEFAULTS:
-            raise ValueError(f"{path}: unknown option {key!r}; known: {sorted(FIT_DEFAULTS)}")
+        if name not in known:
+            raise ValueError(f"{path}: unknown option {key!r}; known: {sorted(known)}")
         out[name] = value
     if "data" in out:
         if isinstance(out["data"], str):
@@ -103,12 +113,13 @@ def read_config(path: str) -> dict:
     return out
 
 
-def resolve_fit_options(args: argparse.Namespace) -> dict:
-    """Defaults < config file < flags."""
-    options = dict(FIT_DEFAULTS)
+def resolve_fit_options(args: argparse.Namespace, defaults: Optional[dict] = None) -> dict:
+    """Defaults (those of ``pyexport fit`` unless given) < config file < flags."""
+    defaults = FIT_DEFAULTS if defaults is None else defaults
+    options = dict(defaults)
     if args.config:
-        options.update(read_config(args.config))
-    for key in FIT_DEFAULTS:
+        options.update(read_config(args.config, defaults))
+    for key in defaults:
         value = getattr(args, key, None)
         if key == "data":
             if value:
@@ -201,6 +212,63 @@ def format_metrics(metrics: dict) -> str:
                     f"{m['forces_mae_meV_per_A']:9.2f} {m.get('stress_rmse_GPa', float('nan')):8.4f} "
                     f"{m.get('stress_mae_GPa', float('nan')):8.4f}")
     return "\n".join(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# committee fit
+# --------------------------------------------------------------------------------------------
+#: Defaults of ``pyexport committee fit``: those of ``fit`` (config files are shared; the
+#: cluster-nn keys are accepted and not used), K members, an exported model as output.
+COMMITTEE_DEFAULTS = {**FIT_DEFAULTS, "members": 4, "output": "committee.pt"}
+
+
+def add_committee_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "committee", help="committees of cluster potentials (force uncertainty for MD)",
+        description="A committee of `cluster` potentials fitted to bootstrap resamples of the training "
+                    "structures, exported as one model whose outputs carry every member's forces: "
+                    "pair_style mlff + compute mlff/uncertainty, the ASE calculator and `pyexport select "
+                    "--committee` turn them into a per-atom force uncertainty (eV/Å).")
+    actions = p.add_subparsers(dest="committee_action", metavar="ACTION", required=True)
+    f = actions.add_parser(
+        "fit", help="fit K bootstrap cluster models and export them as one committee model",
+        description="Fit --members K `cluster` models, each to a bootstrap resample (with replacement) of "
+                    "the training structures, at the ridge lambda chosen by the fit on the whole training "
+                    "split, and write them as one exported model (-o, the committee mean's energy/forces "
+                    "plus every member's forces) and a metrics JSON. Options as for `pyexport fit`.")
+    _add_fit_arguments(f, neural=False)
+    f.add_argument("--members", type=int, help="committee size K, at least 2 (4)")
+    f.add_argument("-o", "--output", help="exported committee model (committee.pt)")
+    f.set_defaults(func=run_committee_fit_command)
+
+
+def run_committee_fit_command(args) -> int:
+    import torch
+
+    from .committee import committee_provenance, fit_committee, format_uncertainty, write_committee
+
+    options = resolve_fit_options(args, COMMITTEE_DEFAULTS)
+    members = options["members"]
+    if not isinstance(members, int) or members < 2:
+        raise ValueError(f"--members must be an integer of at least 2 (a committee of one model has no "
+                         f"disagreement), got {members}")
+    if options["threads"]:
+        torch.set_num_threads(int(options["threads"]))
+    config = fit_config_from_options(options)
+    if not config.data:
+        raise ValueError("no data files: give them as arguments or as 'data' in --config")
+    committee, report, metrics = fit_committee(config, members)
+    meta = write_committee(committee, metrics["elements"], config.output, config.dtype,
+                           committee_provenance(committee, report, metrics, config.data))
+    metrics_path = config.metrics or os.path.splitext(config.output)[0] + ".metrics.json"
+    with open(metrics_path, "w") as fh:
+        json.dump({**metrics, "fit": {k: v for k, v in report.items() if k != "split_sources"}}, fh, indent=2)
+    print(f"committee of {meta['committee_size']} cluster models; errors of the committee mean:")
+    print(format_metrics(metrics))
+    print("force uncertainty σ (spread of the members) against the mean's error |ΔF| per atom:")
+    print(format_uncertainty(metrics))
+    print(f"chosen lambda {metrics['lambda']:.1e}; model {config.output}; metrics {metrics_path}")
+    return 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,14 +372,15 @@ def add_inspect_parser(subparsers) -> None:
 
 def describe(path: str) -> dict:
     """Contract attributes + metadata.json of an exported model, or the summary of a checkpoint."""
-    from .contract import ContractError, METADATA_KEYS, load_model
+    from .contract import ContractError, METADATA_KEYS, OPTIONAL_METADATA_KEYS, load_model
 
     try:
         module, meta = load_model(path)
-        attributes = {k: getattr(module, k) for k in METADATA_KEYS}
+        keys = METADATA_KEYS + tuple(k for k in OPTIONAL_METADATA_KEYS if hasattr(module, k))
+        attributes = {k: getattr(module, k) for k in keys}
         attributes["elements"] = list(attributes["elements"])
         return {"file": path, "type": "exported model", "attributes": attributes,
-                "metadata": {k: v for k, v in meta.items() if k not in METADATA_KEYS}}
+                "metadata": {k: v for k, v in meta.items() if k not in keys}}
     except ContractError as exc:
         model_error = str(exc)
     from .fit import load_checkpoint
@@ -347,6 +416,9 @@ def run_inspect_command(args) -> int:
             print(format_summary(meta["metrics"], args.path))
         elif "metrics" in meta:
             print(format_metrics(meta["metrics"]))
+            if "force_uncertainty" in meta["metrics"]:
+                from .committee import format_uncertainty
+                print(format_uncertainty(meta["metrics"]))
         other = sorted(set(meta) - {"model_type", "package_version", "data_hash", "hyperparameters", "metrics"})
         if other:
             print(f"  other metadata: {', '.join(other)} (--json prints them)")
@@ -512,8 +584,8 @@ def _external(module: str, name: str):
     return register
 
 
-COMMANDS = [add_fit_parser, _external("fit_efg", "add_fit_efg_parser"), add_export_parser, add_inspect_parser,
-            add_eval_parser, add_scan_parser, _external("select", "add_select_parser"),
+COMMANDS = [add_fit_parser, add_committee_parser, _external("fit_efg", "add_fit_efg_parser"), add_export_parser,
+            add_inspect_parser, add_eval_parser, add_scan_parser, _external("select", "add_select_parser"),
             _external("vasp_inputs", "add_vasp_inputs_parser")]
 
 

@@ -11,6 +11,9 @@ post-processor). An exported model is a TorchScript module with
 - potential outputs: ``energy`` (scalar, eV), ``atom_energy`` (n_local,), ``forces`` (N, 3) eV/Å
   (ghost rows too), ``virial`` (3, 3) eV = -Σ_edges r_ij ⊗ ∂E/∂r_ij, optionally ``atom_virial``
   (N, 6) eV in LAMMPS order xx yy zz xy xz yz.
+- committee potentials (optional, :class:`CommitteePotentialModule`): the outputs above are those
+  of the committee mean, plus ``committee_forces`` (K, N, 3) eV/Å, each member's forces on every
+  row (ghost rows too, summed home like ``forces``); the metadata attribute ``committee_size`` = K.
 - EFG outputs: ``efg`` (n_local, 3, 3) V/Å², symmetric and traceless.
 
 All outputs are float64 whatever the model's internal ``dtype``. The scripted module carries the
@@ -34,6 +37,8 @@ UNITS = "metal"
 KINDS = ("potential", "efg")
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 METADATA_KEYS = ("contract_version", "kind", "elements", "cutoff", "dtype", "units")
+#: Attributes a model may carry in addition (readers that do not know them ignore them).
+OPTIONAL_METADATA_KEYS = ("committee_size",)
 METADATA_FILE = "metadata.json"
 
 POTENTIAL_OUTPUTS = ("energy", "atom_energy", "forces", "virial")
@@ -94,18 +99,95 @@ class PotentialModule(torch.nn.Module):
         dE_dr = grads[0]
         if dE_dr is None:
             dE_dr = torch.zeros_like(edge_vec)
-        # F_i = -dE/dr_i; r_ij = r_j - r_i, so i gains +dE/dr_ij and j gains -dE/dr_ij.
-        forces = torch.zeros((n_all, 3), dtype=model_dtype, device=pos.device)
-        forces = forces.index_add(0, src, dE_dr).index_add(0, dst, -dE_dr)
-        virial = -(edge_vec.transpose(0, 1) @ dE_dr)
-        out: Dict[str, torch.Tensor] = {
-            "energy": energy.to(torch.float64),
-            "atom_energy": atom_energy.to(torch.float64),
-            "forces": forces.to(torch.float64),
-            "virial": virial.to(torch.float64),
-        }
-        if self.per_atom_virial:
-            out["atom_virial"] = _split_edge_virial(edge_vec, dE_dr, src, dst, n_all).to(torch.float64)
+        return _potential_outputs(atom_energy, edge_vec, dE_dr, src, dst, n_all, self.per_atom_virial)
+
+
+def _edge_forces(dE_dr: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, n_all: int) -> torch.Tensor:
+    """Forces (..., N, 3) from edge gradients (..., E, 3): F_i = -dE/dr_i; r_ij = r_j - r_i, so i
+    gains +dE/dr_ij and j gains -dE/dr_ij. Leading dimensions are kept (committee members)."""
+    dim = dE_dr.dim() - 2
+    shape = list(dE_dr.shape[:dim]) + [n_all, 3]
+    forces = torch.zeros(shape, dtype=dE_dr.dtype, device=dE_dr.device)
+    return forces.index_add(dim, src, dE_dr).index_add(dim, dst, -dE_dr)
+
+
+def _potential_outputs(atom_energy: torch.Tensor, edge_vec: torch.Tensor, dE_dr: torch.Tensor,
+                       src: torch.Tensor, dst: torch.Tensor, n_all: int, per_atom_virial: bool
+                       ) -> Dict[str, torch.Tensor]:
+    """The contract outputs of a potential from its atom energies and edge gradients dE/dr_ij."""
+    out: Dict[str, torch.Tensor] = {
+        "energy": atom_energy.sum().to(torch.float64),
+        "atom_energy": atom_energy.to(torch.float64),
+        "forces": _edge_forces(dE_dr, src, dst, n_all).to(torch.float64),
+        "virial": (-(edge_vec.transpose(0, 1) @ dE_dr)).to(torch.float64),
+    }
+    if per_atom_virial:
+        out["atom_virial"] = _split_edge_virial(edge_vec, dE_dr, src, dst, n_all).to(torch.float64)
+    return out
+
+
+class CommitteePotentialModule(torch.nn.Module):
+    """Wrap a committee of K per-atom energy models into a contract ``potential`` whose outputs
+    carry the committee's force disagreement.
+
+    ``committee_model(edge_vec, species, edge_index, n_local) -> (K, n_local)`` eV returns every
+    member's atom energies (computed together, e.g. from one shared descriptor). The module
+    returns the contract outputs of the committee mean (energy, atom energies, forces, virials of
+    the mean are the means of the members'), plus ``committee_forces`` (K, N, 3) eV/Å: every
+    member's forces on all rows, ghosts included, so that a consumer folds them home exactly
+    like ``forces`` before it compares the members. ``committee_size`` (K ≥ 2) is a metadata
+    attribute. Member forces take one backward pass each (K passes through the shared graph).
+    """
+
+    contract_version: int
+    kind: str
+    elements: List[str]
+    cutoff: float
+    dtype: str
+    units: str
+    per_atom_virial: bool
+    committee_size: int
+
+    def __init__(self, committee_model: torch.nn.Module, committee_size: int, elements: Sequence[str],
+                 cutoff: float, dtype: str = "float64", per_atom_virial: bool = True):
+        super().__init__()
+        _check_metadata_values("potential", elements, cutoff, dtype)
+        if int(committee_size) != committee_size or committee_size < 2:
+            raise ContractError(f"committee_size must be an integer >= 2, got {committee_size}")
+        self.model = committee_model
+        self.contract_version = CONTRACT_VERSION
+        self.kind = "potential"
+        self.elements = list(elements)
+        self.cutoff = float(cutoff)
+        self.dtype = dtype
+        self.units = UNITS
+        self.per_atom_virial = per_atom_virial
+        self.committee_size = int(committee_size)
+
+    def forward(self, pos: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                n_local: int) -> Dict[str, torch.Tensor]:
+        model_dtype = torch.float64 if self.dtype == "float64" else torch.float32
+        pos = pos.to(model_dtype)
+        n_all = pos.shape[0]
+        src = edge_index[0]
+        dst = edge_index[1]
+        edge_vec = (pos.index_select(0, dst) - pos.index_select(0, src)).detach()
+        edge_vec.requires_grad_(True)
+        member_energy = self.model(edge_vec, species, edge_index, n_local)
+        if member_energy.shape[0] != self.committee_size:
+            raise RuntimeError("committee model returned a different number of members than committee_size")
+        member_grads: List[torch.Tensor] = []
+        for k in range(self.committee_size):
+            grads = torch.autograd.grad([member_energy[k].sum()], [edge_vec], retain_graph=True,
+                                        create_graph=self.training, allow_unused=True)
+            g = grads[0]
+            if g is None:
+                g = torch.zeros_like(edge_vec)
+            member_grads.append(g)
+        dE_dr_members = torch.stack(member_grads)                     # (K, E, 3)
+        out = _potential_outputs(member_energy.mean(0), edge_vec, dE_dr_members.mean(0), src, dst,
+                                 n_all, self.per_atom_virial)
+        out["committee_forces"] = _edge_forces(dE_dr_members, src, dst, n_all).to(torch.float64)
         return out
 
 
@@ -184,6 +266,9 @@ def module_metadata(module) -> dict:
             raise ContractError(f"model has no contract attribute {key!r}")
         value = getattr(module, key)
         meta[key] = list(value) if key == "elements" else value
+    for key in OPTIONAL_METADATA_KEYS:
+        if hasattr(module, key):
+            meta[key] = getattr(module, key)
     return meta
 
 
@@ -237,6 +322,8 @@ def load_model(path: Union[str, os.PathLike], kind: Optional[str] = None, device
         raise ContractError(f"{path}: model kind is {meta['kind']!r}, expected {kind!r}")
     if meta["units"] != UNITS:
         raise ContractError(f"{path}: model units are {meta['units']!r}, only {UNITS!r} is supported")
+    if "committee_size" in meta and (not isinstance(meta["committee_size"], int) or meta["committee_size"] < 2):
+        raise ContractError(f"{path}: committee_size must be an integer >= 2, got {meta['committee_size']!r}")
     if extra[METADATA_FILE]:
         provenance = json.loads(extra[METADATA_FILE])
         meta = {**provenance, **meta}
@@ -244,14 +331,20 @@ def load_model(path: Union[str, os.PathLike], kind: Optional[str] = None, device
     return module, meta
 
 
-def check_outputs(outputs: Dict[str, torch.Tensor], kind: str, n_all: int, n_local: int) -> None:
-    """Raise :class:`ContractError` unless ``outputs`` have the keys and shapes of the contract."""
+def check_outputs(outputs: Dict[str, torch.Tensor], kind: str, n_all: int, n_local: int,
+                  committee_size: Optional[int] = None) -> None:
+    """Raise :class:`ContractError` unless ``outputs`` have the keys and shapes of the contract
+    (``committee_forces`` too when ``committee_size`` is given)."""
     required = POTENTIAL_OUTPUTS if kind == "potential" else EFG_OUTPUTS
+    if committee_size is not None:
+        required = required + ("committee_forces",)
     missing = [k for k in required if k not in outputs]
     if missing:
         raise ContractError(f"model outputs lack {missing}")
     shapes = {"energy": (), "atom_energy": (n_local,), "forces": (n_all, 3), "virial": (3, 3),
               "atom_virial": (n_all, 6), "efg": (n_local, 3, 3)}
+    if committee_size is not None:
+        shapes["committee_forces"] = (committee_size, n_all, 3)
     for key, shape in shapes.items():
         if key in outputs and tuple(outputs[key].shape) != shape:
             raise ContractError(f"output {key!r} has shape {tuple(outputs[key].shape)}, expected {shape}")

@@ -21,9 +21,12 @@ cutoff changes it by at most e⁻⁸ per pair). It is invariant under translatio
 relabelling of atoms, and sees what distinguishes MD frames of a perovskite: bond-length
 spread, octahedral tilts (B-X-B and X-X distances) and A-site displacements.
 
-With a committee of models (later), pass its per-frame disagreement as ``uncertainty``:
+With a committee of models, pass its per-frame disagreement as ``uncertainty``:
 :func:`select_frames` then keeps the ``candidates`` most uncertain frames and picks among them
-farthest-point, starting with the most uncertain.
+farthest-point, starting with the most uncertain. ``pyexport select --committee committee.pt``
+does this with the committee's max_i σ_i per frame (:mod:`pyexport.committee`, eV/Å):
+
+    pyexport select --dump md.lammpstrj --types Cs,Pb,Br --committee committee.pt -n 50
 """
 import json
 import os
@@ -235,6 +238,11 @@ def add_select_parser(subparsers) -> None:
     p.add_argument("--index", default=":", help="frames to consider, start:stop:step as in ASE (':' = all)")
     p.add_argument("--cutoff", type=float, default=6.0, help="descriptor radius r_c, Å (6.0)")
     p.add_argument("--bins", type=int, default=48, help="grid points per species pair (48)")
+    p.add_argument("--committee", help="committee model (pyexport committee fit): keep the --candidates frames "
+                                       "of highest force uncertainty max_i σ_i, pick among them farthest-point, "
+                                       "the most uncertain first")
+    p.add_argument("--candidates", type=int, help="with --committee: how many of the most uncertain frames "
+                                                  "to pick from (default 3·n, at most all frames)")
     p.add_argument("-o", "--output", default="selected", help="output folder (selected)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing selection in OUTPUT")
     p.set_defaults(func=run_select_command)
@@ -248,17 +256,35 @@ def run_select_command(args) -> int:
     frames_path = os.path.join(args.output, FRAMES_FILE)
     if os.path.exists(frames_path) and not args.overwrite:
         raise FileExistsError(f"{frames_path} exists; pass --overwrite to replace it")
+    if args.candidates is not None and not args.committee:
+        raise ValueError("--candidates needs --committee (it counts the most uncertain frames)")
+    committee = None
+    if args.committee:
+        from .committee import CommitteeEvaluator
+
+        committee = CommitteeEvaluator(args.committee)
     descriptor = None
-    rows, timesteps = [], []
-    for atoms in iread(args.dump, types=args.types, index=args.index):
+    rows, timesteps, uncertainty = [], [], []
+    for position, atoms in enumerate(iread(args.dump, types=args.types, index=args.index)):
         if descriptor is None:
             descriptor = RDFDescriptor(default_elements(atoms), cutoff=args.cutoff, n_bins=args.bins)
         rows.append(descriptor(atoms))
         timesteps.append(int(atoms.info["timestep"]))
+        if committee is not None:
+            uncertainty.append(_frame_uncertainty(committee, atoms, args.dump, position))
     if not rows:
         raise ValueError(f"{args.dump}: no frames selected by --index {args.index!r}")
     descriptors = np.stack(rows)
-    order, distance = farthest_point_sampling(descriptors, _checked_n(args.n, len(rows)), first=0)
+    n = _checked_n(args.n, len(rows))
+    if committee is None:
+        order, distance = farthest_point_sampling(descriptors, n, first=0)
+        method = "farthest-point sampling, first pick = first frame"
+    else:
+        order = select_frames(None, n, uncertainty=uncertainty, descriptors=descriptors, candidates=args.candidates)
+        distance = pick_distances(descriptors, order)
+        pool = min(len(rows), 3 * n) if args.candidates is None else args.candidates
+        method = (f"the {pool} frames of highest committee force uncertainty (max over atoms of sigma_i), "
+                  "then farthest-point sampling among them, first pick = most uncertain")
 
     picked = {int(k): rank for rank, k in enumerate(order)}
     chosen = [None] * len(order)
@@ -269,7 +295,7 @@ def run_select_command(args) -> int:
     ase.io.write(frames_path, chosen, format="extxyz")
     record = {
         "dump": os.path.abspath(args.dump), "types": args.types, "index": args.index,
-        "frames_considered": len(rows), "method": "farthest-point sampling, first pick = first frame",
+        "frames_considered": len(rows), "method": method,
         "descriptor": {"kind": "smoothed per-species-pair radial distribution (pyexport.select.RDFDescriptor)",
                        "elements": list(descriptor.elements), "cutoff_A": descriptor.cutoff,
                        "n_bins": descriptor.n_bins, "sigma_A": descriptor.sigma},
@@ -277,13 +303,39 @@ def run_select_command(args) -> int:
                       "distance": None if not np.isfinite(dist) else float(dist)}
                      for k, dist in zip(order, distance)],
     }
+    if committee is not None:
+        record["committee"] = {"model": os.path.abspath(args.committee), "committee_size": committee.committee_size,
+                               "uncertainty": "max over atoms of sigma_i = sqrt(mean_k |F_k,i - mean F_i|^2), eV/A"}
+        for entry in record["selected"]:
+            entry["uncertainty_eV_per_A"] = float(uncertainty[entry["position"]])
     with open(os.path.join(args.output, SELECTION_FILE), "w") as fh:
         json.dump(record, fh, indent=2)
     print(f"{len(order)} of {len(rows)} frames -> {frames_path}")
-    print(f"{'pick':>5} {'position':>9} {'timestep':>12} {'distance':>12}")
+    print(f"{'pick':>5} {'position':>9} {'timestep':>12} {'distance':>12}"
+          + (f" {'max σ (eV/Å)':>13}" if committee is not None else ""))
     for rank, (k, dist) in enumerate(zip(order, distance)):
-        print(f"{rank:5d} {int(k):9d} {timesteps[k]:12d} {dist:12.5g}")
+        print(f"{rank:5d} {int(k):9d} {timesteps[k]:12d} {dist:12.5g}"
+              + (f" {uncertainty[k]:13.5g}" if committee is not None else ""))
     return 0
+
+
+def pick_distances(points: np.ndarray, order: Sequence[int]) -> np.ndarray:
+    """Euclidean distance of each pick to the nearest earlier pick (``inf`` for the first)."""
+    points = np.asarray(points, dtype=np.float64)
+    distance = np.full(len(order), np.inf)
+    for k in range(1, len(order)):
+        distance[k] = np.linalg.norm(points[list(order[:k])] - points[order[k]], axis=1).min()
+    return distance
+
+
+def _frame_uncertainty(committee, atoms, dump: str, position: int) -> float:
+    """max_i σ_i (eV/Å) of one dump frame; errors name the frame."""
+    from .contract import ContractError
+
+    try:
+        return committee.max_force_uncertainty(atoms)
+    except ContractError as exc:
+        raise ValueError(f"{dump}: frame {position} (timestep {atoms.info.get('timestep')}): {exc}") from None
 
 
 def _checked_n(n: int, available: int) -> int:

@@ -6,9 +6,14 @@ import os
 import ase.io
 import numpy as np
 import pytest
+import torch
 from ase import Atoms
 
+from contract_models import many_body_module
 from efg.dump import read_frames
+from pyexport.committee import ClusterCommittee, CommitteeEvaluator, write_committee
+from pyexport.contract import export_model
+from pyexport.models.cluster import ClusterBasis
 from pyexport.select import (FRAMES_FILE, SELECTION_FILE, RDFDescriptor, add_select_parser,
                              farthest_point_sampling, frame_descriptors, select_frames)
 
@@ -157,3 +162,71 @@ def test_select_command_writes_the_picked_dump_frames(tmp_path, capsys):
         run_cli(["select", "--dump", WATER_DUMP, "--types", "H,O", "-n", "2", "-o", str(out)])
     with pytest.raises(ValueError, match="-n 4"):
         run_cli(["select", "--dump", WATER_DUMP, "--types", "H,O", "-n", "4", "-o", str(out), "--overwrite"])
+
+
+# --------------------------------------------------------------------------------------------
+# pyexport select --committee
+# --------------------------------------------------------------------------------------------
+def write_orthogonal_dump(path, frames, types):
+    """A LAMMPS text dump (id type x y z, %.17g) of frames with orthogonal cells."""
+    lines = []
+    for step, atoms in enumerate(frames):
+        lengths = np.diag(atoms.cell.array)
+        lines += ["ITEM: TIMESTEP", str(100 * step), "ITEM: NUMBER OF ATOMS", str(len(atoms)),
+                  "ITEM: BOX BOUNDS pp pp pp"] + [f"0.0 {x:.17g}" for x in lengths] + ["ITEM: ATOMS id type x y z"]
+        lines += [f"{i + 1} {types.index(s) + 1} {x:.17g} {y:.17g} {z:.17g}"
+                  for i, (s, (x, y, z)) in enumerate(zip(atoms.get_chemical_symbols(), atoms.positions))]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def random_committee(tmp_path_factory):
+    """A 3-member committee of tiny cluster models with random coefficients (no fit needed:
+    only the members' disagreement matters here)."""
+    torch.manual_seed(3)
+    committee = ClusterCommittee(3, ClusterBasis.preset("tiny", cutoff=5.0), 3)
+    with torch.no_grad():
+        committee.coef.normal_(0.0, 1e-2)
+    path = tmp_path_factory.mktemp("committee") / "committee.pt"
+    write_committee(committee, ["Cs", "Pb", "Br"], path)
+    return str(path)
+
+
+def test_select_with_committee_picks_the_most_uncertain_frames(tmp_path, random_committee):
+    cubic = Atoms("CsPbBr3", scaled_positions=[[.5, .5, .5], [0, 0, 0], [.5, 0, 0], [0, .5, 0], [0, 0, .5]],
+                  cell=np.eye(3) * 5.9, pbc=True).repeat((2, 1, 1))
+    frames = []
+    for seed, amplitude in enumerate([0.05, 0.3, 0.02, 0.15, 0.1, 0.25, 0.03, 0.2]):
+        atoms = cubic.copy()
+        atoms.rattle(amplitude, seed=seed)
+        frames.append(atoms)
+    dump = tmp_path / "md.lammpstrj"
+    write_orthogonal_dump(dump, frames, ["Cs", "Pb", "Br"])
+    evaluator = CommitteeEvaluator(random_committee)
+    expected = np.array([evaluator.max_force_uncertainty(a) for a in read_frames(str(dump), types="Cs,Pb,Br")])
+    assert len(set(np.round(expected, 12))) == 8           # distinct, so the ranking is unambiguous
+
+    out = tmp_path / "selected"
+    assert run_cli(["select", "--dump", str(dump), "--types", "Cs,Pb,Br", "--committee", random_committee,
+                    "-n", "2", "--candidates", "3", "-o", str(out)]) == 0
+    record = json.loads((out / SELECTION_FILE).read_text())
+    picked = [entry["position"] for entry in record["selected"]]
+    top3 = np.argsort(-expected)[:3]
+    assert picked[0] == int(np.argmax(expected)) and set(picked) <= set(top3.tolist()) and len(set(picked)) == 2
+    for entry in record["selected"]:
+        assert entry["uncertainty_eV_per_A"] == pytest.approx(expected[entry["position"]], rel=0, abs=1e-12)
+    assert record["committee"]["committee_size"] == 3
+    # the second pick is the top-3 frame farthest from the first in descriptor space
+    d = frame_descriptors(read_frames(str(dump), types="Cs,Pb,Br"), RDFDescriptor(("Cs", "Pb", "Br")))
+    rest = [k for k in top3 if k != picked[0]]
+    assert picked[1] == rest[int(np.argmax([np.linalg.norm(d[k] - d[picked[0]]) for k in rest]))]
+    assert record["selected"][1]["distance"] == pytest.approx(np.linalg.norm(d[picked[1]] - d[picked[0]]), rel=1e-12)
+
+    with pytest.raises(ValueError, match="--candidates needs --committee"):
+        run_cli(["select", "--dump", str(dump), "--types", "Cs,Pb,Br", "-n", "2", "--candidates", "3",
+                 "-o", str(out), "--overwrite"])
+    single = tmp_path / "single.pt"
+    export_model(many_body_module(), single)
+    with pytest.raises(ValueError, match="not a committee model"):
+        run_cli(["select", "--dump", str(dump), "--types", "Cs,Pb,Br", "--committee", str(single), "-n", "2",
+                 "-o", str(out), "--overwrite"])
