@@ -26,6 +26,11 @@ Run it with the ``reference`` extra installed (``pip install efgmd[reference]``)
 
     python examples/cspbbr3/make_reference.py     # writes examples/cspbbr3/reference/*
 
+label given structures (e.g. frames picked by ``active_learning.py``) with 7net-0 and point-charge
+EFGs, keeping their ``info``:
+
+    python examples/cspbbr3/make_reference.py --label frames.extxyz --out labelled.extxyz
+
 or label an existing file with point-charge EFGs only (no sevenn needed):
 
     python examples/cspbbr3/make_reference.py --label-efg-only in.extxyz.xz --out out.extxyz.xz
@@ -83,6 +88,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="JSON of the R-point tilt double well of the cubic cell")
     p.add_argument("--summary-out", type=Path, default=out_dir / "generation_summary.json",
                    help="JSON of versions, a0, phases, counts, statistics and timings")
+    p.add_argument("--label", type=Path, metavar="EXTXYZ",
+                   help="only label the structures of this file (7net-0 and point-charge EFG), "
+                        "write --out")
     p.add_argument("--label-efg-only", type=Path, metavar="EXTXYZ",
                    help="only add point-charge EFG labels to this existing file, write --out")
     p.add_argument("--seed", type=int, default=20240715)
@@ -550,6 +558,17 @@ def label_efg_only(args) -> None:
     print(f"{args.out}: {len(frames)} structures with point-charge EFG labels")
 
 
+def label_structures(args) -> None:
+    """7net-0 energy, forces, stress and point-charge EFGs for every structure of ``--label``."""
+    calc, _ = load_sevennet0(args.device, args.threads)
+    frames = ase.io.read(args.label, index=":", format="extxyz")
+    frames = [labelled(atoms, calc, **atoms.info)
+              for atoms in tqdm(frames, desc="7net-0", unit="cell")]
+    add_efg_labels(frames)
+    write_frames(frames, args.out)
+    print(f"{args.out}: {len(frames)} structures labelled by {MODEL_NAME}")
+
+
 def generate(args) -> None:
     timings: Dict[str, float] = {}
     start_all = time.perf_counter()
@@ -619,7 +638,11 @@ def generate(args) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
-    if args.label_efg_only is not None:
+    if args.label is not None and args.label_efg_only is not None:
+        raise SystemExit("make_reference.py: --label and --label-efg-only exclude each other")
+    if args.label is not None:
+        label_structures(args)
+    elif args.label_efg_only is not None:
         label_efg_only(args)
     else:
         generate(args)
