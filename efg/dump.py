@@ -55,11 +55,13 @@ leaving a shorter number, cannot be told from a complete one. Anything malformed
 line, a repeated atom id, a type missing from the map) raises :class:`DumpFormatError` naming
 file, line and frame; the frames before it have been yielded by then.
 
-Speed and memory: the file is read in blocks of 4 MiB (``.gz``, ``.bz2``, ``.xz`` recognised
-by their magic bytes); a frame's atom rows are converted in one vectorised pass (no Python call
-per atom or per number), and frames outside ``index`` are skipped without converting any number.
-Memory is bounded by one frame (about ten times its text size: token offsets, values, the
-Atoms) plus the read block, not by the file.
+Speed and memory: the file is read in blocks of 4 MiB into one reused buffer (``.gz``,
+``.bz2``, ``.xz`` recognised by their magic bytes); a frame's atom rows are converted in one
+vectorised pass, with no Python call per atom or per number: plain decimals (LAMMPS's default
+``%g`` apart from its e-notation) eight bytes at a time as uint64 words, other decimals one byte
+per array element, and only nan/inf and the like through Python's ``float``. Frames outside
+``index`` are skipped without converting any number. Memory is bounded by one frame (about ten
+times its text size: token offsets, values, the Atoms) plus the read buffer, not by the file.
 Negative indices need the number of frames first, which costs one extra pass over the file
 (headers only, no numbers converted).
 """
@@ -118,6 +120,7 @@ _TWO53 = 2.0 ** 53
 _MAX_FAST_TOKEN = 24     # longer tokens go through Python's float
 _PAD = 32                # spaces around a block so that windows never leave the buffer
 _BATCH_TOKENS = 1 << 16  # bounds the (width, tokens) work arrays to a few MiB
+_FEW_TOKENS = 100        # fewer than this go straight to Python's float (quicker than arrays)
 
 
 class _Workspace:
@@ -141,12 +144,152 @@ def _tokenize(text: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     ending with whitespace)."""
     # Python's bytes.split() whitespace: space, \t \n \v \f \r; other control bytes (NUL
     # from a crashed write) stay inside tokens and so cannot pass as separators
-    space = (text == 32) | ((text >= 9) & (text <= 13))
+    space = (text == 32) | ((text - 9) < 5)         # (uint8: bytes below 9 wrap round)
     edges = np.flatnonzero(space[:-1] != space[1:]) + 1
     return edges[0::2], edges[1::2]
 
 
-def _parse_fast(text: np.ndarray, starts: np.ndarray, ends: np.ndarray, work: _Workspace):
+# Plain decimals, 8 bytes at a time. What LAMMPS writes by default (``%g``) is, apart from the
+# e-notation of very small and large numbers, ``[sign]digits[.digits]`` of at most 16 bytes.
+# For those, _parse_plain treats the bytes of a token as one or two little-endian uint64 words
+# (byte j = the j-th character, so the leading digit is the lowest byte) and does the work of a
+# byte loop with a few integer operations per word ("SIMD within a register"): flag the bytes
+# that are not digits, check they are a single '.', close the gap it leaves, and sum the eight
+# digits of a word in three multiply-shift steps. Other tokens go to _parse_general (or, when
+# only a few, straight to Python's float).
+
+_U64 = np.uint64
+_EACH_BYTE = 0x0101010101010101
+_ALL_BITS = _U64(2 ** 64 - 1)
+_ASCII_ZEROS = _U64(0x30 * _EACH_BYTE)     # b"00000000"
+_LOW_7_BITS = _U64(0x7F * _EACH_BYTE)
+_ADD_TO_10 = _U64(0x76 * _EACH_BYTE)        # 0x76 + 10 == 0x80: sets a byte's top bit if >= 10
+_POINT_FLAG = 0x2E ^ 0x30                   # b"." - b"0" as it is left after x ^ _ASCII_ZEROS
+# digits after the point from its flag 1 << 8q: (flag * _DIGITS_AFTER[w]) >> 60 reads a 4-bit
+# field placed so that the shift brings field q to the top; w = 0 for the last word of a token,
+# 1 for the word before it (8 more digits after the point)
+_DIGITS_AFTER = (_U64(sum((7 - q) << (60 - 8 * q) for q in range(8))),
+                 _U64(sum((15 - q) << (60 - 8 * q) for q in range(8))))
+_MAX_PLAIN_TOKEN = 16    # bytes after the sign; longer ones go to _parse_general
+# 10**k and -10**k for the k < 32 that _plain_short/_plain_long return (k > 15: not exact)
+_SIGNED_POW10 = np.concatenate([10.0 ** np.minimum(np.arange(32), 22),
+                                -10.0 ** np.minimum(np.arange(32), 22)])
+
+
+def _words_ending_at(text64: np.ndarray, ends: np.ndarray, before: int = 0) -> np.ndarray:
+    """The 8 bytes ``ends - 8 * (before + 1)`` up to ``ends - 8 * before`` as little-endian
+    uint64 words, each joined from the two aligned words of ``text64`` (the buffer's '<u8'
+    view) it straddles."""
+    offsets = ends - 8 * (before + 1)
+    aligned = offsets >> 3
+    shift = (offsets.view(np.uint64) & _U64(7)) << _U64(3)
+    words = text64[aligned] >> shift
+    aligned += 1
+    words |= text64[aligned] << (_U64(64) - shift)     # numpy: a shift by >= 64 gives 0
+    return words
+
+
+def _eight_digits(x: np.ndarray) -> np.ndarray:
+    """Integer value of words of eight digits (byte values 0..9, leading digit in the lowest
+    byte): pairs, then quadruples, then all eight, each step one multiply and shift. In place."""
+    x *= _U64(10 << 8 | 1)
+    x >>= _U64(8)
+    x &= _U64(0x00FF00FF00FF00FF)
+    x *= _U64(100 << 16 | 1)
+    x >>= _U64(16)
+    x &= _U64(0x0000FFFF0000FFFF)
+    x *= _U64(10000 << 32 | 1)
+    x >>= _U64(32)
+    return x
+
+
+def _digit_words(text64: np.ndarray, ends: np.ndarray, length: np.ndarray, before: int):
+    """Token bytes as digit values (byte - b'0'; a '.' becomes _POINT_FLAG) in the word that ends
+    ``8 * before`` bytes before each token's end; bytes outside the token's last ``length`` are
+    zeroed (leading zeros). Returns (x, flags, ok): flags has 1 in each byte that is not a digit,
+    ok says each of those is a '.'."""
+    x = _words_ending_at(text64, ends, before)
+    x ^= _ASCII_ZEROS
+    in_word = np.maximum(length, _U64(8 * before)) - _U64(8 * before) if before else length
+    x &= ~(_ALL_BITS >> (in_word << _U64(3)))      # (in_word >= 8: all bytes)
+    flags = ((x & _LOW_7_BITS) + _ADD_TO_10 | x) >> _U64(7) & _U64(_EACH_BYTE)
+    ok = (x & flags * _U64(0xFF)) == flags * _U64(_POINT_FLAG)
+    return x, flags, ok
+
+
+def _close_point_gap(x: np.ndarray, below: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """Move the bytes of ``x`` under the mask ``below`` (the digits before the point) one byte
+    up, onto the point (flagged in ``flags``): x - point + 255 * (x & below). In place."""
+    moved = x & below
+    moved *= _U64(255)
+    x += moved
+    x -= flags * _U64(_POINT_FLAG)
+    return x
+
+
+def _count_bytes(flags: np.ndarray) -> np.ndarray:
+    """Number of flagged bytes (flags 0 or 1 per byte) in each word."""
+    return flags * _U64(_EACH_BYTE) >> _U64(56)
+
+
+def _plain_short(text64: np.ndarray, ends: np.ndarray, length: np.ndarray):
+    """(mantissa, digits after the point, ok) of tokens with 1..8 bytes after the sign."""
+    x, flags, ok = _digit_words(text64, ends, length, 0)
+    points = _count_bytes(flags)
+    ok &= (points <= 1) & (length > points)
+    below = flags - _U64(1)                      # bytes under the point, all when there is none
+    below &= _U64(0) - points                    # ... and then none
+    _close_point_gap(x, below, flags)
+    return _eight_digits(x), flags * _DIGITS_AFTER[0] >> _U64(60), ok
+
+
+def _plain_long(text64: np.ndarray, ends: np.ndarray, length: np.ndarray):
+    """(mantissa, digits after the point, ok) of tokens with 9..16 bytes after the sign: the
+    word holding the last 8 bytes, and the word before it."""
+    last, last_flags, ok = _digit_words(text64, ends, length, 0)
+    ok &= length <= _MAX_PLAIN_TOKEN
+    first, first_flags, first_ok = _digit_words(text64, ends, length, 1)
+    ok &= first_ok
+    points = _count_bytes(last_flags + first_flags)
+    ok &= points <= 1
+    has_point = _U64(0) - points
+    # a point in the last word: all of the first word moves up, its top byte into the last word
+    first_below = (first_flags - _U64(1)) & has_point
+    last_below = np.where(last_flags != 0, last_flags - _U64(1), _U64(0))
+    carry = (first & first_below) >> _U64(56)
+    _close_point_gap(first, first_below, first_flags)
+    _close_point_gap(last, last_below, last_flags)
+    last += carry
+    mantissa = _eight_digits(first)
+    mantissa *= _U64(10 ** 8)
+    mantissa += _eight_digits(last)
+    ok &= mantissa < _U64(2 ** 53)               # exactly a float64
+    after = (last_flags * _DIGITS_AFTER[0] >> _U64(60)) + (first_flags * _DIGITS_AFTER[1] >> _U64(60))
+    return mantissa, after, ok
+
+
+def _parse_plain(text: np.ndarray, starts: np.ndarray, ends: np.ndarray):
+    """float64 values of the tokens ``text[starts[k]:ends[k]]`` that are plain decimals,
+    ``[sign]digits[.digits]`` with at most 16 bytes after the sign. Returns (values, exact),
+    exact[k] saying values[k] is float(token k) (correctly rounded: an exact integer mantissa
+    divided by an exact power of ten, one IEEE operation); the other tokens are left alone.
+    ``text``: 8-byte aligned, a multiple of 8 bytes long, with 16 bytes before the first token."""
+    text64 = text.view("<u8")
+    first = text[starts]
+    negative = first == 45                          # '-'
+    length = (ends - starts).view(np.uint64) - (negative | (first == 43))
+    mantissa, after, exact = _plain_short(text64, ends, length)
+    exact &= length <= 8
+    long = np.flatnonzero(length > 8)
+    if len(long):
+        mantissa[long], after[long], exact[long] = _plain_long(text64, ends[long], length[long])
+    after += negative * _U64(32)                    # the sign goes with the power of ten
+    values = mantissa.astype(np.float64)
+    values /= _SIGNED_POW10[after.view(np.int64)]   # -0 stays -0.0, as float('-0')
+    return values, exact
+
+
+def _parse_general(text: np.ndarray, starts: np.ndarray, ends: np.ndarray, work: _Workspace):
     """Convert the decimal tokens ``text[starts[k]:ends[k]]`` to float64 without a Python call
     per token. Returns (values, exact) where ``exact[k]`` says values[k] is the correctly rounded
     value of a well-formed token; the others (nan, inf, too long, exponent beyond 1e±22,
@@ -262,7 +405,7 @@ def _parse_fast(text: np.ndarray, starts: np.ndarray, ends: np.ndarray, work: _W
 
 def _rows_well_formed(chars, text, starts, clipped, signed, has_exp, exp_col, width):
     """Per token: every byte is a digit, the sign, the single point, the single e/E or the sign
-    right after it (the slow path of :func:`_parse_fast`, taken when a frame holds a token that
+    right after it (the slow path of :func:`_parse_general`, taken when a frame holds a token that
     is not a plain decimal number)."""
     ones = np.ones(width, np.float32)
     n_digits = ones @ ((chars - np.uint8(48)) < 10).astype(np.float32)
@@ -276,12 +419,20 @@ def _rows_well_formed(chars, text, starts, clipped, signed, has_exp, exp_col, wi
 
 def _parse_numbers(text: np.ndarray, starts: np.ndarray, ends: np.ndarray, work: _Workspace):
     """float64 values of the tokens; returns (values, index of the first token that is not a
-    number or -1)."""
+    number or -1). Plain decimals go through :func:`_parse_plain`, the other tokens of a batch
+    through :func:`_parse_general`, what is left (nan, inf, very long or not numbers at all)
+    through Python's float."""
     values = np.empty(len(starts))
     for lo in range(0, len(starts), _BATCH_TOKENS):
         hi = min(lo + _BATCH_TOKENS, len(starts))
-        values[lo:hi], exact = _parse_fast(text, starts[lo:hi], ends[lo:hi], work)
-        others = np.flatnonzero(~exact) + lo
+        s, e = starts[lo:hi], ends[lo:hi]
+        batch, exact = _parse_plain(text, s, e)
+        others = np.flatnonzero(~exact)
+        if len(others) > _FEW_TOKENS:
+            batch[others], exact = _parse_general(text, s[others], e[others], work)
+            others = others[~exact]
+        values[lo:hi] = batch
+        others += lo
         if len(others):
             tokens = [text[starts[k]:ends[k]].tobytes() for k in others]
             try:
@@ -303,14 +454,15 @@ def _parse_numbers(text: np.ndarray, starts: np.ndarray, ends: np.ndarray, work:
 # reading lines in blocks
 
 class _Lines:
-    """The lines of a binary stream, read in blocks of several MiB so that a frame's atom rows
-    come back as one buffer, without a Python call per line. ``line_number`` counts the lines
-    handed out (it is the 1-based number of the last one)."""
+    """The lines of a binary stream, read in blocks of several MiB into one reused buffer, so
+    that a frame's atom rows come back as one array, without a Python call per line.
+    ``line_number`` counts the lines handed out (it is the 1-based number of the last one)."""
 
     def __init__(self, stream, block_bytes: int = 1 << 22):
         self._stream = stream
         self._block_bytes = block_bytes
-        self._buf = b""
+        self._buf = np.empty(2 * block_bytes, np.uint8)
+        self._end = 0                            # bytes held: _buf[:_end]
         self._newlines = np.empty(0, np.int64)   # offsets of b"\n" in _buf, from _pos on
         self._next = 0                           # index into _newlines of the next line's end
         self._pos = 0                            # offset of the first unread byte
@@ -322,29 +474,37 @@ class _Lines:
     def _available(self) -> int:
         return len(self._newlines) - self._next
 
-    def _read_more(self, n_bytes: int) -> None:
-        pieces = [self._buf[self._pos:]]
-        got = 0
-        while got < n_bytes and not self.at_eof:
-            try:
-                piece = self._stream.read1(n_bytes - got)
-            except EOFError as exc:                 # compressed stream cut short
-                self.stream_error = str(exc)
-                piece = b""
-            if not piece:
-                self.at_eof = True
-                break
-            pieces.append(piece)
-            got += len(piece)
-        if got == 0:
-            return
-        kept = len(pieces[0])
-        self._buf = b"".join(pieces)
-        new = np.frombuffer(self._buf, np.uint8, offset=kept)
-        self._newlines = np.concatenate((self._newlines[self._next:] - self._pos,
-                                         np.flatnonzero(new == 10) + kept))
+    def _make_room(self, n_bytes: int) -> None:
+        """Move the unread bytes to the front of the buffer, with room for n_bytes after them
+        (lines handed out before are overwritten)."""
+        kept = self._end - self._pos
+        if kept + n_bytes > len(self._buf):
+            grown = np.empty(max(kept + n_bytes, 2 * len(self._buf)), np.uint8)
+            grown[:kept] = self._buf[self._pos:self._end]
+            self._buf = grown
+        else:
+            self._buf[:kept] = self._buf[self._pos:self._end]
+        self._newlines = self._newlines[self._next:] - self._pos
         self._next = 0
         self._pos = 0
+        self._end = kept
+
+    def _read_more(self, n_bytes: int) -> None:
+        self._make_room(n_bytes)
+        first_new = self._end
+        view = memoryview(self._buf)
+        while self._end - first_new < n_bytes and not self.at_eof:
+            try:
+                got = self._stream.readinto1(view[self._end:first_new + n_bytes])
+            except EOFError as exc:                 # compressed stream cut short
+                self.stream_error = str(exc)
+                got = 0
+            if not got:
+                self.at_eof = True
+            self._end += got
+        new = np.flatnonzero(self._buf[first_new:self._end] == 10)
+        new += first_new
+        self._newlines = np.concatenate((self._newlines, new))
 
     def _ensure(self, n_lines: int) -> bool:
         while self._available() < n_lines and not self.at_eof:
@@ -357,8 +517,10 @@ class _Lines:
             # a last line without its newline is a line (as for Python's readlines); whether it
             # is complete is judged by whoever reads it (see unterminated_line)
             self.unterminated_line = self.line_number + self._available() + 1
-            self._newlines = np.append(self._newlines, len(self._buf))
-            self._buf += b"\n"
+            self._make_room(1)
+            self._buf[self._end] = 10
+            self._newlines = np.append(self._newlines, self._end)
+            self._end += 1
         return self._available() >= n_lines
 
     def readline(self) -> Optional[bytes]:
@@ -366,28 +528,31 @@ class _Lines:
         if not self._ensure(1):
             return None
         end = int(self._newlines[self._next])
-        line = self._buf[self._pos:end]
+        line = self._buf[self._pos:end].tobytes()
         self._pos = end + 1
         self._next += 1
         self.line_number += 1
         return line
 
-    def read_lines(self, n: int) -> Optional[memoryview]:
-        """The next ``n`` lines, newlines included, or None when fewer are left."""
+    def read_lines(self, n: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        """The next ``n`` lines, newlines included, as (bytes (uint8), offsets of their n
+        newlines in it), or None when fewer are left. The bytes are a view of the buffer:
+        valid until the next read."""
         if n == 0:
-            return memoryview(b"")
+            return np.empty(0, np.uint8), np.empty(0, np.int64)
         if not self._ensure(n):
             return None
-        end = int(self._newlines[self._next + n - 1]) + 1
-        block = memoryview(self._buf)[self._pos:end]
+        start = self._pos
+        newlines = self._newlines[self._next:self._next + n] - start
+        end = start + int(newlines[-1]) + 1
         self._pos = end
         self._next += n
         self.line_number += n
-        return block
+        return self._buf[start:end], newlines
 
     def rest_is_blank(self) -> bool:
         """At the end of the stream: only whitespace is left after the last complete line."""
-        return not self._buf[self._pos:].strip()
+        return not self._buf[self._pos:self._end].tobytes().strip()
 
 
 def _open_binary(path: Path):
@@ -747,25 +912,20 @@ class _FrameReader:
         line = header.first_row_line + row
         raise DumpFormatError(f"{_where(self.path, line, header.frame, header.timestep)}: {message}")
 
-    def atoms(self, header: _Header, block: memoryview) -> Atoms:
-        columns = self._columns(header, block)
-        order = None
-        if "id" in columns:
-            ids = columns["id"]
-            order = np.argsort(ids, kind="stable")
-            sorted_ids = ids[order]
-            repeated = np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])
-            if len(repeated) and sorted_ids[-1] != 0:     # ids all 0: atom_modify id no
-                self.fail(header, int(order[repeated[0] + 1]),
-                          f"atom id {sorted_ids[repeated[0]]} appears twice")
-        numbers = self._atomic_numbers(header, columns)
-        positions = self._positions(header, columns)
+    def atoms(self, header: _Header, block: np.ndarray, newlines: np.ndarray) -> Atoms:
+        """The frame of ``header`` from its atom rows ``block`` (uint8) whose line ends are at
+        ``newlines``."""
+        columns = self._columns(header, block, newlines)
+        order = self._id_order(header, columns["id"]) if "id" in columns else None
+        numbers = self._atomic_numbers(header, columns)    # (rows in file order: errors name
+        positions = self._positions(header, columns)       # the right line)
         if order is not None:
             numbers, positions = numbers[order], positions[order]
+            columns = {name: values[order] for name, values in columns.items()}
         atoms = Atoms(numbers=numbers, positions=positions, cell=header.cell, pbc=header.pbc,
                       celldisp=header.origin)
         for name, values in columns.items():
-            atoms.new_array(name, values[order] if order is not None else values)
+            atoms.new_array(name, values)
         atoms.info["timestep"] = header.timestep
         if header.time is not None:
             atoms.info["time"] = header.time
@@ -778,7 +938,27 @@ class _FrameReader:
                               stacklevel=4)
         return atoms
 
-    def _columns(self, header: _Header, block: memoryview) -> Dict[str, np.ndarray]:
+    def _id_order(self, header: _Header, ids: np.ndarray) -> np.ndarray:
+        """Row order that sorts by atom id (stable); a repeated id is an error."""
+        n = len(ids)
+        if n and int(ids.max()) - int(ids.min()) < 4 * n:
+            # ids numbered densely, as LAMMPS does: a counting sort, linear in n
+            low = ids.min()
+            row_of_id = np.full(int(ids.max() - low) + 1, -1, np.int64)
+            row_of_id[ids - low] = np.arange(n)
+            order = row_of_id[row_of_id >= 0]
+            if len(order) == n:                       # no id repeated
+                return order
+        order = np.argsort(ids, kind="stable")
+        sorted_ids = ids[order]
+        repeated = np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])
+        if len(repeated) and sorted_ids[-1] != 0:     # ids all 0: atom_modify id no
+            self.fail(header, int(order[repeated[0] + 1]),
+                      f"atom id {sorted_ids[repeated[0]]} appears twice")
+        return order
+
+    def _columns(self, header: _Header, block: np.ndarray,
+                 newlines: np.ndarray) -> Dict[str, np.ndarray]:
         """{column name: values (n_atoms,)} of the atom rows, in file order."""
         names, n = header.columns, header.n_atoms
         n_cols = len(names)
@@ -786,12 +966,13 @@ class _FrameReader:
             return {name: np.empty(0, np.int64 if _is_int_column(name) else
                                    (str if name in _STRING_COLUMNS else np.float64))
                     for name in names}
-        text = self.work.get("text", (len(block) + 2 * _PAD,), np.uint8)
+        # padded with spaces, 8-byte aligned and a multiple of 8 long (see _parse_plain)
+        text = self.work.get("text", (-(-(len(block) + 2 * _PAD) // 8) * 8,), np.uint8)
         text[:_PAD] = 32
-        text[-_PAD:] = 32
-        text[_PAD:-_PAD] = np.frombuffer(block, np.uint8)
+        text[_PAD + len(block):] = 32
+        text[_PAD:_PAD + len(block)] = block
         starts, ends = _tokenize(text)
-        newlines = np.flatnonzero(text == 10)
+        newlines = newlines + _PAD
         # n * n_cols tokens, and row k's first token after newline k-1 and its last before
         # newline k, hold together only if every row has n_cols tokens
         if not (len(starts) == n * n_cols
@@ -911,10 +1092,11 @@ class _FrameReader:
         return z[inverse]
 
 
-def _row_complete(block: memoryview, columns: List[str]) -> bool:
+def _row_complete(block: np.ndarray, newlines: np.ndarray, columns: List[str]) -> bool:
     """Whether the last row of ``block`` has all its columns, each numeric one a number: the
     test for a last line that ends the file without a newline (cut, or merely unterminated)."""
-    words = bytes(block).rsplit(b"\n", 2)[-2].split()
+    row_start = int(newlines[-2]) + 1 if len(newlines) > 1 else 0
+    words = block[row_start:int(newlines[-1])].tobytes().split()
     if len(words) != len(columns):
         return False
     try:
@@ -940,9 +1122,9 @@ def _frames(path: Path, type_map, frames: range, parse: bool = True) -> Iterator
                 if header is None:
                     return
                 wanted = parse and frame in frames
-                block = lines.read_lines(header.n_atoms)
-                if block is None or (lines.unterminated_line == lines.line_number
-                                     and not _row_complete(block, header.columns)):
+                rows = lines.read_lines(header.n_atoms)
+                if rows is None or (lines.unterminated_line == lines.line_number
+                                    and not _row_complete(*rows, header.columns)):
                     raise _EndInsideFrame
             except _EndInsideFrame:
                 timestep = f", timestep {header.timestep}" if header and header.frame == frame else ""
@@ -954,7 +1136,7 @@ def _frames(path: Path, type_map, frames: range, parse: bool = True) -> Iterator
             if not parse:
                 yield header
             elif wanted:
-                yield reader.atoms(header, block)
+                yield reader.atoms(header, *rows)
             frame += 1
 
 

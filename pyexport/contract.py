@@ -32,6 +32,8 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from .neighbors import neighbor_pairs
+
 CONTRACT_VERSION = 1
 UNITS = "metal"
 KINDS = ("potential", "efg")
@@ -389,10 +391,9 @@ def build_inputs(atoms, cutoff: float, elements: Sequence[str]) -> ContractInput
     ``cutoff`` of any owned atom, with every edge (i, j) where i is owned and |r_ij| < cutoff.
 
     Non-periodic directions get no images. Works for any triclinic cell and for cells smaller
-    than the cutoff (an atom may then see several images of itself).
+    than the cutoff (an atom may then see several images of itself). The pairs come from the
+    linked-cell search :func:`pyexport.neighbors.neighbor_pairs`.
     """
-    from ase.neighborlist import primitive_neighbor_list
-
     species_local = species_indices(atoms.get_chemical_symbols(), elements)
     positions = np.asarray(atoms.get_positions(), dtype=np.float64)
     cell = np.asarray(atoms.cell.array, dtype=np.float64)
@@ -400,10 +401,7 @@ def build_inputs(atoms, cutoff: float, elements: Sequence[str]) -> ContractInput
     n = len(atoms)
     if pbc.any() and abs(np.linalg.det(cell)) < 1e-12:
         raise ContractError("structure is periodic but its cell has zero volume")
-    i, j, shifts, dist = primitive_neighbor_list("ijSd", pbc, cell, positions, cutoff,
-                                                 self_interaction=False, use_scaled_positions=False)
-    keep = dist < cutoff
-    i, j, shifts = i[keep], j[keep], shifts[keep]
+    i, j, shifts = neighbor_pairs(positions, cell, pbc, cutoff)
 
     is_image = np.any(shifts != 0, axis=1)
     # One ghost row per distinct (atom, shift) pair, in a deterministic order.

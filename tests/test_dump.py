@@ -571,3 +571,107 @@ def test_bad_types_argument(lammps_run):
         iread(root / "triclinic_x.dump", types="no_such_file.data")
     with pytest.raises(ValueError, match="'Xx' is not a chemical element symbol"):
         iread(root / "triclinic_x.dump", types=["Cs", "Xx"])
+
+
+# ---------------------------------------------------------------------------------------------
+# the plain-decimal fast path, id order and the read buffer
+
+
+def _plain_decimal_tokens(rng):
+    """[sign]digits[.digits] with 1..18 digits and the point at every place (and none): the
+    tokens efg.dump converts eight bytes at a time, and the lengths on either side of its
+    16-byte limit and of the 2**53 mantissa limit."""
+    tokens = []
+    for n_digits in range(1, 19):
+        for _ in range(3):
+            digits = "".join(rng.choice(list("0123456789"), n_digits))
+            for point in range(n_digits + 1):
+                sign = rng.choice(["", "-", "+"])
+                tokens.append(sign + digits[:point] + "." + digits[point:])
+            tokens.append(rng.choice(["", "-"]) + digits)
+    tokens += ["0", "-0", "+0", "0.", "-0.", ".0", "-.0", "00000000", "99999999", "9999999.9",
+               "9007199254740993", "9007199254740992", "900719925474099.3", "1234567.12345678"]
+    return tokens
+
+
+def test_plain_decimals_are_exactly_pythons_floats(tmp_path):
+    tokens = _plain_decimal_tokens(np.random.default_rng(11))
+    atoms, = read_frames(_one_column_dump(tmp_path / "plain.dump", tokens), types=["Cs"])
+    expected = np.array([float(t) for t in tokens])
+    got = atoms.arrays["c_junk"]
+    wrong = np.flatnonzero(got.view(np.int64) != expected.view(np.int64))
+    assert len(wrong) == 0, [(tokens[k], got[k], expected[k]) for k in wrong[:5]]
+
+
+@pytest.mark.parametrize("token", ["1..", "1.2.", "-", "+", "-.", "1.-2", "12345678.9.1",
+                                   "123456789-1", "12-3.5"])
+def test_plain_looking_non_numbers_are_errors(tmp_path, token):
+    """Tokens made only of digits, signs and points that are still not numbers, among enough
+    good ones that every conversion path runs."""
+    good = [f"{v:.6g}" for v in np.random.default_rng(3).normal(size=300)]
+    path = _one_column_dump(tmp_path / "junk.dump", good[:150] + [token] + good[150:])
+    with pytest.raises(DumpFormatError, match=rf"line 160 \(frame 0, timestep 0\): column "
+                                              rf"'c_junk': '{re.escape(token)}' is not a number"):
+        read_frames(path, types=["Cs"])
+
+
+def _shuffled_dump(path, ids, types, rng):
+    """One frame, rows in the order given, positions and a velocity column tied to the id."""
+    rows = [f"{i} {t} {0.01 * i:.6g} {0.5:g} {-0.02 * i:.6g} {rng.normal():.8g}"
+            for i, t in zip(ids, types)]
+    path.write_text("ITEM: TIMESTEP\n7\nITEM: NUMBER OF ATOMS\n"
+                    f"{len(rows)}\nITEM: BOX BOUNDS pp pp pp\n0 50\n0 50\n0 50\n"
+                    "ITEM: ATOMS id type x y z vx\n" + "\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("spacing", [1, 3, 1000])    # dense ids, gaps, ids far apart
+def test_rows_sorted_by_id_carry_their_columns(tmp_path, spacing):
+    rng = np.random.default_rng(spacing)
+    ids = (np.arange(1, 501) * spacing)[rng.permutation(500)]
+    types = rng.integers(1, 3, 500)
+    path = _shuffled_dump(tmp_path / "shuffled.dump", ids, types, rng)
+    atoms, = read_frames(path, types=["Cs", "Pb"])
+    order = np.argsort(ids)
+    np.testing.assert_array_equal(atoms.arrays["id"], ids[order])
+    np.testing.assert_array_equal(atoms.numbers, np.where(types[order] == 1, 55, 82))
+    np.testing.assert_array_equal(atoms.positions[:, 0], [float(f"{0.01 * i:.6g}") for i in ids[order]])
+    file_vx = [float(line.split()[5]) for line in path.read_text().splitlines()[9:]]
+    np.testing.assert_array_equal(atoms.arrays["vx"], np.array(file_vx)[order])
+
+
+def test_errors_in_a_shuffled_frame_name_the_file_line(tmp_path):
+    """Rows are sorted by id after reading: the line named is still the line in the file."""
+    rng = np.random.default_rng(4)
+    ids = rng.permutation(200) + 1
+    types = np.ones(200, int)
+    types[37] = 3
+    path = _shuffled_dump(tmp_path / "shuffled.dump", ids, types, rng)
+    with pytest.raises(DumpFormatError, match=r"line 47 \(frame 0, timestep 7\): atom type 3 "
+                                              r"is not in the type map"):
+        read_frames(path, types=["Cs", "Pb"])
+    repeated = ids.copy()
+    repeated[120] = repeated[30]
+    path = _shuffled_dump(tmp_path / "repeated.dump", repeated, np.ones(200, int), rng)
+    with pytest.raises(DumpFormatError, match=rf"line 130 .*atom id {repeated[30]} appears twice"):
+        read_frames(path, types=["Cs", "Pb"])
+
+
+def test_frames_larger_than_the_read_block(tmp_path):
+    """A 5 MB frame (more than the 4 MiB read block) between small ones: the buffer grows and
+    every frame reads as ASE reads it."""
+    rng = np.random.default_rng(8)
+    path = tmp_path / "big.dump"
+    with open(path, "w") as out:
+        for step, n in enumerate((10, 120_000, 10)):
+            out.write(f"ITEM: TIMESTEP\n{step}\nITEM: NUMBER OF ATOMS\n{n}\nITEM: BOX BOUNDS pp pp pp\n"
+                      "0 100\n0 100\n0 100\nITEM: ATOMS id type x y z\n")
+            xyz = rng.random((n, 3)) * 100
+            out.write("".join(f"{k + 1} 1 {x:.10g} {y:.10g} {z:.10g}\n"
+                              for k, (x, y, z) in enumerate(xyz)))
+    assert path.stat().st_size > 5e6
+    ours = read_frames(path, types=["Cs"])
+    theirs = ase_frames(path, ["Cs"])
+    assert [len(a) for a in ours] == [10, 120_000, 10]
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a.positions, b.positions)
