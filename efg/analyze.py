@@ -142,8 +142,11 @@ def evaluate_frames(dump, types, index: str, model_path: Optional[str], columns:
                 raise ValueError(f"{dump}: no EFG columns (c_ID[1..6]) in the dump and no --model given")
             try:
                 sites = find_perovskite(atoms)
-            except ValueError:
+            except ValueError as error:
                 sites = None
+                if rank == 0:
+                    print(f"efg analyze: {dump}: no tilt or lattice analysis: the first selected frame is "
+                          f"{error}", file=sys.stderr)
         if k % size != rank:
             continue
         pending.append((k, atoms))
@@ -299,7 +302,9 @@ def analyze(dump, model=None, types=None, isotopes=None, index=":", every=1, col
             return None
         results = {key: [item for part in gathered for item in part[key]] for key in results}
         order = np.argsort(results["frame"], kind="stable")
-        results = {key: [values[k] for k in order] for key, values in results.items()}
+        # velocities are there for every frame or for none (one dump): reorder only what is there
+        results = {key: [values[k] for k in order] if len(values) == len(order) else []
+                   for key, values in results.items()}
 
     symbols = np.array(first.get_chemical_symbols())
     iso = parse_isotopes(isotopes, list(dict.fromkeys(symbols)))

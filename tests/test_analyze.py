@@ -77,14 +77,34 @@ def test_in_situ_compute_equals_post_processing(md_dump):
     assert 5.0 < report["structure"]["lattice_pc_A"]["value"][0] < 6.5
 
 
-def test_mpi_analyze_equals_serial(md_dump, tmp_path):
+def positions_only_dump(source, target):
+    """``source`` dump with only id type x y z (no velocities, no EFG columns)."""
+    out = []
+    for line in source.read_text().splitlines():
+        parts = line.split()
+        if line.startswith("ITEM: ATOMS"):
+            out.append(" ".join(parts[:7]))
+        elif len(parts) == 14:
+            out.append(" ".join(parts[:5]))
+        else:
+            out.append(line)
+    target.write_text("\n".join(out) + "\n")
+
+
+@pytest.mark.parametrize("columns", ["velocities and EFG columns", "positions only"])
+def test_mpi_analyze_equals_serial(md_dump, tmp_path, columns):
     wd, efg_model = md_dump
+    dump = wd / "md.dump"
+    if columns == "positions only":
+        dump = tmp_path / "positions.dump"
+        positions_only_dump(wd / "md.dump", dump)
     outputs = {}
     for n in (1, 2):
         out = tmp_path / f"np{n}.json"
-        cmd = [sys.executable, "-m", "efg", "analyze", "--dump", str(wd / "md.dump"), "--model", efg_model,
-               "--efg-columns", "c_efg", "--types", "Br,Cs,Pb", "--isotope", "Br=81Br", "-o", str(out),
-               "--no-progress"]
+        cmd = [sys.executable, "-m", "efg", "analyze", "--dump", str(dump), "--model", efg_model,
+               "--types", "Br,Cs,Pb", "--isotope", "Br=81Br", "-o", str(out), "--no-progress"]
+        if columns != "positions only":
+            cmd += ["--efg-columns", "c_efg"]
         if n > 1:
             cmd = [str(__import__("pathlib").Path(sys.prefix) / "bin" / "mpirun"), "-np", "2"] + cmd
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -236,3 +256,19 @@ def test_msd_follows_atoms_across_boundaries_and_vdos_finds_the_frequency():
     freq, g = np.array(dos["frequencies_THz"]), np.array(dos["dos_normalised"])
     assert abs(freq[np.argmax(g)] - 2.5) <= 2.0 / (2048 * 0.02)
     assert abs(np.trapezoid(g, freq) - 1.0) <= 1e-12
+
+
+def test_perovskite_found_in_strongly_rattled_frames():
+    """High-temperature MD frames spread the six B-X bonds by tens of percent; the octahedra must
+    still be found (the next X shell is ~2.2 times farther)."""
+    found = 0
+    for seed in range(10):
+        atoms = tilted_perovskite(0.0, reps=(6, 6, 6), a=6.0)
+        atoms.rattle(0.15, seed=seed)
+        sites = find_perovskite(atoms)
+        found += list(sites.repeats) == [6, 6, 6] and len(sites.b) == 216
+    assert found == 10
+    molten = tilted_perovskite(0.0, reps=(2, 2, 2), a=6.0)
+    molten.rattle(1.5, seed=1)
+    with pytest.raises(ValueError, match="not an ABX3 perovskite"):
+        find_perovskite(molten)
