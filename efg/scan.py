@@ -18,6 +18,7 @@ The summary ``transition_temperature_K`` combines the significant structural cur
 lattice spread) by inverse-variance weighting.
 """
 import json
+import sys
 from pathlib import Path
 from typing import Dict, List, Sequence
 
@@ -57,7 +58,11 @@ def collect_curves(runs: Sequence[dict]) -> Dict[str, dict]:
                            ("mean_eta", f"⟨η⟩ {iso}")):
             add(f"{s}:{key}", label, [_value(r["species"][s][key]) for r in runs],
                 [_error(r["species"][s][key]) for r in runs])
-    if runs[0].get("structure"):
+    without = [str(r.get("temperature_K")) for r in runs if not r.get("structure")]
+    if without and len(without) < len(runs):
+        print("efg scan: no structural curves (tilts, lattice): no perovskite analysis in the runs at "
+              f"{', '.join(without)} K (see efg analyze's message for those dumps)", file=sys.stderr)
+    if not without:
         for key, label in (("tilt_R_deg", "R tilt (out-of-phase), largest axis (°)"),
                            ("tilt_M_deg", "M tilt (in-phase), largest axis (°)")):
             add(f"structure:{key}", label, [_value(r["structure"][key]) for r in runs],

@@ -67,30 +67,41 @@ def find_perovskite(atoms, b_symbol: Optional[str] = None, x_symbol: Optional[st
 
 
 def _octahedra(atoms, b, x, b_sym, x_sym) -> Optional[PerovskiteSites]:
+    """The octahedra from the lattice, not from distances: B sites are the points of the
+    n1×n2×n3 grid that fits the B atoms best, and the X on the ±α side of a B is the X nearest
+    to the ideal site (grid point ± a_α/2). Distance criteria fail in hot MD frames of a strongly
+    anharmonic perovskite, where B moves far off-centre (B–X bonds beyond 4 Å while the next X
+    shell comes within 5 Å); the lattice assignment holds while atoms stay on their sites, and it
+    is checked: every B within 0.35 grid steps of its point, every X claimed by exactly two B."""
     cell = atoms.cell.array
-    d = _minimum_image(atoms.positions[x][None, :, :] - atoms.positions[b][:, None, :], cell)
-    r = np.linalg.norm(d, axis=2)                    # (N_B, N_X)
-    nearest = np.sort(r, axis=1)
-    # Octahedra: a clear gap between the sixth and the seventh X around every B. The spread of
-    # the six B-X bonds themselves is not tested: thermal motion and tilts spread them by ±20 %
-    # at high temperature (the next X shell of a perovskite lies ~2.2 times farther).
-    if nearest.shape[1] < 7 or np.any(nearest[:, 6] < 1.3 * nearest[:, 5]):
-        return None
-    order = np.argsort(r, axis=1)[:, :6]
-    x_of_b = np.empty((len(b), 3, 2), dtype=np.int64)
-    for k in range(len(b)):
-        vectors = d[k, order[k]]
-        for axis in range(3):
-            for side, sign in enumerate((1.0, -1.0)):
-                x_of_b[k, axis, side] = x[order[k][np.argmax(sign * vectors[:, axis])]]
     volume_per_b = abs(np.linalg.det(cell)) / len(b)
     a_pc = volume_per_b ** (1.0 / 3.0)
     repeats = np.maximum(1, np.round(np.linalg.norm(cell, axis=1) / a_pc).astype(int))
     if np.prod(repeats) != len(b):
         return None
-    frac = np.linalg.solve(cell.T, (atoms.positions[b] - atoms.positions[b[0]]).T).T
-    grid = np.mod(np.round(frac * repeats), repeats).astype(np.int64)
+    scaled = np.linalg.solve(cell.T, atoms.positions[b].T).T * repeats      # grid units
+    # the grid's offset: circular mean, so that periodic images of one site average correctly
+    offset = np.angle(np.exp(2j * np.pi * scaled).mean(axis=0)) / (2.0 * np.pi)
+    nearest_point = np.round(scaled - offset)
+    if np.abs(scaled - offset - nearest_point).max() > 0.35:
+        return None
+    grid = np.mod(nearest_point, repeats).astype(np.int64)
     if len({tuple(g) for g in grid}) != len(b):
+        return None
+    sites_b = ((nearest_point + offset) / repeats) @ cell                     # (N_B, 3) ideal B, Å
+    half_steps = cell / (2.0 * repeats[:, None])                             # (3, 3): a_α / 2
+    x_of_b = np.empty((len(b), 3, 2), dtype=np.int64)
+    for axis in range(3):
+        for side, sign in enumerate((1.0, -1.0)):
+            ideal = sites_b + sign * half_steps[axis]
+            d = _minimum_image(atoms.positions[x][None, :, :] - ideal[:, None, :], cell)
+            r = np.linalg.norm(d, axis=2)                                    # (N_B, N_X)
+            nearest = np.argmin(r, axis=1)
+            if np.any(r[np.arange(len(b)), nearest] > 0.35 * a_pc):
+                return None
+            x_of_b[:, axis, side] = x[nearest]
+    claimed = np.bincount(np.searchsorted(x, x_of_b.ravel()), minlength=len(x))
+    if np.any(claimed != 2):
         return None
     return PerovskiteSites(b_symbol=b_sym, x_symbol=x_sym, b=b, x_of_b=x_of_b, grid=grid, repeats=repeats)
 

@@ -268,6 +268,15 @@ def test_perovskite_found_in_strongly_rattled_frames():
         sites = find_perovskite(atoms)
         found += list(sites.repeats) == [6, 6, 6] and len(sites.b) == 216
     assert found == 10
+    # B far off-centre (lone-pair-like Pb displacements of 0.9 Å, B-X up to ~4 Å): still octahedra
+    offcentre = tilted_perovskite(7.0, reps=(4, 4, 4), a=6.0)
+    rng = np.random.default_rng(3)
+    pb = [i for i, s in enumerate(offcentre.get_chemical_symbols()) if s == "Pb"]
+    shift = rng.normal(size=(len(pb), 3))
+    offcentre.positions[pb] += 0.9 * shift / np.linalg.norm(shift, axis=1)[:, None]
+    sites = find_perovskite(offcentre)
+    reference = find_perovskite(tilted_perovskite(7.0, reps=(4, 4, 4), a=6.0))
+    assert np.array_equal(sites.x_of_b, reference.x_of_b) and np.array_equal(sites.grid, reference.grid)
     molten = tilted_perovskite(0.0, reps=(2, 2, 2), a=6.0)
     molten.rattle(1.5, seed=1)
     with pytest.raises(ValueError, match="not an ABX3 perovskite"):
