@@ -60,7 +60,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--temperatures", default="100,200,300,400,500,600,700", help="K")
     p.add_argument("--ensemble", choices=("npt", "nvt"), default="npt")
-    p.add_argument("--supercell", type=int, default=4, help="n of the n x n x n cubic start")
+    p.add_argument("--supercell", type=int, default=4, help="n of the n x n x n start")
+    p.add_argument("--start", choices=("cubic", "orthorhombic"), default="cubic",
+                   help="MD start: the cubic cell at a0, or the relaxed orthorhombic ground state of the "
+                        "reference (n even), as make demo heats it")
     p.add_argument("--steps", type=int, default=2000, help="MD steps per run")
     p.add_argument("--every", type=int, default=10, help="dump interval, steps")
     p.add_argument("--frames-per-run", type=int, default=6,
@@ -142,10 +145,21 @@ def pick_frames(dump: Path, outcome: Dict, round_index: int, args) -> List[Atoms
     for atoms in chosen:
         clean = Atoms(atoms.get_chemical_symbols(), positions=atoms.get_positions(), cell=atoms.cell, pbc=True)
         clean.info.update(config_type="active_learning", active_round=round_index,
-                          temperature_K=float(outcome["temperature_K"]), ensemble=args.ensemble,
+                          temperature_K=float(outcome["temperature_K"]), ensemble=args.ensemble, start=args.start,
                           md_step=int(atoms.info["timestep"]), runaway=bool(outcome["halted"]))
         picked.append(clean)
     return picked
+
+
+def start_structure(args, a0: float) -> Atoms:
+    n = args.supercell
+    if args.start == "cubic":
+        return cubic_supercell(a0, (n, n, n))
+    if n % 2:
+        raise SystemExit(f"--supercell {n}: the orthorhombic start needs an even n")
+    ground = next(a for a in ase.io.read(REFERENCE, index=":", format="extxyz")
+                  if a.info.get("config_type") == "phase_min" and a.info.get("phase") == "orthorhombic")
+    return ground.repeat((n // 2, n // 2, n // 2))
 
 
 def one_round(round_index: int, data: Path, args, a0: float) -> Dict:
@@ -157,7 +171,7 @@ def one_round(round_index: int, data: Path, args, a0: float) -> Dict:
     metrics = fit(data, folder, args)
     from pyexport.lammpsdata import write_lammps_data
     n = args.supercell
-    write_lammps_data(folder / "start.data", cubic_supercell(a0, (n, n, n)), ELEMENTS)
+    write_lammps_data(folder / "start.data", start_structure(args, a0), ELEMENTS)
     os.environ["OMP_NUM_THREADS"] = "1"
     seeds = {T: args.seed * 1000 + 10 * round_index + T for T in args.temperatures}
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -188,10 +202,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     a0 = float(json.loads((HERE / "reference" / "generation_summary.json").read_text())["a0_A"])
     frames = ase.io.read(args.reference, index=":", format="extxyz")
     start_count = len(frames)
-    data = args.work / "data_round_1.extxyz"
+    # a run that grows an already grown set continues its round numbers
+    done = max((int(a.info.get("active_round", 0)) for a in frames), default=0)
+    data = args.work / f"data_round_{done + 1}.extxyz"
     ase.io.write(data, frames, format="extxyz")
     history = []
-    for r in range(1, args.rounds + 1):
+    for r in range(done + 1, done + args.rounds + 1):
         summary = one_round(r, data, args, a0)
         new = summary.pop("new_frames")
         history.append(summary)
