@@ -72,7 +72,8 @@ def _octahedra(atoms, b, x, b_sym, x_sym) -> Optional[PerovskiteSites]:
     to the ideal site (grid point ± a_α/2). Distance criteria fail in hot MD frames of a strongly
     anharmonic perovskite, where B moves far off-centre (B–X bonds beyond 4 Å while the next X
     shell comes within 5 Å); the lattice assignment holds while atoms stay on their sites, and it
-    is checked: every B within 0.35 grid steps of its point, every X claimed by exactly two B."""
+    is checked: every B within 0.35 grid steps of its point, every X within 0.45 a of its site
+    and claimed by exactly two B."""
     cell = atoms.cell.array
     volume_per_b = abs(np.linalg.det(cell)) / len(b)
     a_pc = volume_per_b ** (1.0 / 3.0)
@@ -97,7 +98,7 @@ def _octahedra(atoms, b, x, b_sym, x_sym) -> Optional[PerovskiteSites]:
             d = _minimum_image(atoms.positions[x][None, :, :] - ideal[:, None, :], cell)
             r = np.linalg.norm(d, axis=2)                                    # (N_B, N_X)
             nearest = np.argmin(r, axis=1)
-            if np.any(r[np.arange(len(b)), nearest] > 0.35 * a_pc):
+            if np.any(r[np.arange(len(b)), nearest] > 0.45 * a_pc):
                 return None
             x_of_b[:, axis, side] = x[nearest]
     claimed = np.bincount(np.searchsorted(x, x_of_b.ravel()), minlength=len(x))
