@@ -14,8 +14,12 @@ allowed), weighted by the error bars; T_c is scanned on a fine grid between the 
 second-to-last temperature. Its uncertainty comes from a parametric bootstrap (the points
 resampled within their errors, the fit redone). The F-test against a single straight line says
 whether a break is significant at all; curves where it is not report no transition.
-The summary ``transition_temperature_K`` combines the significant structural curves (tilts,
-lattice spread) by inverse-variance weighting.
+The tilt order parameters get the model made for them instead: Φ(T) = Φ₀ + A·√(1 − T/T_c)
+below T_c and Φ₀ above (Landau's mean-field collapse onto the finite-size floor Φ₀ ~ 1/√N), tested
+against a constant Φ (no transition). Their error bars come from block averages of one short run
+each and miss run-to-run scatter, so the bootstrap inflates them by √(χ²/dof) of the fit where that
+exceeds 1. The summary ``transition_temperature_K`` combines the significant structural curves
+(tilts, lattice spread) by inverse-variance weighting.
 """
 import json
 import sys
@@ -25,6 +29,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 MIN_ERROR_FRACTION = 1e-3     # floor on relative errors so one tiny error bar cannot dominate
+ORDER_PARAMETERS = ("structure:tilt_R_deg", "structure:tilt_M_deg")
 
 
 def _value(entry) -> float:
@@ -142,10 +147,79 @@ def transition(T, y, err, n_bootstrap=300, seed=0, significance=0.01) -> dict:
     samples = _fit_break(T, resampled, w, grid)[1]
     samples = samples[~np.isnan(samples)]
     lo, hi = np.percentile(samples, [16, 84])
-    return {"significant": bool(p_value < significance), "p_value_no_break": p_value,
+    t_plot = np.linspace(T[0], T[-1], 100)
+    y_plot = np.where(t_plot < tc, coef[0] + coef[1] * (t_plot - tc), coef[2] + coef[3] * (t_plot - tc))
+    return {"model": "two segments", "significant": bool(p_value < significance), "p_value_no_break": p_value,
+            "fit_curve": {"temperature_K": t_plot.tolist(), "value": y_plot.tolist()},
             "tc_K": tc, "tc_error_K": float(0.5 * (hi - lo)), "tc_interval_K": [float(lo), float(hi)],
             "chi2_break": chi2_break, "chi2_line": chi2_line,
             "segments": {"below": [float(coef[0]), float(coef[1])], "above": [float(coef[2]), float(coef[3])]}}
+
+
+EXPONENTS = (0.125, 0.25, 1.0 / 3.0, 0.5)   # β: 2D Ising, tricritical, 3D, mean field
+
+
+def _fit_collapse(T, Y, w, grid):
+    """Best Φ₀ + A·(max(0, 1 − T/T_c))^β over the T_c ``grid`` and the β of ``EXPONENTS`` for each
+    column of Y (n, B): (chi2 (B,), T_c (B,), (Φ₀, A, β) (B, 3)), with A ≥ 0 (an order parameter
+    that grows on heating is not this transition)."""
+    Y = Y.reshape(len(T), -1)
+    sw = np.sqrt(w)
+    best_chi2 = np.full(Y.shape[1], np.inf)
+    best_tc = np.full(Y.shape[1], np.nan)
+    best_coef = np.zeros((Y.shape[1], 3))
+    for beta in EXPONENTS:
+        for tc in grid:
+            A = np.stack([np.ones_like(T), np.clip(1.0 - T / tc, 0.0, None) ** beta], axis=1)
+            coef, *_ = np.linalg.lstsq(A * sw[:, None], Y * sw[:, None], rcond=None)   # (2, B)
+            chi2 = (w[:, None] * (A @ coef - Y) ** 2).sum(axis=0)
+            better = (chi2 < best_chi2) & (coef[1] >= 0.0)
+            best_chi2[better], best_tc[better] = chi2[better], tc
+            best_coef[better] = np.column_stack([coef.T[better], np.full(better.sum(), beta)])
+    return best_chi2, best_tc, best_coef
+
+
+def order_parameter_transition(T, y, err, n_bootstrap=300, seed=0, significance=0.01) -> dict:
+    """T_c of an order parameter that collapses on heating (see the module docstring)."""
+    from scipy import stats
+
+    order = np.argsort(T)
+    T, y, err = np.asarray(T, float)[order], np.asarray(y, float)[order], np.asarray(err, float)[order]
+    n = len(T)
+    if n < 4:
+        return {"significant": False, "reason": f"{n} temperatures: at least 4 are needed"}
+    w = _weights(y, err)
+    step = float(np.min(np.diff(T)))
+    grid = np.linspace(T[1] + 1e-9, T[-1] + step, 300)
+    chi2_fit, tc, coef = (v[0] for v in _fit_collapse(T, y, w, grid))
+    chi2_fit, tc = float(chi2_fit), float(tc)
+    if np.isnan(tc):
+        return {"significant": False, "reason": "the order parameter does not fall on heating"}
+    mean = float((w * y).sum() / w.sum())
+    chi2_const = float((w * (y - mean) ** 2).sum())
+    dof = n - 4
+    if chi2_fit > 0:
+        p_value = float(stats.f.sf(((chi2_const - chi2_fit) / 3) / (chi2_fit / dof), 3, dof))
+    else:
+        p_value = 0.0 if chi2_const > 3 * n else 1.0
+    inflation = max(1.0, float(np.sqrt(chi2_fit / dof)))
+    rng = np.random.default_rng(seed)
+    resampled = y[:, None] + rng.normal(size=(n, n_bootstrap)) * (inflation / np.sqrt(w))[:, None]
+    samples = _fit_collapse(T, resampled, w, grid)[1]
+    samples = samples[~np.isnan(samples)]
+    lo, hi = np.percentile(samples, [16, 84])
+    # T_c between two simulated temperatures cannot be placed better than their spacing allows
+    above = min(np.searchsorted(T, tc), n - 1)
+    spacing = float(T[above] - T[above - 1]) if above > 0 else step
+    tc_error = float(np.hypot(0.5 * (hi - lo), spacing / np.sqrt(12.0)))
+    t_plot = np.linspace(T[0], T[-1], 100)
+    y_plot = coef[0] + coef[1] * np.clip(1.0 - t_plot / tc, 0.0, None) ** coef[2]
+    return {"model": "order parameter collapse", "significant": bool(p_value < significance),
+            "p_value_no_transition": p_value, "tc_K": tc, "tc_error_K": tc_error,
+            "tc_interval_K": [float(lo), float(hi)], "chi2_fit": chi2_fit, "chi2_constant": chi2_const,
+            "error_inflation": inflation, "floor": float(coef[0]), "amplitude": float(coef[1]),
+            "exponent": float(coef[2]),
+            "fit_curve": {"temperature_K": t_plot.tolist(), "value": y_plot.tolist()}}
 
 
 def combine(estimates: List[dict]) -> dict:
@@ -176,18 +250,24 @@ def scan(run_files: Sequence, output=None, plot=True) -> dict:
     curves = collect_curves(runs)
     results = {}
     for name, c in curves.items():
-        est = transition(c["T"], c["y"], c["err"])
+        estimator = order_parameter_transition if name in ORDER_PARAMETERS else transition
+        est = estimator(c["T"], c["y"], c["err"])
         est["name"] = name
         results[name] = {"label": c["label"], "temperature_K": c["T"].tolist(), "value": c["y"].tolist(),
                          "error": c["err"].tolist(), "transition": est}
+    # The tilt systems may order at different temperatures (CsPbBr3: the in-phase M tilt goes at
+    # orthorhombic → tetragonal, the out-of-phase R tilt at tetragonal → cubic), so each is
+    # reported; the summary T_c is where the structure becomes cubic: R tilt and lattice spread.
     structural = [results[k]["transition"] for k in results
-                  if k in ("structure:tilt_R_deg", "structure:tilt_M_deg", "structure:lattice_spread")]
+                  if k in ("structure:tilt_R_deg", "structure:lattice_spread")]
+    tilts = {name.split(":")[1]: {k: results[name]["transition"].get(k) for k in ("significant", "tc_K", "tc_error_K")}
+             for name in ORDER_PARAMETERS if name in results}
     by_species = {}
     for name, r in results.items():
         if not name.startswith("structure:") and name.endswith("abs_cq_of_mean_tensor_mhz"):
             by_species[name.split(":")[0]] = r["transition"]
     report = {"efgmd": "efg scan", "runs": run_files, "temperatures_K": temps, "curves": results,
-              "transition_temperature_K": combine(structural),
+              "transition_temperature_K": combine(structural), "tilt_transitions_K": tilts,
               "cq_transition_K": {s: {k: e.get(k) for k in ("significant", "tc_K", "tc_error_K")}
                                   for s, e in by_species.items()}}
     if output:
@@ -218,10 +298,7 @@ def plot_curves(results: dict, tc: dict, stem: Path) -> List[str]:
             est = r["transition"]
             if est.get("significant"):
                 tcv = est["tc_K"]
-                a1, b1 = est["segments"]["below"]
-                a2, b2 = est["segments"]["above"]
-                tl, th = np.linspace(T.min(), tcv, 20), np.linspace(tcv, T.max(), 20)
-                ax.plot(tl, a1 + b1 * (tl - tcv), "C1-", th, a2 + b2 * (th - tcv), "C1-", lw=1)
+                ax.plot(est["fit_curve"]["temperature_K"], est["fit_curve"]["value"], "C1-", lw=1)
                 ax.axvspan(*est["tc_interval_K"], color="C1", alpha=0.15)
                 ax.set_title(f"T_c = {tcv:.0f} ± {est['tc_error_K']:.0f} K", fontsize=8, loc="right")
             if tc.get("tc_K") is not None:
@@ -251,6 +328,9 @@ def run(args) -> int:
         print("no significant structural transition in this temperature range")
     else:
         print(f"structural transition: T_c = {tc['tc_K']:.1f} ± {tc['tc_error_K']:.1f} K (from {', '.join(tc['from'])})")
+    for name, e in report["tilt_transitions_K"].items():
+        if e["significant"]:
+            print(f"{name}: vanishes at {e['tc_K']:.1f} ± {e['tc_error_K']:.1f} K")
     for s, e in report["cq_transition_K"].items():
         if e["significant"]:
             print(f"{s}: C_Q(<V>) changes at {e['tc_K']:.1f} ± {e['tc_error_K']:.1f} K")

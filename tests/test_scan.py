@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from efg.scan import scan, transition
+from efg.scan import order_parameter_transition, scan, transition
 
 
 def test_break_point_found_within_its_uncertainty():
@@ -60,3 +60,23 @@ def test_scan_needs_temperatures(tmp_path):
     f.write_text(json.dumps({**_run(300.0, 1.0, 0.1, 50.0), "temperature_K": None}))
     with pytest.raises(ValueError, match="no temperature in .*run.json"):
         scan([f])
+
+
+@pytest.mark.parametrize("beta", [0.25, 0.5])
+def test_order_parameter_collapse_finds_tc(beta):
+    """A tilt that collapses on heating onto a finite-size floor: T_c found within its error
+    (and within the temperature spacing); a flat curve gives no transition."""
+    rng = np.random.default_rng(11)
+    T = np.arange(100.0, 701.0, 50.0)
+    tc_true = 455.0
+    clean = 1.5 + 8.0 * np.clip(1.0 - T / tc_true, 0.0, None) ** beta
+    err = np.full_like(T, 0.15)
+    est = order_parameter_transition(T, clean + rng.normal(0.0, 0.15, T.size), err)
+    assert est["significant"] and est["p_value_no_transition"] < 1e-3
+    assert abs(est["tc_K"] - tc_true) <= max(2.0 * est["tc_error_K"], 25.0)
+    assert est["tc_error_K"] >= 50.0 / np.sqrt(12.0) - 1e-9
+    assert abs(est["floor"] - 1.5) < 0.5 and est["amplitude"] > 6.0
+    flat = order_parameter_transition(T, 1.5 + rng.normal(0.0, 0.15, T.size), err)
+    assert not flat["significant"]
+    rising = order_parameter_transition(T, clean[::-1], err)
+    assert not rising["significant"]
