@@ -182,6 +182,12 @@ def write_report(out: Path, harmonic: dict, scan: dict, rows: List[dict], figure
                   f"(from {', '.join(tc['from'])}; `efg scan`).", ""]
     else:
         lines += ["**Structural transition in MD:** none significant in the temperature range of the runs.", ""]
+    for name, e in scan.get("tilt_transitions_K", {}).items():
+        kind = {"tilt_R_deg": "R (out-of-phase)", "tilt_M_deg": "M (in-phase)"}.get(name, name)
+        if e.get("significant"):
+            lines.append(f"- {kind} octahedral tilt vanishes at {e['tc_K']:.0f} ± {e['tc_error_K']:.0f} K.")
+        else:
+            lines.append(f"- {kind} octahedral tilt: no significant collapse in this range.")
     for el, e in scan.get("cq_transition_K", {}).items():
         if e.get("significant"):
             lines.append(f"- |C_Q(⟨V⟩)| of {el} changes at {e['tc_K']:.0f} ± {e['tc_error_K']:.0f} K.")
