@@ -119,6 +119,16 @@ def _fit_break(T, Y, w, grid):
     return best_chi2, best_tc, best_coef
 
 
+def _bootstrap_interval(fit, T, y, w, sigma, grid, n_bootstrap, seed):
+    """16th and 84th percentile of T_c when the points are resampled with Gaussian errors
+    ``sigma`` (n,) and refitted by ``fit`` (``_fit_break`` or ``_fit_collapse``)."""
+    rng = np.random.default_rng(seed)
+    resampled = y[:, None] + rng.normal(size=(len(T), n_bootstrap)) * sigma[:, None]
+    samples = fit(T, resampled, w, grid)[1]
+    samples = samples[~np.isnan(samples)]
+    return np.percentile(samples, [16, 84])
+
+
 def transition(T, y, err, n_bootstrap=300, seed=0, significance=0.01) -> dict:
     """Break-point estimate of a transition temperature in y(T) (see the module docstring)."""
     from scipy import stats
@@ -141,12 +151,7 @@ def transition(T, y, err, n_bootstrap=300, seed=0, significance=0.01) -> dict:
         p_value = float(stats.f.sf(f, 3, dof_break))
     else:   # the break model fits exactly: significant if the line does not
         p_value = 0.0 if chi2_line > 3 * n else 1.0
-    rng = np.random.default_rng(seed)
-    floor_err = 1.0 / np.sqrt(w)
-    resampled = y[:, None] + rng.normal(size=(n, n_bootstrap)) * floor_err[:, None]
-    samples = _fit_break(T, resampled, w, grid)[1]
-    samples = samples[~np.isnan(samples)]
-    lo, hi = np.percentile(samples, [16, 84])
+    lo, hi = _bootstrap_interval(_fit_break, T, y, w, 1.0 / np.sqrt(w), grid, n_bootstrap, seed)
     t_plot = np.linspace(T[0], T[-1], 100)
     y_plot = np.where(t_plot < tc, coef[0] + coef[1] * (t_plot - tc), coef[2] + coef[3] * (t_plot - tc))
     return {"model": "two segments", "significant": bool(p_value < significance), "p_value_no_break": p_value,
@@ -203,11 +208,7 @@ def order_parameter_transition(T, y, err, n_bootstrap=300, seed=0, significance=
     else:
         p_value = 0.0 if chi2_const > 3 * n else 1.0
     inflation = max(1.0, float(np.sqrt(chi2_fit / dof)))
-    rng = np.random.default_rng(seed)
-    resampled = y[:, None] + rng.normal(size=(n, n_bootstrap)) * (inflation / np.sqrt(w))[:, None]
-    samples = _fit_collapse(T, resampled, w, grid)[1]
-    samples = samples[~np.isnan(samples)]
-    lo, hi = np.percentile(samples, [16, 84])
+    lo, hi = _bootstrap_interval(_fit_collapse, T, y, w, inflation / np.sqrt(w), grid, n_bootstrap, seed)
     # T_c between two simulated temperatures cannot be placed better than their spacing allows
     above = min(np.searchsorted(T, tc), n - 1)
     spacing = float(T[above] - T[above - 1]) if above > 0 else step

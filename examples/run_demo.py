@@ -15,7 +15,7 @@ Steps (each a command a user can run by hand; they are printed as they run):
                                 (7net-0 + point charges) on a 40-atom cell at two temperatures
 
 The default is sized to finish in about 15 minutes on 2 cores; --full runs 13 temperatures,
-3.5 times longer MD and a longer EFG training (see the README for its run time).
+2.5 times longer MD and a longer EFG training (see the README for its run time).
 """
 import argparse
 import json
@@ -36,15 +36,15 @@ BIN = Path(sys.prefix) / "bin"
 # Both settings heat the orthorhombic ground state of the reference (a-a-c+, Pnma, relaxed by
 # 7net-0) in NPT with a free triclinic cell: below the tilt transitions the order parameters keep
 # their ground-state values, above them they melt to ~0 and the cell turns cubic. --full runs
-# twice the temperatures, 3.5 times longer, and trains the EFG model longer; it keeps the
+# twice the temperatures, 2.5 times longer, and trains the EFG model longer; it keeps the
 # potential the active learning made MD-stable (cluster, small basis, see reference/README.md).
 SETTINGS = {
     "quick": {"model": "cluster", "basis": "small", "cutoff": 6.5, "lambdas": "1e-8:1e-2:7",
               "temperatures": [100, 200, 300, 400, 500, 600, 700], "equil": 400, "ensemble": "npt",
               "steps": 1200, "every": 10, "efg_epochs": 24, "supercell": 4, "dt_ps": 0.004},
     "full": {"model": "cluster", "basis": "small", "cutoff": 6.5, "lambdas": "1e-8:1e-2:7",
-             "temperatures": list(range(100, 701, 50)), "equil": 2000, "ensemble": "npt", "steps": 5000,
-             "every": 25, "efg_epochs": 100, "supercell": 4, "dt_ps": 0.004},
+             "temperatures": list(range(100, 701, 50)), "equil": 1000, "ensemble": "npt", "steps": 3000,
+             "every": 20, "efg_epochs": 40, "supercell": 4, "dt_ps": 0.004},
 }
 
 

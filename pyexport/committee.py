@@ -27,7 +27,7 @@ mlff/uncertainty``), :class:`pyexport.calculator.MLFFCalculator` returns σ as
 import os
 import time
 from dataclasses import asdict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -180,8 +180,7 @@ def fit_committee(config, members: int, structures=None) -> Tuple[ClusterCommitt
     """
     from tqdm.auto import tqdm
 
-    from .fit import (LeastSquares, _row_counts, design_rows, elements_of, hash_files, prepare,
-                      read_structures, ridge_path, split_indices, split_metrics)
+    from .fit import LeastSquares, _row_counts, design_rows, fit_inputs, ridge_path, split_metrics
 
     if int(members) != members or members < 2:
         raise ValueError(f"--members must be at least 2 (a committee of one model has no disagreement), "
@@ -189,17 +188,7 @@ def fit_committee(config, members: int, structures=None) -> Tuple[ClusterCommitt
     if config.model != "cluster":
         raise ValueError(f"a committee is made of linear `cluster` models, got model {config.model!r}")
     t0 = time.perf_counter()
-    if structures is None:
-        if not config.data:
-            raise ValueError("no data files given")
-        structures = read_structures(config.data)
-    data_hash = hash_files(config.data) if config.data and all(os.path.isfile(p) for p in config.data) else ""
-    elements = list(config.elements) if config.elements else elements_of(structures)
-    basis = ClusterBasis.preset(config.basis, cutoff=config.cutoff)
-    if config.basis_overrides:
-        basis = ClusterBasis.from_dict({**basis.as_dict(), **config.basis_overrides})
-    splits = split_indices(len(structures), config.split, config.seed)
-    prepared = prepare(structures, elements, basis.cutoff)
+    structures, data_hash, elements, basis, splits, prepared = fit_inputs(config, structures)
     committee = ClusterCommittee(len(elements), basis, members)
     t_prepare = time.perf_counter() - t0
 

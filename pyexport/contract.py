@@ -27,7 +27,7 @@ of contract inputs from a periodic cell (image atoms), which every Python consum
 import json
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -87,13 +87,8 @@ class PotentialModule(torch.nn.Module):
 
     def forward(self, pos: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
                 n_local: int) -> Dict[str, torch.Tensor]:
-        model_dtype = torch.float64 if self.dtype == "float64" else torch.float32
-        pos = pos.to(model_dtype)
         n_all = pos.shape[0]
-        src = edge_index[0]
-        dst = edge_index[1]
-        edge_vec = (pos.index_select(0, dst) - pos.index_select(0, src)).detach()
-        edge_vec.requires_grad_(True)
+        edge_vec, src, dst = _edge_vectors(pos, edge_index, self.dtype)
         atom_energy = self.model(edge_vec, species, edge_index, n_local)
         energy = atom_energy.sum()
         grads = torch.autograd.grad([energy], [edge_vec], create_graph=self.training,
@@ -102,6 +97,19 @@ class PotentialModule(torch.nn.Module):
         if dE_dr is None:
             dE_dr = torch.zeros_like(edge_vec)
         return _potential_outputs(atom_energy, edge_vec, dE_dr, src, dst, n_all, self.per_atom_virial)
+
+
+def _edge_vectors(pos: torch.Tensor, edge_index: torch.Tensor, dtype: str
+                  ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Edge vectors r_ij = r_j - r_i (E, 3) Å in the model dtype, detached and requiring grad
+    (forces and virial are gradients with respect to them), and the edge ends (src, dst)."""
+    model_dtype = torch.float64 if dtype == "float64" else torch.float32
+    pos = pos.to(model_dtype)
+    src = edge_index[0]
+    dst = edge_index[1]
+    edge_vec = (pos.index_select(0, dst) - pos.index_select(0, src)).detach()
+    edge_vec.requires_grad_(True)
+    return edge_vec, src, dst
 
 
 def _edge_forces(dE_dr: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, n_all: int) -> torch.Tensor:
@@ -168,13 +176,8 @@ class CommitteePotentialModule(torch.nn.Module):
 
     def forward(self, pos: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
                 n_local: int) -> Dict[str, torch.Tensor]:
-        model_dtype = torch.float64 if self.dtype == "float64" else torch.float32
-        pos = pos.to(model_dtype)
         n_all = pos.shape[0]
-        src = edge_index[0]
-        dst = edge_index[1]
-        edge_vec = (pos.index_select(0, dst) - pos.index_select(0, src)).detach()
-        edge_vec.requires_grad_(True)
+        edge_vec, src, dst = _edge_vectors(pos, edge_index, self.dtype)
         member_energy = self.model(edge_vec, species, edge_index, n_local)
         if member_energy.shape[0] != self.committee_size:
             raise RuntimeError("committee model returned a different number of members than committee_size")

@@ -785,15 +785,10 @@ class FitConfig:
     progress: bool = True
 
 
-def run_fit(config: FitConfig, structures: Optional[Sequence[Structure]] = None) -> Tuple[dict, dict]:
-    """Read, split, fit, evaluate; return ``(checkpoint, metrics)`` (nothing is written here).
-
-    ``structures`` may be passed directly (then ``config.data`` only names them for the hash)."""
-    if config.model not in ("cluster", "cluster-nn"):
-        raise ValueError(f"model must be 'cluster' or 'cluster-nn', got {config.model!r}")
-    if config.dtype not in ("float64", "float32"):
-        raise ValueError(f"dtype must be 'float64' or 'float32', got {config.dtype!r}")
-    t0 = time.perf_counter()
+def fit_inputs(config, structures=None):
+    """What every fit starts from: the structures (read from ``config.data`` unless given), the
+    data hash, element order, cluster basis, the seeded train/val/test split and the prepared
+    neighbour data. Returns (structures, data_hash, elements, basis, splits, prepared)."""
     if structures is None:
         if not config.data:
             raise ValueError("no data files given")
@@ -805,6 +800,19 @@ def run_fit(config: FitConfig, structures: Optional[Sequence[Structure]] = None)
         basis = ClusterBasis.from_dict({**basis.as_dict(), **config.basis_overrides})
     splits = split_indices(len(structures), config.split, config.seed)
     prepared = prepare(structures, elements, basis.cutoff)
+    return structures, data_hash, elements, basis, splits, prepared
+
+
+def run_fit(config: FitConfig, structures: Optional[Sequence[Structure]] = None) -> Tuple[dict, dict]:
+    """Read, split, fit, evaluate; return ``(checkpoint, metrics)`` (nothing is written here).
+
+    ``structures`` may be passed directly (then ``config.data`` only names them for the hash)."""
+    if config.model not in ("cluster", "cluster-nn"):
+        raise ValueError(f"model must be 'cluster' or 'cluster-nn', got {config.model!r}")
+    if config.dtype not in ("float64", "float32"):
+        raise ValueError(f"dtype must be 'float64' or 'float32', got {config.dtype!r}")
+    t0 = time.perf_counter()
+    structures, data_hash, elements, basis, splits, prepared = fit_inputs(config, structures)
     t_read = time.perf_counter() - t0
 
     torch.manual_seed(config.seed)
