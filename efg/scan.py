@@ -129,16 +129,21 @@ def _bootstrap_interval(fit, T, y, w, sigma, grid, n_bootstrap, seed):
     return np.percentile(samples, [16, 84])
 
 
+def _sorted_curve(T, y, err):
+    """(T, y, weights) as float arrays in order of temperature."""
+    order = np.argsort(T)
+    T, y, err = np.asarray(T, float)[order], np.asarray(y, float)[order], np.asarray(err, float)[order]
+    return T, y, _weights(y, err)
+
+
 def transition(T, y, err, n_bootstrap=300, seed=0, significance=0.01) -> dict:
     """Break-point estimate of a transition temperature in y(T) (see the module docstring)."""
     from scipy import stats
 
-    order = np.argsort(T)
-    T, y, err = np.asarray(T, float)[order], np.asarray(y, float)[order], np.asarray(err, float)[order]
+    T, y, w = _sorted_curve(T, y, err)
     n = len(T)
     if n < 4:
         return {"significant": False, "reason": f"{n} temperatures: at least 4 are needed"}
-    w = _weights(y, err)
     grid = np.linspace(T[1], T[-2], 200) + 1e-9
     chi2_break, tc, coef = (v[0] for v in _fit_break(T, y, w, grid))
     chi2_break, tc = float(chi2_break), float(tc)
@@ -188,12 +193,10 @@ def order_parameter_transition(T, y, err, n_bootstrap=300, seed=0, significance=
     """T_c of an order parameter that collapses on heating (see the module docstring)."""
     from scipy import stats
 
-    order = np.argsort(T)
-    T, y, err = np.asarray(T, float)[order], np.asarray(y, float)[order], np.asarray(err, float)[order]
+    T, y, w = _sorted_curve(T, y, err)
     n = len(T)
     if n < 4:
         return {"significant": False, "reason": f"{n} temperatures: at least 4 are needed"}
-    w = _weights(y, err)
     step = float(np.min(np.diff(T)))
     grid = np.linspace(T[1] + 1e-9, T[-1] + step, 300)
     chi2_fit, tc, coef = (v[0] for v in _fit_collapse(T, y, w, grid))

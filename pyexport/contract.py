@@ -77,12 +77,7 @@ class PotentialModule(torch.nn.Module):
         super().__init__()
         _check_metadata_values("potential", elements, cutoff, dtype)
         self.model = energy_model
-        self.contract_version = CONTRACT_VERSION
-        self.kind = "potential"
-        self.elements = list(elements)
-        self.cutoff = float(cutoff)
-        self.dtype = dtype
-        self.units = UNITS
+        _set_metadata(self, "potential", elements, cutoff, dtype)
         self.per_atom_virial = per_atom_virial
 
     def forward(self, pos: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
@@ -165,12 +160,7 @@ class CommitteePotentialModule(torch.nn.Module):
         if int(committee_size) != committee_size or committee_size < 2:
             raise ContractError(f"committee_size must be an integer >= 2, got {committee_size}")
         self.model = committee_model
-        self.contract_version = CONTRACT_VERSION
-        self.kind = "potential"
-        self.elements = list(elements)
-        self.cutoff = float(cutoff)
-        self.dtype = dtype
-        self.units = UNITS
+        _set_metadata(self, "potential", elements, cutoff, dtype)
         self.per_atom_virial = per_atom_virial
         self.committee_size = int(committee_size)
 
@@ -229,12 +219,7 @@ class EFGModule(torch.nn.Module):
         super().__init__()
         _check_metadata_values("efg", elements, cutoff, dtype)
         self.model = efg_model
-        self.contract_version = CONTRACT_VERSION
-        self.kind = "efg"
-        self.elements = list(elements)
-        self.cutoff = float(cutoff)
-        self.dtype = dtype
-        self.units = UNITS
+        _set_metadata(self, "efg", elements, cutoff, dtype)
 
     def forward(self, pos: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
                 n_local: int) -> Dict[str, torch.Tensor]:
@@ -243,6 +228,16 @@ class EFGModule(torch.nn.Module):
         edge_vec = pos.index_select(0, edge_index[1]) - pos.index_select(0, edge_index[0])
         efg = self.model(edge_vec, species, edge_index, n_local)
         return {"efg": efg.to(torch.float64)}
+
+
+def _set_metadata(module: torch.nn.Module, kind: str, elements: Sequence[str], cutoff: float, dtype: str) -> None:
+    """The contract's metadata attributes of a wrapper module (values checked by the caller)."""
+    module.contract_version = CONTRACT_VERSION
+    module.kind = kind
+    module.elements = list(elements)
+    module.cutoff = float(cutoff)
+    module.dtype = dtype
+    module.units = UNITS
 
 
 def _check_metadata_values(kind: str, elements: Sequence[str], cutoff: float, dtype: str) -> None:
