@@ -715,14 +715,20 @@ def make_checkpoint(model: torch.nn.Module, model_type: str, elements: Sequence[
             "fit": fit_report, "pyexport_version": __version__}
 
 
-def load_checkpoint(path: str) -> dict:
-    """A checkpoint written by ``pyexport fit``; a clear error for anything else."""
+def read_checkpoint_file(path: str):
+    """The object in a torch checkpoint file, with errors naming the file (missing, unreadable);
+    the callers check that it is their kind of checkpoint."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
         raise ValueError(f"{path}: not a pyexport checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def load_checkpoint(path: str) -> dict:
+    """A checkpoint written by ``pyexport fit``; a clear error for anything else."""
+    ckpt = read_checkpoint_file(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a pyexport potential checkpoint (written by `pyexport fit`)")
     if ckpt.get("format_version") != CHECKPOINT_VERSION:

@@ -36,7 +36,7 @@ import torch
 
 from .contract import ContractInputs, EFGModule, build_inputs, species_indices
 from .efg_eval import frame_groups, join_inputs
-from .fit import elements_of, hash_files, read_labelled
+from .fit import elements_of, hash_files, read_checkpoint_file, read_labelled
 from .fit import split_indices as fit_split_indices
 from .models.efg import (MODEL_NAME, EFGHyperparameters, EFGModel, build_efg_model,
                          efg_contract_module, model_from_state)
@@ -495,12 +495,7 @@ def make_checkpoint(model: EFGModel, hp: EFGHyperparameters, elements: Sequence[
 
 def load_efg_checkpoint(path: str) -> dict:
     """A checkpoint written by ``pyexport fit-efg``; a clear error for anything else."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ValueError(f"{path}: not a pyexport checkpoint ({type(exc).__name__}: {exc})") from None
+    ckpt = read_checkpoint_file(path)
     if not isinstance(ckpt, dict) or ckpt.get("model") != MODEL_NAME:
         raise ValueError(f"{path}: not an EFG checkpoint (written by `pyexport fit-efg`)")
     if ckpt.get("format_version") != CHECKPOINT_VERSION:
