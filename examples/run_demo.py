@@ -66,13 +66,12 @@ def run(cmd, cwd=None, log=None):
         raise SystemExit(f"failed: {' '.join(cmd)} (log: {log})")
 
 
-def orthorhombic_supercell(n):
-    """The reference's relaxed orthorhombic 2x2x2 cell (40 atoms) repeated to n x n x n
-    pseudocubic cells (n even)."""
-    import ase.io
+def orthorhombic_supercell(reference, n):
+    """The relaxed orthorhombic 2x2x2 cell (40 atoms) of the reference set (list of Atoms)
+    repeated to n x n x n pseudocubic cells (n even)."""
     if n % 2:
         raise SystemExit(f"supercell {n}: the orthorhombic start needs an even n")
-    ground = next(a for a in ase.io.read(REFERENCE, index=":")
+    ground = next(a for a in reference
                   if a.info.get("config_type") == "phase_min" and a.info.get("phase") == "orthorhombic")
     return ground.repeat((n // 2, n // 2, n // 2))
 
@@ -134,7 +133,9 @@ def main(argv=None):
     summary = json.loads((HERE / "reference" / "generation_summary.json").read_text())
     a0 = float(summary["a0_A"])
     import ase.io
-    tilt_frames = [a for a in ase.io.read(REFERENCE, index=":") if a.info.get("config_type") == "r_tilt_scan"]
+    from pyexport.data.dataset import decompressed_text
+    reference = ase.io.read(decompressed_text(REFERENCE), index=":", format="extxyz")
+    tilt_frames = [a for a in reference if a.info.get("config_type") == "r_tilt_scan"]
     ase.io.write(out / "r_tilt_reference.extxyz", tilt_frames, format="extxyz")
     untilted = next(a for a in tilt_frames if abs(a.info.get("amplitude_A", 1.0)) < 1e-9)
     untilted.write(out / "cubic_222.vasp", format="vasp", direct=True)
@@ -151,7 +152,7 @@ def main(argv=None):
     t = time.time()
     from pyexport.lammpsdata import write_lammps_data
     n = cfg["supercell"]
-    write_lammps_data(out / "cspbbr3.data", orthorhombic_supercell(n), ["Cs", "Pb", "Br"])
+    write_lammps_data(out / "cspbbr3.data", orthorhombic_supercell(reference, n), ["Cs", "Pb", "Br"])
     md = out / "md"
     shutil.rmtree(md, ignore_errors=True)       # no dump or halt note of an earlier run may survive
     md.mkdir()

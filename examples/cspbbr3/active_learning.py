@@ -40,6 +40,7 @@ import ase.io
 import numpy as np
 from ase import Atoms
 
+from pyexport.data.dataset import decompressed_text
 from modes import cubic_supercell
 
 HERE = Path(__file__).resolve().parent
@@ -157,7 +158,7 @@ def start_structure(args, a0: float) -> Atoms:
         return cubic_supercell(a0, (n, n, n))
     if n % 2:
         raise SystemExit(f"--supercell {n}: the orthorhombic start needs an even n")
-    ground = next(a for a in ase.io.read(REFERENCE, index=":", format="extxyz")
+    ground = next(a for a in ase.io.read(decompressed_text(REFERENCE), index=":", format="extxyz")
                   if a.info.get("config_type") == "phase_min" and a.info.get("phase") == "orthorhombic")
     return ground.repeat((n // 2, n // 2, n // 2))
 
@@ -200,7 +201,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     a0 = float(json.loads((HERE / "reference" / "generation_summary.json").read_text())["a0_A"])
-    frames = ase.io.read(args.reference, index=":", format="extxyz")
+    frames = ase.io.read(decompressed_text(args.reference), index=":", format="extxyz")
     start_count = len(frames)
     # a run that grows an already grown set continues its round numbers
     done = max((int(a.info.get("active_round", 0)) for a in frames), default=0)

@@ -51,6 +51,7 @@ from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 from tqdm import tqdm
 
+from pyexport.data.dataset import decompressed_text
 from modes import cubic_cell, cubic_supercell, displaced, polar_pattern, tilt_pattern
 
 HERE = Path(__file__).resolve().parent
@@ -527,7 +528,7 @@ def write_frames(frames: List[Atoms], path: Path) -> None:
     """Write extxyz (compressed by extension) and read it back to check what came out."""
     path.parent.mkdir(parents=True, exist_ok=True)
     ase.io.write(path, frames, format="extxyz")
-    back = ase.io.read(path, index=":", format="extxyz")
+    back = ase.io.read(decompressed_text(path), index=":", format="extxyz")
     if len(back) != len(frames):
         raise RuntimeError(f"{path}: wrote {len(frames)} structures, read back {len(back)}")
     for k, atoms in enumerate(back):
@@ -552,7 +553,7 @@ def write_json(path: Path, content: Dict) -> None:
 
 
 def label_efg_only(args) -> None:
-    frames = ase.io.read(args.label_efg_only, index=":", format="extxyz")
+    frames = ase.io.read(decompressed_text(args.label_efg_only), index=":", format="extxyz")
     add_efg_labels(frames)
     write_frames(frames, args.out)
     print(f"{args.out}: {len(frames)} structures with point-charge EFG labels")

@@ -159,6 +159,17 @@ def open_text(path, encoding="latin-1"):
     return io.TextIOWrapper(open_binary(path), encoding=encoding, newline=None)
 
 
+def decompressed_text(path, encoding="utf-8"):
+    """The whole of ``path`` as an in-memory text file, decompressed as in :func:`open_binary`.
+
+    Use it where a parser seeks backwards (ASE's extxyz reader seeks to every frame start): in an
+    xz or gzip stream each backward seek restarts the decompression, which turns one read into
+    a quadratic one (70 s instead of 2 s for the shipped 3.6 MB CsPbBr3 set).
+    """
+    with open_text(path, encoding=encoding) as fh:
+        return io.StringIO(fh.read())
+
+
 def normalize_format(name):
     """The canonical format name for ``name`` (case-insensitive, aliases
     allowed), or ValueError listing the accepted ones."""

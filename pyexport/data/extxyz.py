@@ -18,7 +18,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import iread
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from .dataset import ParseError, open_text
+from .dataset import ParseError, decompressed_text
 
 __all__ = ["read_extxyz"]
 
@@ -29,45 +29,46 @@ def read_extxyz(path):
     number and ``"line"`` the line of its atom count. A provenance dict
     already in the file's ``source`` key is kept as ``source["origin"]``.
     """
-    starts = _frame_starts(path)
+    text = decompressed_text(path)
+    starts = _frame_starts(text, path)
+    text.seek(0)
     frames = []
-    with open_text(path, encoding="utf-8") as fh:
-        reader = iread(fh, index=":", format="extxyz")
-        for number, line in enumerate(starts, 1):
-            try:
-                atoms = next(reader)
-            except StopIteration:
-                raise ParseError(path, line, f"ASE read no frame {number}") from None
-            except Exception as err:  # ASE raises many types on bad input
-                raise ParseError(path, line,
-                                 f"frame {number}: {type(err).__name__}: {err}") from None
-            frames.append(_normalized(atoms, path, number, line))
+    reader = iread(text, index=":", format="extxyz")
+    for number, line in enumerate(starts, 1):
+        try:
+            atoms = next(reader)
+        except StopIteration:
+            raise ParseError(path, line, f"ASE read no frame {number}") from None
+        except Exception as err:  # ASE raises many types on bad input
+            raise ParseError(path, line,
+                             f"frame {number}: {type(err).__name__}: {err}") from None
+        frames.append(_normalized(atoms, path, number, line))
     return frames
 
 
-def _frame_starts(path):
-    """1-based line of each frame's atom count; checks every frame is whole."""
+def _frame_starts(fh, path):
+    """1-based line of each frame's atom count in the text ``fh`` (read from ``path``);
+    checks every frame is whole."""
     starts = []
-    with open_text(path, encoding="utf-8") as fh:
-        lines = iter(fh)
-        lineno = 0
-        for text in lines:
-            lineno += 1
-            if not text.strip():
-                continue
-            try:
-                n_atoms = int(text)
-            except ValueError:
-                raise ParseError(path, lineno,
-                                 f"expected the atom count of frame {len(starts) + 1}, "
-                                 f"found {text.strip()!r}") from None
-            starts.append(lineno)
-            read = sum(1 for _ in zip(range(n_atoms + 1), lines))
-            lineno += read
-            if read < n_atoms + 1:
-                raise ParseError(path, starts[-1],
-                                 f"frame {len(starts)} declares {n_atoms} atoms but "
-                                 f"the file ends after {max(read - 1, 0)} of them")
+    lines = iter(fh)
+    lineno = 0
+    for text in lines:
+        lineno += 1
+        if not text.strip():
+            continue
+        try:
+            n_atoms = int(text)
+        except ValueError:
+            raise ParseError(path, lineno,
+                             f"expected the atom count of frame {len(starts) + 1}, "
+                             f"found {text.strip()!r}") from None
+        starts.append(lineno)
+        read = sum(1 for _ in zip(range(n_atoms + 1), lines))
+        lineno += read
+        if read < n_atoms + 1:
+            raise ParseError(path, starts[-1],
+                             f"frame {len(starts)} declares {n_atoms} atoms but "
+                             f"the file ends after {max(read - 1, 0)} of them")
     if not starts:
         raise ParseError(path, None, "no frame found")
     return starts
