@@ -171,7 +171,6 @@ def one_round(round_index: int, data: Path, args, a0: float) -> Dict:
     t0 = time.time()
     metrics = fit(data, folder, args)
     from pyexport.lammpsdata import write_lammps_data
-    n = args.supercell
     write_lammps_data(folder / "start.data", start_structure(args, a0), ELEMENTS)
     os.environ["OMP_NUM_THREADS"] = "1"
     seeds = {T: args.seed * 1000 + 10 * round_index + T for T in args.temperatures}

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -32,7 +32,6 @@ HERE = Path(__file__).resolve().parent
 REFERENCE_DIR = HERE / "reference" / "closed_loop"
 ELEMENTS = ["Cs", "Pb", "Br"]                       # LAMMPS types 1, 2, 3
 ISOTOPES = "Br=79Br,Cs=133Cs"
-FORMAL_CHARGES = {"Cs": 1.0, "Pb": 2.0, "Br": -1.0}  # e, as in make_reference.py
 COMPARED = ("cq_of_mean_tensor_mhz", "mean_abs_cq_mhz", "eta_of_mean_tensor")
 
 
@@ -102,7 +101,10 @@ def reference_md(temperature: int, args) -> Path:
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import Stationary
     from tqdm import tqdm
-    from make_reference import import_pointcharge, load_sevennet0, thermalize
+    sys.path.insert(0, str(HERE.parent))
+    sys.path.insert(0, str(HERE))
+    from make_reference import FORMAL_CHARGES
+    from reference_labels import import_pointcharge, load_sevennet0, thermalize
     ewald_efg = import_pointcharge()
     calc, _ = load_sevennet0("cpu", args.threads)
     rng = np.random.default_rng([args.seed, temperature])

@@ -36,7 +36,6 @@ or label an existing file with point-charge EFGs only (no sevenn needed):
     python examples/cspbbr3/make_reference.py --label-efg-only in.extxyz.xz --out out.extxyz.xz
 """
 import argparse
-import hashlib
 import json
 import platform
 import sys
@@ -45,19 +44,17 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import ase
-import ase.io
-from ase import Atoms, units
-from ase.calculators.singlepoint import SinglePointCalculator
+from ase import Atoms
 from tqdm import tqdm
 
-from pyexport.data.dataset import decompressed_text
 from modes import cubic_cell, cubic_supercell, displaced, polar_pattern, tilt_pattern
 
-HERE = Path(__file__).resolve().parent
-REPOSITORY_ROOT = HERE.parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # examples/: the shared labelling code
+from reference_labels import (MODEL_NAME, add_efg_labels, energy_of,  # noqa: E402
+                              labelled, load_sevennet0, md_snapshots, rattled_cells, read_extxyz,
+                              shown_path, statistics, strained_cells, write_frames, write_json)
 
-MODEL_NAME = "7net-0"
+HERE = Path(__file__).resolve().parent
 FORMAL_CHARGES = {"Cs": 1.0, "Pb": 2.0, "Br": -1.0}  # e, for the point-charge EFG labels
 ATOMS_PER_FORMULA_UNIT = 5
 BASE_REPEAT = (2, 2, 2)  # the 40-atom pseudocubic cell that holds R- and M-point tilts
@@ -133,55 +130,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 # --------------------------------------------------------------------------------------------
 # The model
 # --------------------------------------------------------------------------------------------
-def load_sevennet0(device: str, threads: int):
-    """The 7net-0 ASE calculator from the checkpoint inside the sevenn package, and its
-    provenance (sevenn version, checkpoint file, sha256). Raises rather than downloading."""
-    try:
-        import torch
-        import sevenn
-        from sevenn.calculator import SevenNetCalculator
-        from sevenn.util import pretrained_name_to_path
-    except ImportError as error:
-        raise SystemExit(f"make_reference.py: the 7net-0 labels need the sevenn package "
-                         f"(pip install efgmd[reference]): {error}") from None
-    torch.set_num_threads(threads)
-    # pretrained_name_to_path only looks on disk for 7net-0 (no download link exists for it);
-    # the check keeps it that way should a later sevenn add one.
-    path = Path(pretrained_name_to_path(MODEL_NAME))
-    if not path.is_file():
-        raise SystemExit(f"make_reference.py: 7net-0 checkpoint not found at {path}")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    calc = SevenNetCalculator(str(path), device=device)
-    provenance = {"model": MODEL_NAME, "sevenn_version": sevenn.__version__,
-                  "torch_version": torch.__version__, "ase_version": ase.__version__,
-                  "checkpoint": f"{path.parent.name}/{path.name}", "checkpoint_sha256": digest,
-                  "device": device, "torch_threads": threads}
-    return calc, provenance
-
-
-def labelled(atoms: Atoms, calc, **info) -> Atoms:
-    """A constraint-free copy of ``atoms`` with 7net-0 energy (eV), forces (eV/Å) and stress
-    (eV/Å³, ASE sign) frozen in a SinglePointCalculator, and ``info`` added."""
-    work = atoms.copy()
-    del work.constraints
-    work.calc = calc
-    energy = work.get_potential_energy()
-    forces = work.get_forces()
-    stress = work.get_stress(voigt=True)
-    out = work.copy()
-    out.arrays.pop("momenta", None)  # MD velocities are not labels; they would only add size
-    out.info.clear()
-    out.info.update(info)
-    out.calc = SinglePointCalculator(out, energy=energy, forces=forces, stress=stress)
-    return out
-
-
-def energy_of(atoms: Atoms, calc) -> float:
-    work = atoms.copy()
-    work.calc = calc
-    return float(work.get_potential_energy())
-
-
 # --------------------------------------------------------------------------------------------
 # Relaxed lattice and phases
 # --------------------------------------------------------------------------------------------
@@ -367,96 +315,9 @@ def mode_mixtures(calc, a0: float, count: int, rng: np.random.Generator) -> List
 # --------------------------------------------------------------------------------------------
 # Strains and rattles of the relaxed phases
 # --------------------------------------------------------------------------------------------
-def random_strain(rng: np.random.Generator) -> np.ndarray:
-    """Symmetric strain tensor (3, 3): normal components in ±3 %, shear components in ±2 %."""
-    strain = np.diag(rng.uniform(-0.03, 0.03, size=3))
-    for a, b in ((0, 1), (0, 2), (1, 2)):
-        strain[a, b] = strain[b, a] = rng.uniform(-0.02, 0.02)
-    return strain
-
-
-def strained_cells(calc, phases: Dict[str, Atoms], count: int,
-                   rng: np.random.Generator) -> List[Atoms]:
-    """``count`` homogeneously strained copies of each phase; the second half also rattled
-    (σ 0.03 Å)."""
-    frames = []
-    jobs = [(name, k) for name in phases for k in range(count)]
-    for name, k in tqdm(jobs, desc="strains", unit="cell"):
-        strain = random_strain(rng)
-        cell = phases[name].copy()
-        cell.set_cell(cell.cell.array @ (np.eye(3) + strain), scale_atoms=True)
-        rattle = 0.0
-        if k >= count // 2:
-            rattle = 0.03
-            cell.positions += rng.normal(0.0, rattle, size=cell.positions.shape)
-        frames.append(labelled(cell, calc, config_type="strain_rattle" if rattle else "strain",
-                               phase=name, strain=strain.reshape(9), rattle_sigma_A=rattle))
-    return frames
-
-
-def rattled_cells(calc, phases: Dict[str, Atoms], count: int, sigma_range: Tuple[float, float],
-                  rng: np.random.Generator) -> List[Atoms]:
-    """``count`` copies of each phase with Gaussian displacements of σ uniform in
-    ``sigma_range`` Å (per Cartesian component)."""
-    frames = []
-    jobs = [name for name in phases for _ in range(count)]
-    for name in tqdm(jobs, desc="rattles", unit="cell"):
-        sigma = float(rng.uniform(*sigma_range))
-        cell = phases[name].copy()
-        cell.positions += rng.normal(0.0, sigma, size=cell.positions.shape)
-        frames.append(labelled(cell, calc, config_type="rattle", phase=name,
-                               rattle_sigma_A=sigma))
-    return frames
-
-
 # --------------------------------------------------------------------------------------------
 # Molecular dynamics
 # --------------------------------------------------------------------------------------------
-def thermalize(atoms: Atoms, temperature_K: float, rng: np.random.Generator) -> None:
-    """Maxwell-Boltzmann momenta at ``temperature_K`` (ASE >= 3.29 renamed the function)."""
-    try:
-        from ase.md.velocitydistribution import thermalize_momenta
-    except ImportError:
-        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
-    else:
-        thermalize_momenta(atoms, temperature_K, rng=rng)
-
-
-def md_snapshots(calc, start: Atoms, phase: str, temperature_K: float, n_equil: int,
-                 n_sample: int, interval: int, timestep_fs: float, friction_per_fs: float,
-                 rng: np.random.Generator) -> List[Atoms]:
-    """Snapshots every ``interval`` steps of a fixed-cell Langevin run at ``temperature_K``,
-    after ``n_equil`` steps of equilibration."""
-    from ase.constraints import FixCom
-    from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import Stationary
-    atoms = start.copy()
-    atoms.calc = calc
-    thermalize(atoms, temperature_K, rng)
-    Stationary(atoms)
-    # FixCom rather than Langevin(fixcm=True), which ASE >= 3.28 flags as not sampling NVT
-    # exactly in small cells.
-    atoms.set_constraint(FixCom())
-    dynamics = Langevin(atoms, timestep=timestep_fs * units.fs, temperature_K=temperature_K,
-                        friction=friction_per_fs / units.fs, fixcm=False, rng=rng)
-    label = f"MD {len(atoms)} atoms {temperature_K:.0f} K"
-    frames = []
-    with tqdm(total=n_equil + n_sample, desc=label, unit="step", leave=False) as bar:
-        for _ in range(n_equil):
-            dynamics.run(1)
-            bar.update(1)
-        for step in range(1, n_sample + 1):
-            dynamics.run(1)
-            bar.update(1)
-            if step % interval == 0:
-                frames.append(labelled(atoms, calc, config_type="md", phase=phase,
-                                       temperature_K=float(temperature_K),
-                                       md_time_fs=float((n_equil + step) * timestep_fs),
-                                       kinetic_temperature_K=float(atoms.get_temperature())))
-    return frames
-
-
 def md_frames(calc, phases: Dict[str, Atoms], args, rng_seeds) -> List[Atoms]:
     runs = [((1, 1, 1), t, phase, args.n_md_steps) for t, phase in MD_2X2X2]
     runs += [(repeat, t, phase, args.n_md_steps_large) for repeat, t, phase in MD_LARGE]
@@ -473,88 +334,9 @@ def md_frames(calc, phases: Dict[str, Atoms], args, rng_seeds) -> List[Atoms]:
 # --------------------------------------------------------------------------------------------
 # EFG labels, statistics, output
 # --------------------------------------------------------------------------------------------
-def import_pointcharge():
-    """``efg.pointcharge.ewald_efg``, from the installed efgmd or from this repository."""
-    try:
-        from efg.pointcharge import ewald_efg
-    except ImportError:
-        sys.path.insert(0, str(REPOSITORY_ROOT))
-        from efg.pointcharge import ewald_efg
-    return ewald_efg
-
-
-def add_efg_labels(frames: List[Atoms]) -> None:
-    """Point-charge EFG (V/Å², formal charges, no Sternheimer) of every atom, stored as the
-    per-atom (N, 9) array ``efg`` (row-major 3×3)."""
-    ewald_efg = import_pointcharge()
-    for atoms in tqdm(frames, desc="point-charge EFG", unit="cell"):
-        atoms.arrays["efg"] = ewald_efg(atoms, FORMAL_CHARGES).reshape(len(atoms), 9)
-
-
-def statistics(frames: List[Atoms]) -> Dict:
-    """Counts per config_type, energy spread (eV/atom), force and EFG RMS."""
-    per_atom = np.array([a.get_potential_energy() / len(a) for a in frames])
-    forces = np.concatenate([a.get_forces() for a in frames])
-    stress = np.array([a.get_stress(voigt=True) for a in frames]) / units.GPa
-    counts: Dict[str, int] = {}
-    for atoms in frames:
-        kind = atoms.info["config_type"]
-        counts[kind] = counts.get(kind, 0) + 1
-    sizes: Dict[str, int] = {}
-    for atoms in frames:
-        sizes[str(len(atoms))] = sizes.get(str(len(atoms)), 0) + 1
-    stats = {
-        "n_structures": len(frames),
-        "n_atoms_total": int(sum(len(a) for a in frames)),
-        "structures_per_config_type": counts,
-        "structures_per_size": sizes,
-        "energy_eV_per_atom": {"min": float(per_atom.min()), "max": float(per_atom.max()),
-                               "spread": float(np.ptp(per_atom)), "std": float(per_atom.std())},
-        "force_rms_eV_per_A": float(np.sqrt(np.mean(forces**2))),
-        "force_max_abs_eV_per_A": float(np.abs(forces).max()),
-        "stress_abs_max_GPa": float(np.abs(stress).max()),
-        "md_temperatures_K": sorted({a.info["temperature_K"] for a in frames
-                                     if a.info["config_type"] == "md"}),
-    }
-    if all("efg" in a.arrays for a in frames):
-        efg = np.concatenate([a.arrays["efg"] for a in frames])
-        symbols = np.concatenate([a.get_chemical_symbols() for a in frames])
-        stats["efg_rms_V_per_A2"] = {s: float(np.sqrt(np.mean(efg[symbols == s] ** 2)))
-                                     for s in ("Cs", "Pb", "Br")}
-    return stats
-
-
-def write_frames(frames: List[Atoms], path: Path) -> None:
-    """Write extxyz (compressed by extension) and read it back to check what came out."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ase.io.write(path, frames, format="extxyz")
-    back = ase.io.read(decompressed_text(path), index=":", format="extxyz")
-    if len(back) != len(frames):
-        raise RuntimeError(f"{path}: wrote {len(frames)} structures, read back {len(back)}")
-    for k, atoms in enumerate(back):
-        missing = [key for key in ("energy", "forces", "stress")
-                   if atoms.calc is None or key not in atoms.calc.results]
-        if missing or atoms.arrays.get("efg", np.empty(0)).shape != (len(atoms), 9):
-            raise RuntimeError(f"{path}: structure {k} read back without "
-                               f"{', '.join(missing) or 'an (N, 9) efg array'}")
-
-
-def shown_path(path: Path) -> str:
-    """``path`` relative to the repository when inside it, so the summary names no local paths."""
-    try:
-        return path.resolve().relative_to(REPOSITORY_ROOT).as_posix()
-    except ValueError:
-        return str(path)
-
-
-def write_json(path: Path, content: Dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(content, indent=1) + "\n")
-
-
 def label_efg_only(args) -> None:
-    frames = ase.io.read(decompressed_text(args.label_efg_only), index=":", format="extxyz")
-    add_efg_labels(frames)
+    frames = read_extxyz(args.label_efg_only)
+    add_efg_labels(frames, FORMAL_CHARGES)
     write_frames(frames, args.out)
     print(f"{args.out}: {len(frames)} structures with point-charge EFG labels")
 
@@ -562,10 +344,10 @@ def label_efg_only(args) -> None:
 def label_structures(args) -> None:
     """7net-0 energy, forces, stress and point-charge EFGs for every structure of ``--label``."""
     calc, _ = load_sevennet0(args.device, args.threads)
-    frames = ase.io.read(args.label, index=":", format="extxyz")
+    frames = read_extxyz(args.label)
     frames = [labelled(atoms, calc, **atoms.info)
               for atoms in tqdm(frames, desc="7net-0", unit="cell")]
-    add_efg_labels(frames)
+    add_efg_labels(frames, FORMAL_CHARGES)
     write_frames(frames, args.out)
     print(f"{args.out}: {len(frames)} structures labelled by {MODEL_NAME}")
 
@@ -610,7 +392,7 @@ def generate(args) -> None:
     lap("strains_and_rattles")
     frames += md_frames(calc, phases, args, seeds["md"])
     lap("md")
-    add_efg_labels(frames)
+    add_efg_labels(frames, FORMAL_CHARGES)
     lap("efg")
     write_frames(frames, args.out)
     lap("write")
