@@ -22,7 +22,7 @@ import numpy as np
 FIT_DEFAULTS = {
     "data": [], "model": "cluster", "basis": "medium", "cutoff": 6.0,
     "n_radial_2": None, "n_radial_3": None, "l_max_3": None, "n_radial_4": None, "l_max_4": None,
-    "radial_scale": None, "elements": None,
+    "radial_scale": None, "pair_cutoff": None, "elements": None,
     "energy_weight": 1000.0, "force_weight": 1.0, "stress_weight": 0.1,
     "split": "0.8,0.1,0.1", "seed": 0, "dtype": "float64", "lambdas": "1e-15:1:16", "lambda_tolerance": 0.02,
     "hidden": "64,64", "epochs": 200, "learning_rate": 1e-3, "batch_atoms": 400, "patience": 20,
@@ -55,6 +55,10 @@ def _add_fit_arguments(p, neural: bool) -> None:
     for key in _BASIS_KEYS:
         p.add_argument("--" + key.replace("_", "-"), type=float if key == "radial_scale" else int,
                        help="override the preset's " + key)
+    p.add_argument("--pair-cutoff", metavar="A-B=R,...",
+                   help="per-species-pair cutoffs in Å, e.g. C-H=2.0,N-H=2.0,C-N=2.5 (order-insensitive, each "
+                        "at most --cutoff); the radial functions of a pair span its own cutoff, other pairs "
+                        "use --cutoff (none)")
     p.add_argument("--elements", help="comma-separated element order (default: by atomic number)")
     p.add_argument("--energy-weight", type=float, help="weight of the energy term, per (eV/atom)² (1000)")
     p.add_argument("--force-weight", type=float, help="weight of the force term, per (eV/Å)² (1)")
@@ -153,6 +157,32 @@ def parse_lambdas(text) -> List[float]:
     return values
 
 
+def parse_pair_cutoffs(value) -> dict:
+    """``"C-H=2.0,N-H=2.0"`` (flag or config string) or a config table ``{"C-H": 2.0}`` as
+    {pair: Å}; the keys and ranges are checked by :class:`pyexport.models.cluster.ClusterBasis`."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    out = {}
+    for item in str(value).split(","):
+        if not item.strip():
+            continue
+        key, sep, number = item.partition("=")
+        key = key.strip()
+        try:
+            if not sep or not key:
+                raise ValueError
+            r = float(number)
+        except ValueError:
+            raise ValueError(f"--pair-cutoff: expected A-B=R items (Å) separated by commas, got {item.strip()!r} "
+                             f"in {value!r}") from None
+        if key in out:
+            raise ValueError(f"--pair-cutoff: pair {key!r} is given twice in {value!r}")
+        out[key] = r
+    return out
+
+
 def fit_config_from_options(options: dict):
     from .fit import FitConfig, LossWeights, NNTraining
 
@@ -162,7 +192,8 @@ def fit_config_from_options(options: dict):
         elements = [e.strip() for e in elements.split(",") if e.strip()]
     return FitConfig(
         data=list(options["data"]), model=options["model"], basis=options["basis"],
-        cutoff=float(options["cutoff"]), basis_overrides=overrides, elements=elements,
+        cutoff=float(options["cutoff"]), basis_overrides=overrides,
+        pair_cutoffs=parse_pair_cutoffs(options["pair_cutoff"]), elements=elements,
         weights=LossWeights(options["energy_weight"], options["force_weight"], options["stress_weight"]),
         split=tuple(_number_list(options["split"], "split")), seed=int(options["seed"]), dtype=options["dtype"],
         lambdas=tuple(parse_lambdas(options["lambdas"])), lambda_tolerance=float(options["lambda_tolerance"]),

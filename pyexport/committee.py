@@ -47,16 +47,19 @@ class ClusterCommittee(torch.nn.Module):
 
     ``forward(edge_vec, species, edge_index, n_local)`` returns the (K, n_local) atom energies of
     every member, eV (the interface of :class:`pyexport.contract.CommitteePotentialModule`).
+    ``elements`` (symbols, index = species id) are needed when the basis has pair cutoffs.
     """
 
     committee_size: int
 
-    def __init__(self, n_species: int, basis: ClusterBasis, committee_size: int):
+    def __init__(self, n_species: int, basis: ClusterBasis, committee_size: int,
+                 elements: Optional[Sequence[str]] = None):
         super().__init__()
         if int(committee_size) != committee_size or committee_size < 2:
             raise ValueError(f"a committee needs at least 2 members, got {committee_size}")
         self.basis = basis
-        self.descriptor = ClusterDescriptor(n_species, basis)
+        self.elements = None if elements is None else list(elements)
+        self.descriptor = ClusterDescriptor(n_species, basis, elements)
         self.committee_size = int(committee_size)
         n_features = self.descriptor.n_features
         self.coef = torch.nn.Parameter(torch.zeros(self.committee_size, n_species, n_features, dtype=torch.float64))
@@ -83,7 +86,7 @@ class ClusterCommittee(torch.nn.Module):
         return self._linear(self.coef.mean(0), self.e0.mean(0))
 
     def _linear(self, coef: torch.Tensor, e0: torch.Tensor) -> ClusterLinear:
-        model = ClusterLinear(self.descriptor.n_species, self.basis)
+        model = ClusterLinear(self.descriptor.n_species, self.basis, self.elements)
         with torch.no_grad():
             model.coef.copy_(coef.detach().to(torch.float64))
             model.e0.copy_(e0.detach().to(torch.float64))
@@ -189,7 +192,7 @@ def fit_committee(config, members: int, structures=None) -> Tuple[ClusterCommitt
         raise ValueError(f"a committee is made of linear `cluster` models, got model {config.model!r}")
     t0 = time.perf_counter()
     structures, data_hash, elements, basis, splits, prepared = fit_inputs(config, structures)
-    committee = ClusterCommittee(len(elements), basis, members)
+    committee = ClusterCommittee(len(elements), basis, members, elements)
     t_prepare = time.perf_counter() - t0
 
     descriptor = committee.descriptor
@@ -244,7 +247,7 @@ def fit_committee(config, members: int, structures=None) -> Tuple[ClusterCommitt
         "time_prepare_s": t_prepare, "time_design_s": t_design,
     }
     metrics = {"model": MODEL_TYPE, "committee_size": members, "elements": elements, "cutoff": basis.cutoff,
-               "n_features_per_species": n_features, "lambda": lam}
+               "pair_cutoffs": dict(basis.pair_cutoffs), "n_features_per_species": n_features, "lambda": lam}
     metrics.update(split_metrics(committee.mean_model(), prepared, splits))
     metrics["force_uncertainty"] = {name: uncertainty_metrics(committee, [prepared[i] for i in splits[name]])
                                     for name in ("val", "test") if len(splits[name])}

@@ -374,13 +374,18 @@ class DesignRows:
     stress: Optional[torch.Tensor]
 
 
-def _edge_tangents(descriptor: ClusterDescriptor, edge_vec: torch.Tensor, neighbour_species: torch.Tensor
-                   ) -> List[torch.Tensor]:
-    """Per-l base tangents (3E, C_l, 2l+1): the change of A_i when edge e's vector moves along
-    x, y, z (rows ordered e-major), non-zero only in the neighbour's species channels."""
+def _edge_tangents(descriptor: ClusterDescriptor, edge_vec: torch.Tensor, edge_cutoff: torch.Tensor,
+                   neighbour_species: torch.Tensor) -> List[torch.Tensor]:
+    """Per-l base tangents (3E, C_l, 2l+1): the change of A_i when edge e's vector (E, 3) Å moves
+    along x, y, z (rows ordered e-major), non-zero only in the neighbour's species channels. The
+    edge cutoffs (E,) Å depend on species only, so they are held fixed."""
     n_edges = edge_vec.shape[0]
     directions = torch.eye(3, dtype=edge_vec.dtype).unsqueeze(1).expand(3, n_edges, 3)
-    d_phi = torch.func.vmap(lambda t: torch.func.jvp(descriptor.edge_products, (edge_vec,), (t,))[1])(directions)
+
+    def products(vec: torch.Tensor) -> torch.Tensor:
+        return descriptor.edge_products(vec, edge_cutoff)
+
+    d_phi = torch.func.vmap(lambda t: torch.func.jvp(products, (edge_vec,), (t,))[1])(directions)
     d_phi = d_phi.transpose(0, 1).reshape(3 * n_edges, *d_phi.shape[2:])   # (3E, n0, LM)
     full = torch.zeros((3 * n_edges, descriptor.n_species) + tuple(d_phi.shape[1:]), dtype=edge_vec.dtype)
     full[torch.arange(3 * n_edges), neighbour_species.repeat_interleave(3)] = d_phi
@@ -395,6 +400,7 @@ def design_rows(descriptor: ClusterDescriptor, item: Prepared, chunk_edges: int 
     n = item.n_atoms
     src, dst = item.edge_index[0], item.edge_index[1]
     edge_vec = (item.pos.index_select(0, dst) - item.pos.index_select(0, src)).to(dtype)
+    edge_cutoff = descriptor.edge_cutoffs(item.species, item.edge_index).to(dtype)
     species_atoms = item.species[:n]
     with torch.no_grad():
         base = descriptor.atomic_base(edge_vec, item.species, item.edge_index, n)
@@ -411,7 +417,7 @@ def design_rows(descriptor: ClusterDescriptor, item: Prepared, chunk_edges: int 
     for start in range(0, edge_vec.shape[0], chunk_edges):
         sl = slice(start, start + chunk_edges)
         ev, c_src, c_dst, c_s = edge_vec[sl], src[sl], atom_of_dst[sl], centre_species[sl]
-        tangents = _edge_tangents(descriptor, ev, item.species.index_select(0, dst[sl]))
+        tangents = _edge_tangents(descriptor, ev, edge_cutoff[sl], item.species.index_select(0, dst[sl]))
         rows = c_src.repeat_interleave(3)
         with torch.no_grad():
             d_feat = descriptor.linearised_invariants(
@@ -739,7 +745,8 @@ def load_checkpoint(path: str) -> dict:
 def model_from_checkpoint(ckpt: dict) -> torch.nn.Module:
     """The float64 energy model of a checkpoint, with its fitted state."""
     basis = ClusterBasis.from_dict(ckpt["hyperparameters"]["basis"])
-    model = build_energy_model(ckpt["model_type"], len(ckpt["elements"]), basis, ckpt["hyperparameters"]["hidden"])
+    model = build_energy_model(ckpt["model_type"], len(ckpt["elements"]), basis, ckpt["hyperparameters"]["hidden"],
+                               elements=ckpt["elements"])
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
 
@@ -778,6 +785,7 @@ class FitConfig:
     basis: str = "medium"
     cutoff: float = 6.0
     basis_overrides: Dict[str, float] = field(default_factory=dict)
+    pair_cutoffs: Dict[str, float] = field(default_factory=dict)   # "A-B" -> Å (ClusterBasis)
     elements: Optional[List[str]] = None
     weights: LossWeights = field(default_factory=LossWeights)
     split: Tuple[float, float, float] = (0.8, 0.1, 0.1)
@@ -802,8 +810,10 @@ def fit_inputs(config, structures=None):
     data_hash = hash_files(config.data) if config.data and all(os.path.isfile(p) for p in config.data) else ""
     elements = list(config.elements) if config.elements else elements_of(structures)
     basis = ClusterBasis.preset(config.basis, cutoff=config.cutoff)
-    if config.basis_overrides:
-        basis = ClusterBasis.from_dict({**basis.as_dict(), **config.basis_overrides})
+    if config.basis_overrides or config.pair_cutoffs:
+        basis = ClusterBasis.from_dict({**basis.as_dict(), **config.basis_overrides,
+                                        "pair_cutoffs": dict(config.pair_cutoffs)})
+    basis.cutoff_table(elements)  # a pair of elements the data lacks is an error before any work
     splits = split_indices(len(structures), config.split, config.seed)
     prepared = prepare(structures, elements, basis.cutoff)
     return structures, data_hash, elements, basis, splits, prepared
@@ -822,7 +832,7 @@ def run_fit(config: FitConfig, structures: Optional[Sequence[Structure]] = None)
     t_read = time.perf_counter() - t0
 
     torch.manual_seed(config.seed)
-    model = build_energy_model(config.model, len(elements), basis, config.nn.hidden)
+    model = build_energy_model(config.model, len(elements), basis, config.nn.hidden, elements=elements)
     report = {"weights": asdict(config.weights), "split": list(config.split), "seed": config.seed,
               "split_sizes": {k: len(v) for k, v in splits.items()},
               "split_sources": {k: [structures[i].source for i in v] for k, v in splits.items()},
@@ -830,7 +840,8 @@ def run_fit(config: FitConfig, structures: Optional[Sequence[Structure]] = None)
     report.update(fit_linear(model, prepared, splits, config.weights, config.lambdas, config.progress,
                              config.lambda_tolerance))
     metrics = {"model": config.model, "elements": elements, "cutoff": basis.cutoff,
-               "n_features_per_species": model.descriptor.n_features, "lambda": report["lambda"]}
+               "pair_cutoffs": dict(basis.pair_cutoffs), "n_features_per_species": model.descriptor.n_features,
+               "lambda": report["lambda"]}
     if config.model == "cluster-nn":
         metrics["linear_start"] = split_metrics(model, prepared, splits)
         start_nn(model, [prepared[i] for i in splits["train"]], metrics["linear_start"]["train"])

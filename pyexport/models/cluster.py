@@ -11,6 +11,12 @@ For a centre atom i and each neighbour j within the cutoff r_c (edge vector r_ij
   the envelope ``f_c(r) = (1 - (r/r_c)²)³``, whose value, first and second derivative vanish at
   r_c: energies, forces and force derivatives are continuous when a neighbour crosses the cutoff.
   Every g_n is bounded by 1 for all 0 ≤ r ≤ r_c, so nothing blows up at short distances.
+- per-species-pair cutoffs: r_c above is ``r_c(s_i, s_j)``, the cutoff of the pair of species of
+  the edge's two atoms (``ClusterBasis.pair_cutoffs``, symmetric; pairs not listed use the global
+  ``cutoff``, which is the largest and the one the neighbour list and LAMMPS use). Both the ξ map
+  and the envelope use it, so a stiff short bond (C-H 1.09 Å in CH3NH3+) gets all the radial
+  functions inside its own short range, and an edge beyond its pair cutoff contributes exactly 0,
+  as smoothly as at the global cutoff.
 - real spherical harmonics ``Y_lm(r̂)``, normalised so that their mean square over the sphere
   is 1 (``Y_00 = 1``).
 - the atomic base, one channel per neighbour species ``s`` and radial index ``n``:
@@ -45,9 +51,9 @@ Both follow the energy-model interface of :class:`pyexport.contract.PotentialMod
 and strictly local, and run in float64 (default) or float32 (``model.to(torch.float32)``).
 """
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import product
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -58,7 +64,11 @@ import torch
 # --------------------------------------------------------------------------------------------
 @dataclass
 class ClusterBasis:
-    """Size of the cluster basis. Distances in Å."""
+    """Size of the cluster basis. Distances in Å.
+
+    ``pair_cutoffs`` maps species pairs ``"A-B"`` (element symbols, order-insensitive: ``"H-C"``
+    is ``"C-H"``) to their own cutoff, 0 < r ≤ ``cutoff``; pairs not listed use ``cutoff``.
+    Empty (the default) is the single-cutoff basis."""
 
     cutoff: float = 6.0
     n_radial_2: int = 8
@@ -67,6 +77,7 @@ class ClusterBasis:
     n_radial_4: int = 2
     l_max_4: int = 2
     radial_scale: float = 2.0
+    pair_cutoffs: Dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.cutoff > 0:
@@ -80,6 +91,29 @@ class ClusterBasis:
             raise ValueError("n_radial_2 must be at least 1 (the 2-body features)")
         if self.radial_scale < 0:
             raise ValueError(f"radial_scale must be >= 0, got {self.radial_scale}")
+        self.pair_cutoffs = self._checked_pair_cutoffs(self.pair_cutoffs)
+
+    def _checked_pair_cutoffs(self, values) -> Dict[str, float]:
+        """``values`` as {key: float Å}, each key a well-formed pair given once, each value in
+        (0, cutoff]."""
+        if not isinstance(values, dict):
+            raise ValueError(f"pair_cutoffs must be a mapping 'A-B' -> cutoff (Å), got {values!r}")
+        out: Dict[str, float] = {}
+        seen: Dict[Tuple[str, str], str] = {}
+        for key, value in values.items():
+            pair = tuple(sorted(pair_symbols(key)))
+            if pair in seen:
+                raise ValueError(f"pair cutoff {key!r}: the pair is already given as {seen[pair]!r}")
+            seen[pair] = key
+            try:
+                r = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"pair cutoff {key!r}: expected a distance in Å, got {value!r}") from None
+            if not 0.0 < r <= self.cutoff:
+                raise ValueError(f"pair cutoff {key}={value} Å is out of range: it must be > 0 and at most "
+                                 f"the global cutoff {self.cutoff} Å (the largest, used by the neighbour list)")
+            out[key] = r
+        return out
 
     @classmethod
     def preset(cls, name: str, cutoff: float = 6.0):
@@ -98,6 +132,20 @@ class ClusterBasis:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def cutoff_table(self, elements: Sequence[str]) -> np.ndarray:
+        """(S, S) Å: the cutoff of every pair of ``elements`` (symmetric); ``cutoff`` where no
+        pair cutoff is given. A key naming an element outside ``elements`` is an error."""
+        index = {symbol: k for k, symbol in enumerate(elements)}
+        table = np.full((len(elements), len(elements)), float(self.cutoff))
+        for key, r in self.pair_cutoffs.items():
+            a, b = pair_symbols(key)
+            unknown = [s for s in (a, b) if s not in index]
+            if unknown:
+                raise ValueError(f"pair cutoff {key!r}: element {unknown[0]!r} is not one of the model's "
+                                 f"elements {list(elements)}")
+            table[index[a], index[b]] = table[index[b], index[a]] = r
+        return table
+
     @classmethod
     def from_dict(cls, values: dict) -> "ClusterBasis":
         known = {f.name for f in fields(cls)}
@@ -107,11 +155,23 @@ class ClusterBasis:
         return cls(**values)
 
 
+def pair_symbols(key) -> Tuple[str, str]:
+    """The two element symbols of a pair key ``"A-B"`` (e.g. ``"C-H"``, ``"I-I"``)."""
+    parts = key.split("-") if isinstance(key, str) else []
+    symbols = [p.strip() for p in parts]
+    if len(symbols) != 2 or not all(s.isalpha() and s[:1].isupper() for s in symbols):
+        raise ValueError(f"pair cutoff key {key!r}: expected two element symbols joined by '-', e.g. 'C-H'")
+    return symbols[0], symbols[1]
+
+
 # --------------------------------------------------------------------------------------------
 # Radial and angular functions
 # --------------------------------------------------------------------------------------------
 class RadialBasis(torch.nn.Module):
-    """``g_n(r) = T_n(ξ(r)) (1 - (r/r_c)²)³`` for n < n_max, zero beyond r_c. (E,) Å -> (E, n_max)."""
+    """``g_n(r) = T_n(ξ(r)) (1 - (r/r_c)²)³`` for n < n_max, zero beyond r_c. (E,) Å -> (E, n_max).
+
+    r_c is the per-edge cutoff (E,) Å passed to :meth:`forward` (the cutoff of each edge's
+    species pair), or ``cutoff`` for every edge when none is passed."""
 
     n_max: int
     cutoff: float
@@ -123,8 +183,11 @@ class RadialBasis(torch.nn.Module):
         self.cutoff = float(cutoff)
         self.scale = float(scale)
 
-    def forward(self, r: torch.Tensor) -> torch.Tensor:
-        x = r / self.cutoff
+    def forward(self, r: torch.Tensor, cutoff: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if cutoff is None:
+            x = r / self.cutoff
+        else:
+            x = r / cutoff
         if self.scale > 0.0:
             xi = 2.0 * (1.0 - torch.exp(-self.scale * x)) / (1.0 - math.exp(-self.scale)) - 1.0
         else:
@@ -331,8 +394,25 @@ def _coupling_triples(l_max: int) -> List[Tuple[int, int, int]]:
 # --------------------------------------------------------------------------------------------
 # Descriptor
 # --------------------------------------------------------------------------------------------
+def _pair_cutoff_table(basis: ClusterBasis, n_species: int, elements: Optional[Sequence[str]]) -> np.ndarray:
+    """(S, S) float64 Å for the descriptor: :meth:`ClusterBasis.cutoff_table`, or the global
+    cutoff everywhere when there are no pair cutoffs and no elements."""
+    if elements is None:
+        if basis.pair_cutoffs:
+            raise ValueError(f"pair cutoffs {basis.pair_cutoffs} need the model's element order: pass elements")
+        return np.full((n_species, n_species), float(basis.cutoff))
+    if len(elements) != n_species:
+        raise ValueError(f"{len(elements)} elements {list(elements)} for a model of {n_species} species")
+    return basis.cutoff_table(elements)
+
+
 class ClusterDescriptor(torch.nn.Module):
-    """Per-atom invariants B (n_local, n_features) of the cluster basis (module docstring)."""
+    """Per-atom invariants B (n_local, n_features) of the cluster basis (module docstring).
+
+    ``elements`` (symbols, index = species id) resolve the basis's ``pair_cutoffs`` into the (S, S)
+    buffer ``pair_cutoff`` (Å); they are required when the basis has pair cutoffs. The buffer is not
+    part of the state dict (it follows from the basis and the elements, which checkpoints hold),
+    but it is scripted with the model and follows ``.to(dtype)``."""
 
     n_species: int
     n_base0: int
@@ -340,10 +420,12 @@ class ClusterDescriptor(torch.nn.Module):
     l_max: int
     n_features: int
 
-    def __init__(self, n_species: int, basis: ClusterBasis):
+    def __init__(self, n_species: int, basis: ClusterBasis, elements: Optional[Sequence[str]] = None):
         super().__init__()
         self.n_species = int(n_species)
         self.basis = basis
+        self.register_buffer("pair_cutoff", torch.from_numpy(_pair_cutoff_table(basis, self.n_species, elements)),
+                             persistent=False)
         self.n_base0 = max(basis.n_radial_2, basis.n_radial_3, basis.n_radial_4)
         self.l_max = max(basis.l_max_3 if basis.n_radial_3 > 0 else 0,
                          basis.l_max_4 if basis.n_radial_4 > 0 else 0)
@@ -391,14 +473,20 @@ class ClusterDescriptor(torch.nn.Module):
                 out.append(f"B4 l{l1}{l2}{l3} " + " ".join(f"s{chans[x][0]}n{chans[x][1]}" for x in (a, b, c)))
         return out
 
-    def edge_functions(self, edge_vec: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Per-edge radial functions (E, n_base0) and harmonics (E, (l_max+1)²)."""
-        r = torch.linalg.norm(edge_vec, dim=1)
-        return self.radial(r), self.harmonics(edge_vec / r.unsqueeze(1))
+    def edge_cutoffs(self, species: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        """The cutoff r_c(s_i, s_j) of every edge (i, j), (E,) Å."""
+        pair = species.index_select(0, edge_index[0]) * self.n_species + species.index_select(0, edge_index[1])
+        return self.pair_cutoff.reshape(-1).index_select(0, pair)
 
-    def edge_products(self, edge_vec: torch.Tensor) -> torch.Tensor:
+    def edge_functions(self, edge_vec: torch.Tensor, edge_cutoff: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Per-edge radial functions (E, n_base0) and harmonics (E, (l_max+1)²) of edge vectors
+        (E, 3) Å with cutoffs (E,) Å (:meth:`edge_cutoffs`)."""
+        r = torch.linalg.norm(edge_vec, dim=1)
+        return self.radial(r, edge_cutoff), self.harmonics(edge_vec / r.unsqueeze(1))
+
+    def edge_products(self, edge_vec: torch.Tensor, edge_cutoff: torch.Tensor) -> torch.Tensor:
         """``g_n(r_e) Y_lm(r̂_e)`` per edge, (E, n_base0, (l_max+1)²) (used by the fit)."""
-        g, y = self.edge_functions(edge_vec)
+        g, y = self.edge_functions(edge_vec, edge_cutoff)
         return g.unsqueeze(2) * y.unsqueeze(1)
 
     def split_base(self, full: torch.Tensor) -> List[torch.Tensor]:
@@ -421,7 +509,7 @@ class ClusterDescriptor(torch.nn.Module):
         several times more memory traffic than the matmul in both the forward and backward pass.
         The layout is that of :meth:`split_base`.
         """
-        g, y = self.edge_functions(edge_vec)
+        g, y = self.edge_functions(edge_vec, self.edge_cutoffs(species, edge_index))
         src = edge_index[0]
         n_edges = src.shape[0]
         counts = torch.bincount(src, minlength=n_local)
@@ -485,9 +573,9 @@ def _linear_readout(features: torch.Tensor, species: torch.Tensor, coef: torch.T
 class ClusterLinear(torch.nn.Module):
     """``cluster``: ``E_i = Σ_k coef[s_i, k] B_{i,k} + e0[s_i]`` (eV)."""
 
-    def __init__(self, n_species: int, basis: ClusterBasis):
+    def __init__(self, n_species: int, basis: ClusterBasis, elements: Optional[Sequence[str]] = None):
         super().__init__()
-        self.descriptor = ClusterDescriptor(n_species, basis)
+        self.descriptor = ClusterDescriptor(n_species, basis, elements)
         self.coef = torch.nn.Parameter(torch.zeros(n_species, self.descriptor.n_features, dtype=torch.float64))
         self.e0 = torch.nn.Parameter(torch.zeros(n_species, dtype=torch.float64))
 
@@ -527,9 +615,10 @@ class ClusterNN(torch.nn.Module):
     optimiser steps of the usual size make energy changes of the right size.
     """
 
-    def __init__(self, n_species: int, basis: ClusterBasis, hidden: Sequence[int] = (64, 64)):
+    def __init__(self, n_species: int, basis: ClusterBasis, hidden: Sequence[int] = (64, 64),
+                 elements: Optional[Sequence[str]] = None):
         super().__init__()
-        self.descriptor = ClusterDescriptor(n_species, basis)
+        self.descriptor = ClusterDescriptor(n_species, basis, elements)
         k = self.descriptor.n_features
         self.coef = torch.nn.Parameter(torch.zeros(n_species, k, dtype=torch.float64))
         self.e0 = torch.nn.Parameter(torch.zeros(n_species, dtype=torch.float64))
@@ -561,19 +650,20 @@ class ClusterNN(torch.nn.Module):
 MODEL_TYPES = ("cluster", "cluster-nn")
 
 
-def build_energy_model(model_type: str, n_species: int, basis: ClusterBasis, hidden: Sequence[int] = (64, 64)
-                       ) -> torch.nn.Module:
-    """A fresh (zero-coefficient) ``cluster`` or ``cluster-nn`` energy model in float64."""
+def build_energy_model(model_type: str, n_species: int, basis: ClusterBasis, hidden: Sequence[int] = (64, 64),
+                       elements: Optional[Sequence[str]] = None) -> torch.nn.Module:
+    """A fresh (zero-coefficient) ``cluster`` or ``cluster-nn`` energy model in float64;
+    ``elements`` (symbols, index = species id) are needed when the basis has pair cutoffs."""
     if model_type == "cluster":
-        return ClusterLinear(n_species, basis)
+        return ClusterLinear(n_species, basis, elements)
     if model_type == "cluster-nn":
-        return ClusterNN(n_species, basis, hidden)
+        return ClusterNN(n_species, basis, hidden, elements)
     raise ValueError(f"unknown model type {model_type!r}; choose from {MODEL_TYPES}")
 
 
 def feature_count(n_species: int, basis: ClusterBasis) -> Dict[str, int]:
-    """Features per centre species by body order, without building the model."""
-    desc = ClusterDescriptor(n_species, basis)
+    """Features per centre species by body order (pair cutoffs do not change them)."""
+    desc = ClusterDescriptor(n_species, replace(basis, pair_cutoffs={}))
     counts = {"B2": 0, "B3": 0, "B4": 0}
     for label in desc.labels:
         counts[label[:2]] += 1
