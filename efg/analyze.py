@@ -12,26 +12,33 @@ EFG model (``--model efg.pt``) or from EFG columns already in the dump (``comput
 - for perovskites, pseudocubic lattice parameters and octahedral tilt order parameters
   (:mod:`efg.structure`), which ``efg scan`` follows through the phase transitions;
 - per species, mean-square displacements about the mean positions, and with velocities in the
-  dump (and ``--md-timestep``) the vibrational DOS, for ``efg compare`` against phonopy.
+  dump (and ``--md-timestep``) the vibrational DOS, for ``efg compare`` against phonopy;
+- for molecular cations (MAPbI3: ``--molecule-axis C-N``, on by default when the dump has C and
+  N), the reorientation of the molecular axes: C1(t), C2(t) and the correlation times τ1, τ2
+  (:mod:`efg.molecules`), in ps with ``--md-timestep``, else in frames.
 
 Outputs: ``run.json`` (everything above), ``run.npz`` (the tensors, frames × atoms × 3 × 3, V/Å²,
-for re-analysis), ``run_hist.png``. Under ``mpirun -np N`` the frames are split between ranks and
-rank 0 writes the same files as a serial run.
+for re-analysis), ``run_hist.png``, and ``run_reorientation.png`` when there are molecules.
+Under ``mpirun -np N`` the frames are split between ranks and rank 0 writes the same files as
+a serial run.
 """
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import nmr
 from .dump import iread, read_type_map
+from .molecules import axis_vectors, find_molecular_axes, reorientation_correlation
 from .statistics import estimate, integrated_autocorrelation_time
 from .structure import find_perovskite, pseudocubic_lattice, tilt_order_parameters
 
 VOIGT6 = [(0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)]
+#: longest tail–head bond of a molecular axis (Å); C–N of methylammonium is 1.47-1.50 Å
+MAX_BOND_A = 1.8
 
 
 def parse_isotopes(text: Optional[str], elements: Sequence[str]) -> Dict[str, str]:
@@ -84,6 +91,36 @@ def efg_columns(atoms, prefix: Optional[str] = None) -> Optional[str]:
     return named[0] if named else None
 
 
+def parse_molecule_axis(text: Optional[str], symbols: Sequence[str]) -> Optional[Tuple[str, str]]:
+    """``--molecule-axis``: ``"C-N"`` (axis from C to N) → ("C", "N"); ``"none"`` → None;
+    ``"auto"`` (or None) → ("C", "N") when both elements are in ``symbols``, else None."""
+    text = "auto" if text is None else text.strip()
+    if text.lower() == "none":
+        return None
+    if text.lower() == "auto":
+        return ("C", "N") if {"C", "N"} <= set(symbols) else None
+    parts = [s.strip() for s in text.split("-")]
+    if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+        raise ValueError(f"--molecule-axis {text!r}: expected TAIL-HEAD (e.g. C-N), auto or none")
+    missing = [p for p in parts if p not in set(symbols)]
+    if missing:
+        raise ValueError(f"--molecule-axis {text!r}: no {', '.join(missing)} atoms in the dump "
+                         f"(elements: {sorted(set(symbols))})")
+    return parts[0], parts[1]
+
+
+def molecular_axes_of(atoms, axis: Optional[Tuple[str, str]], dump) -> Optional[np.ndarray]:
+    """(n_mol, 2) tail/head indices of the molecules on the reference frame, or None."""
+    if axis is None:
+        return None
+    tail, head = axis
+    try:
+        return find_molecular_axes(atoms, head=head, tail=tail, max_bond_A=MAX_BOND_A)
+    except ValueError as error:
+        raise ValueError(f"{dump}: first selected frame: {error} (atom indices from 0 in id order; "
+                         "--molecule-axis none switches the molecular analysis off)") from error
+
+
 def tensors_from_columns(atoms, stem: str) -> np.ndarray:
     v6 = np.stack([atoms.arrays[f"{stem}[{k}]"] for k in range(1, 7)], axis=1)
     return nmr.from_voigt6(v6)
@@ -93,12 +130,14 @@ def tensors_from_columns(atoms, stem: str) -> np.ndarray:
 # Reading and evaluating frames (the expensive part; split between MPI ranks)
 # ------------------------------------------------------------------------------------------
 def evaluate_frames(dump, types, index: str, model_path: Optional[str], columns: Optional[str],
-                    batch_atoms: int, progress: bool, rank: int = 0, size: int = 1):
+                    batch_atoms: int, progress: bool, rank: int = 0, size: int = 1,
+                    molecule_axis: Optional[str] = "auto"):
     """Evaluate the frames of this rank (frame k goes to rank k mod size).
 
-    Returns (results, first frame, perovskite sites or None, EFG column stem or None); results
-    holds per frame: frame
-    number, timestep, tensors (N, 3, 3) V/Å², cell (3, 3) Å, structural order parameters."""
+    Returns (results, first frame, perovskite sites or None, EFG column stem or None, molecules);
+    molecules is None or ((tail, head), (n_mol, 2) atom indices). results holds per frame: frame
+    number, timestep, tensors (N, 3, 3) V/Å², cell (3, 3) Å, structural order parameters, and
+    the molecular axes (n_mol, 3) unit vectors when there are molecules."""
     from tqdm import tqdm
 
     model = None
@@ -107,9 +146,11 @@ def evaluate_frames(dump, types, index: str, model_path: Optional[str], columns:
         model, _ = load_model(model_path, kind="efg")
     frames = iread(dump, types=types, index=index)
     results = {"frame": [], "timestep": [], "tensors": [], "cells": [], "structure": [], "scaled": [],
-               "velocities": []}
+               "velocities": [], "axes": []}
     first = None
     sites = None
+    axis, pairs = None, None
+    axes_of_frame = {}
     pending = []
     bar = tqdm(desc=f"efg analyze {Path(dump).name}", unit="frame", disable=not progress or rank != 0,
                file=sys.stderr)
@@ -131,6 +172,8 @@ def evaluate_frames(dump, types, index: str, model_path: Optional[str], columns:
             if all(k in a.arrays for k in ("vx", "vy", "vz")):
                 results["velocities"].append(np.stack([a.arrays[k] for k in ("vx", "vy", "vz")], axis=1))
             results["structure"].append(structure_of(a, sites))
+            if pairs is not None:
+                results["axes"].append(axes_of_frame.pop(k))
         bar.update(len(pending))
         pending.clear()
 
@@ -147,8 +190,19 @@ def evaluate_frames(dump, types, index: str, model_path: Optional[str], columns:
                 if rank == 0:
                     print(f"efg analyze: {dump}: no tilt or lattice analysis: the first selected frame is "
                           f"{error}", file=sys.stderr)
+            axis = parse_molecule_axis(molecule_axis, atoms.get_chemical_symbols())
+            pairs = molecular_axes_of(atoms, axis, dump)
+        if pairs is not None:
+            # every rank checks every frame (cheap), so that a broken molecule stops all ranks alike
+            try:
+                axes = axis_vectors(atoms, pairs, MAX_BOND_A)
+            except ValueError as error:
+                raise ValueError(f"{dump}: frame {k} (timestep {atoms.info.get('timestep')}): {error} "
+                                 "(atom indices from 0 in id order)") from error
         if k % size != rank:
             continue
+        if pairs is not None:
+            axes_of_frame[k] = axes
         pending.append((k, atoms))
         if sum(len(a) for _, a in pending) >= batch_atoms:
             flush()
@@ -156,7 +210,7 @@ def evaluate_frames(dump, types, index: str, model_path: Optional[str], columns:
     bar.close()
     if first is None:
         raise ValueError(f"{dump}: no frames selected by index {index!r}")
-    return results, first, sites, columns
+    return results, first, sites, columns, (None if pairs is None else (axis, pairs))
 
 
 def structure_of(atoms, sites) -> dict:
@@ -284,25 +338,64 @@ def msd_statistics(uu: np.ndarray, symbols: np.ndarray) -> dict:
     return out
 
 
+def frame_spacing(timesteps: Sequence[int]) -> Optional[int]:
+    """MD steps between consecutive frames, or None if they are not evenly spaced (a restart
+    that repeats frames, a gap) or there are fewer than two frames."""
+    steps = np.diff(np.asarray(timesteps, dtype=np.int64))
+    if len(steps) == 0 or steps[0] <= 0 or np.any(steps != steps[0]):
+        return None
+    return int(steps[0])
+
+
+def molecule_statistics(axes: np.ndarray, axis: Tuple[str, str], timesteps: Sequence[int],
+                        md_timestep_ps: Optional[float]) -> dict:
+    """The ``molecules`` section of run.json from the axes (F, n_mol, 3) of all frames: C1(t),
+    C2(t), τ1, τ2 in ps (``md_timestep_ps`` given) or in frames (not given)."""
+    tail, head = axis
+    out = {"axis": f"{tail}->{head}", "max_bond_A": MAX_BOND_A, "n_molecules": int(axes.shape[1])}
+    spacing = frame_spacing(timesteps)
+    if spacing is None:
+        shown = ", ".join(str(t) for t in timesteps[:6]) + (", ..." if len(timesteps) > 6 else "")
+        out["skipped"] = ("no reorientation analysis: it needs two or more frames evenly spaced in time; "
+                          f"the run has {len(timesteps)} at timesteps {shown}")
+        return out
+    frame_dt_ps = spacing * md_timestep_ps if md_timestep_ps else None
+    corr = reorientation_correlation(axes, frame_dt_ps)
+    unit = corr["time_unit"]
+    out.update({"frame_dt_ps": frame_dt_ps, "time_unit": unit, "steps_per_frame": spacing,
+                "n_frames": corr["n_frames"], "n_bootstrap": corr["n_bootstrap"]})
+    if frame_dt_ps is None:
+        out["note"] = "no --md-timestep: lags and correlation times are in frames"
+    out[f"tau1_{unit}"] = corr["tau1"]
+    out[f"tau2_{unit}"] = corr["tau2"]
+    for name in ("C1", "C2"):
+        out[name] = {f"lag_{unit}": corr["lag"], **corr[name]}
+    return out
+
+
 def analyze(dump, model=None, types=None, isotopes=None, index=":", every=1, columns=None,
             batch_atoms=4000, temperature=None, md_timestep_ps=None, output=None, progress=True,
-            comm=None) -> Optional[dict]:
+            comm=None, molecule_axis="auto") -> Optional[dict]:
     """Run the analysis; returns the report dict (on rank 0; None on other ranks) and writes
     ``output`` (.json), with ``.npz`` and ``_hist.png`` beside it, when given.
-    ``md_timestep_ps`` (the MD time step) enables the vibrational DOS from the dump's velocities."""
+    ``md_timestep_ps`` (the MD time step) enables the vibrational DOS from the dump's velocities
+    and puts the molecular reorientation times in ps. ``molecule_axis``: "auto", "none" or
+    "TAIL-HEAD" (see :func:`parse_molecule_axis`)."""
     start_time = time.time()
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     type_map = parse_types(types) if isinstance(types, str) or types is None else types
     if every > 1:
         index = _compose_every(index, every)
-    results, first, sites, columns = evaluate_frames(dump, type_map, index, model, columns, batch_atoms, progress, rank, size)
+    results, first, sites, columns, molecules = evaluate_frames(dump, type_map, index, model, columns, batch_atoms,
+                                                                progress, rank, size, molecule_axis)
     if comm is not None:
         gathered = comm.gather(results, root=0)
         if rank != 0:
             return None
         results = {key: [item for part in gathered for item in part[key]] for key in results}
         order = np.argsort(results["frame"], kind="stable")
-        # velocities are there for every frame or for none (one dump): reorder only what is there
+        # velocities (and molecular axes) are there for every frame or for none (one dump):
+        # reorder only what is there
         results = {key: [values[k] for k in order] if len(values) == len(order) else []
                    for key, values in results.items()}
 
@@ -348,6 +441,12 @@ def analyze(dump, model=None, types=None, isotopes=None, index=":", every=1, col
                        "C_Q = e Q Vzz / h (MHz, signed); eta = (Vxx - Vyy)/Vzz",
         "wall_time_s": time.time() - start_time,
     }
+    if molecules is not None:
+        report["molecules"] = molecule_statistics(np.stack(results["axes"]), molecules[0], results["timestep"],
+                                                  md_timestep_ps)
+        if "skipped" in report["molecules"]:
+            print(f"efg analyze: {dump}: {report['molecules']['skipped']}", file=sys.stderr)
+    report["wall_time_s"] = time.time() - start_time
     if output:
         write_outputs(report, tensors, output)
     return report
@@ -370,6 +469,9 @@ def write_outputs(report: dict, tensors: np.ndarray, output) -> None:
                         timesteps=np.array(report["timesteps"]))
     report["tensors_file"] = f"{stem.name}.npz"
     report["histogram_png"] = f"{stem.name}_hist.png"
+    if "C1" in report.get("molecules", {}):
+        report["reorientation_png"] = f"{stem.name}_reorientation.png"
+        plot_reorientation(report["molecules"], f"{stem}_reorientation.png")
     output.write_text(json.dumps(report, indent=1, default=_json_default))
     plot_histograms(report, f"{stem}_hist.png")
 
@@ -410,6 +512,36 @@ def plot_histograms(report: dict, path) -> None:
     plt.close(fig)
 
 
+def plot_reorientation(molecules: dict, path) -> None:
+    """C1(t) and C2(t) with their bootstrap error bands, the threshold ε of τ, and τ1, τ2."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    unit = molecules["time_unit"]
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for k, name in enumerate(("C1", "C2")):
+        curve = molecules[name]
+        lag, value = np.array(curve[f"lag_{unit}"]), np.array(curve["value"])
+        tau = molecules[f"tau{name[1]}_{unit}"]
+        label = (f"{name}: τ{name[1]} = {tau['value']:.3g}" + (f" ± {tau['error']:.2g}" if tau["error"] else "")
+                 + f" {unit}" if tau["decorrelated"] else
+                 f"{name}: not decorrelated within the run (plateau {tau['plateau']:.2f})")
+        ax.plot(lag, value, color=f"C{k}", label=label)
+        if curve["error"] is not None:
+            error = np.array(curve["error"])
+            ax.fill_between(lag, value - error, value + error, color=f"C{k}", alpha=0.25, lw=0)
+    ax.axhline(molecules["tau1_" + unit]["threshold"], color="k", ls=":", lw=1, label="ε = e⁻³")
+    ax.axhline(0.0, color="0.5", lw=0.5)
+    ax.set_xlabel(f"lag ({unit})")
+    ax.set_ylabel("reorientation correlation")
+    ax.set_title(f"{molecules['n_molecules']} molecular axes {molecules['axis']}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("analyze", help="EFG/NMR parameters over a LAMMPS dump",
                               description=__doc__.split("\n\n")[0])
@@ -426,10 +558,24 @@ def add_parser(subparsers) -> None:
     p.add_argument("--temperature", type=float, help="temperature of the run (K), recorded for efg scan")
     p.add_argument("--md-timestep", dest="md_timestep_ps", type=float,
                    help="MD time step (ps) of the run: with velocities in the dump, gives the vibrational DOS")
+    p.add_argument("--molecule-axis", default="auto",
+                   help="molecular axis TAIL-HEAD whose reorientation is followed, e.g. C-N (methylammonium); "
+                        "'auto' (default): C-N when the dump has C and N; 'none': off")
     p.add_argument("--batch-atoms", type=int, default=4000, help="atoms per model call (several frames)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("-o", "--output", required=True, help="run.json (run.npz and run_hist.png beside it)")
     p.set_defaults(func=run)
+
+
+def print_molecules(molecules: Optional[dict]) -> None:
+    if not molecules or "skipped" in molecules:
+        return
+    unit = molecules["time_unit"]
+    for rank in ("1", "2"):
+        tau = molecules[f"tau{rank}_{unit}"]
+        text = (f"tau{rank} = {tau['value']:.4g} +- {tau['error'] or float('nan'):.2g} {unit}" if tau["decorrelated"]
+                else f"tau{rank}: not decorrelated within the run (C{rank} plateau {tau['plateau']:.3f})")
+        print(f"molecules ({molecules['n_molecules']} {molecules['axis']} axes): {text}")
 
 
 def run(args) -> int:
@@ -444,7 +590,7 @@ def run(args) -> int:
                      index=args.index, every=args.every, columns=args.columns,
                      batch_atoms=args.batch_atoms, temperature=args.temperature,
                      md_timestep_ps=args.md_timestep_ps, output=args.output,
-                     progress=not args.no_progress, comm=comm)
+                     progress=not args.no_progress, comm=comm, molecule_axis=args.molecule_axis)
     if report is not None:
         for element, entry in report["species"].items():
             if entry["isotope"]:
@@ -452,5 +598,6 @@ def run(args) -> int:
                 print(f"{element} ({entry['isotope']}): C_Q(<V>) = {cq['value']:.4f} ± {cq['error']:.4f} MHz, "
                       f"<|C_Q|> = {entry['mean_abs_cq_mhz']['value']:.4f} MHz, "
                       f"eta(<V>) = {entry['eta_of_mean_tensor']['value']:.3f}")
+        print_molecules(report.get("molecules"))
         print(f"wrote {args.output}")
     return 0

@@ -5,8 +5,9 @@ change.
 
 Each run contributes its temperature (``--temperature`` of ``efg analyze``) and, with error bars:
 per species C_Q(⟨V⟩), |C_Q|(⟨V⟩), η(⟨V⟩), ⟨|C_Q|⟩, ⟨η⟩; and for perovskites the octahedral tilt
-order parameters (R and M, largest over the axes), the pseudocubic lattice parameters and their
-spread (max − min, zero when the lattice is metrically cubic).
+order parameters (R and M, largest over the axes), the pseudocubic lattice parameters, their
+spread (max − min, zero when the lattice is metrically cubic) and the pseudocubic c/a; with
+molecular cations (``molecules`` in the runs, MAPbI3), the reorientation times τ1 and τ2 (ps).
 
 The transition temperature of each curve y(T) is the break point T_c of the best two-segment
 fit, y = a₁ + b₁(T − T_c) below and a₂ + b₂(T − T_c) above (a jump and a change of slope both
@@ -20,6 +21,18 @@ against a constant Φ (no transition). Their error bars come from block averages
 each and miss run-to-run scatter, so the bootstrap inflates them by √(χ²/dof) of the fit where that
 exceeds 1. The summary ``transition_temperature_K`` combines the significant structural curves
 (tilts, lattice spread) by inverse-variance weighting.
+
+c/a is the tetragonal distortion of the pseudocubic cell: c is the *unique* axis, the lattice
+parameter most different from the other two in the lowest-temperature run (the same axis at
+every T), and c/a = c / mean(other two), errors propagated from the per-axis errors as if
+independent. Its T_c (``c_over_a_transition_K``) comes from the order-parameter model applied to
+c/a − 1 (1 − c/a when the unique axis is the short one), where c/a → 1 on heating.
+
+The reorientation times of the molecules get no transition fit but an Arrhenius law,
+τ(T) = τ₀ exp(E_a / k_B T): a straight line ln τ against 1/T, weighted by the errors of ln τ,
+over the temperatures where the molecules decorrelated within the run (the others are listed as
+excluded, never given a τ). The error of E_a (meV) comes from the fit's covariance, inflated by
+√(χ²/dof) where that exceeds 1.
 """
 import json
 import sys
@@ -30,6 +43,9 @@ import numpy as np
 
 MIN_ERROR_FRACTION = 1e-3     # floor on relative errors so one tiny error bar cannot dominate
 ORDER_PARAMETERS = ("structure:tilt_R_deg", "structure:tilt_M_deg")
+C_OVER_A = "structure:c_over_a"
+REORIENTATION = ("molecules:tau1_ps", "molecules:tau2_ps")
+BOLTZMANN_MEV_PER_K = 8.617333262e-2
 
 
 def _value(entry) -> float:
@@ -50,9 +66,9 @@ def collect_curves(runs: Sequence[dict]) -> Dict[str, dict]:
     temperatures = np.array([r["temperature_K"] for r in runs], dtype=float)
     curves: Dict[str, dict] = {}
 
-    def add(name, label, values, errors):
+    def add(name, label, values, errors, **extra):
         curves[name] = {"T": temperatures, "y": np.array(values, float), "err": np.array(errors, float),
-                        "label": label}
+                        "label": label, "extra": extra}
 
     species = [s for s, e in runs[0]["species"].items() if e.get("isotope")]
     for s in species:
@@ -80,7 +96,42 @@ def collect_curves(runs: Sequence[dict]) -> Dict[str, dict]:
         spread_err = np.sqrt(lattice_err[np.arange(len(runs)), lattice.argmax(axis=1)] ** 2
                              + lattice_err[np.arange(len(runs)), lattice.argmin(axis=1)] ** 2)
         add("structure:lattice_spread", "lattice spread max − min (Å)", spread, spread_err)
+        ratio, ratio_err, axis = c_over_a(lattice, lattice_err, temperatures)
+        add(C_OVER_A, f"pseudocubic c/a (c = {'abc'[axis]})", ratio, ratio_err, unique_axis="abc"[axis])
+    add_reorientation_curves(runs, add)
     return curves
+
+
+def c_over_a(lattice: np.ndarray, lattice_err: np.ndarray, temperatures: np.ndarray):
+    """Pseudocubic c/a per run from lattice parameters (n, 3) Å and their errors (n, 3):
+    (c/a (n,), errors (n,), index of the unique axis) — see the module docstring."""
+    low = lattice[int(np.argmin(temperatures))]
+    axis = int(np.argmax([abs(low[k] - np.delete(low, k).mean()) for k in range(3)]))
+    others = [k for k in range(3) if k != axis]
+    a = lattice[:, others].mean(axis=1)
+    ratio = lattice[:, axis] / a
+    error = np.sqrt((lattice_err[:, axis] / a) ** 2
+                    + (ratio / a) ** 2 * (lattice_err[:, others] ** 2).sum(axis=1) / 4.0)
+    return ratio, error, axis
+
+
+def add_reorientation_curves(runs: Sequence[dict], add) -> None:
+    """τ1, τ2 (ps) of the molecular axes vs T: nan (no τ) where the molecules did not decorrelate."""
+    if not any("molecules" in r for r in runs):
+        return
+    without = [str(r.get("temperature_K")) for r in runs if "tau2_ps" not in r.get("molecules", {})]
+    if without:
+        print("efg scan: no reorientation curves: no molecular reorientation times in ps in the runs at "
+              f"{', '.join(without)} K (no molecules, frames not evenly spaced, or no --md-timestep)",
+              file=sys.stderr)
+        return
+    axis = runs[0]["molecules"]["axis"]
+    for name in REORIENTATION:
+        key = name.split(":")[1]
+        entries = [r["molecules"][key] for r in runs]
+        values = [e["value"] if e["decorrelated"] else np.nan for e in entries]
+        errors = [e["error"] if e["decorrelated"] and e["error"] is not None else np.nan for e in entries]
+        add(name, f"{key.split('_')[0].replace('tau', 'τ')} {axis} (ps)", values, errors)
 
 
 def _weights(y, err):
@@ -226,6 +277,65 @@ def order_parameter_transition(T, y, err, n_bootstrap=300, seed=0, significance=
             "fit_curve": {"temperature_K": t_plot.tolist(), "value": y_plot.tolist()}}
 
 
+def c_over_a_transition(T, ratio, err, **kwargs) -> dict:
+    """T_c where c/a → 1: :func:`order_parameter_transition` of c/a − 1, sign-flipped when the
+    unique axis is the short one at the lowest temperature; the fitted curve is given as c/a."""
+    T, ratio, err = (np.asarray(v, float) for v in (T, ratio, err))
+    sign = 1.0 if ratio[int(np.argmin(T))] >= 1.0 else -1.0
+    est = order_parameter_transition(T, sign * (ratio - 1.0), err, **kwargs)
+    est["fitted_quantity"] = "c/a - 1" if sign > 0 else "1 - c/a"
+    if "fit_curve" in est:
+        est["fit_curve"]["value"] = (1.0 + sign * np.asarray(est["fit_curve"]["value"])).tolist()
+    return est
+
+
+def arrhenius(T, tau, err) -> dict:
+    """Arrhenius fit τ = τ₀ exp(E_a / k_B T) to times ``tau`` (ps) with errors ``err`` over the
+    temperatures ``T`` (K) where both are finite (see the module docstring)."""
+    T, tau, err = (np.asarray(v, float) for v in (T, tau, err))
+    order = np.argsort(T)
+    T, tau, err = T[order], tau[order], err[order]
+    used = np.isfinite(tau) & np.isfinite(err) & (tau > 0)
+    excluded = [{"temperature_K": float(t), "reason": "not decorrelated within the run" if not np.isfinite(y)
+                 else "no error bar"} for t, y in zip(T[~used], tau[~used])]
+    out = {"model": "Arrhenius", "excluded": excluded, "temperatures_used_K": T[used].tolist()}
+    n = int(used.sum())
+    if n < 2:
+        return {**out, "fitted": False, "reason": f"{n} temperature(s) with a correlation time: at least 2 are needed"}
+    inv_T, log_tau = 1.0 / T[used], np.log(tau[used])
+    sigma = np.maximum(err[used] / tau[used], MIN_ERROR_FRACTION)
+    A = np.stack([np.ones(n), inv_T], axis=1) / sigma[:, None]
+    coef, *_ = np.linalg.lstsq(A, log_tau / sigma, rcond=None)
+    covariance = np.linalg.inv(A.T @ A)
+    chi2 = float((((np.stack([np.ones(n), inv_T], axis=1) @ coef) - log_tau) ** 2 / sigma ** 2).sum())
+    dof = n - 2
+    inflation = max(1.0, float(np.sqrt(chi2 / dof))) if dof > 0 else 1.0
+    errors = np.sqrt(np.diag(covariance)) * inflation
+    t_plot = np.linspace(T[used].min(), T[used].max(), 100)
+    tau0 = float(np.exp(coef[0]))
+    return {**out, "fitted": True, "activation_energy_meV": float(coef[1] * BOLTZMANN_MEV_PER_K),
+            "activation_energy_error_meV": float(errors[1] * BOLTZMANN_MEV_PER_K),
+            "tau0_ps": tau0, "tau0_error_ps": float(tau0 * errors[0]), "n_points": n, "chi2": chi2, "dof": dof,
+            "error_inflation": inflation,
+            "fit_curve": {"temperature_K": t_plot.tolist(), "value": (tau0 * np.exp(coef[1] / t_plot)).tolist()}}
+
+
+def _estimate(name: str, curve: dict) -> dict:
+    """The model each curve gets: Arrhenius for reorientation times, order-parameter collapse
+    for tilts and c/a, two segments for the rest."""
+    if name in REORIENTATION:
+        return arrhenius(curve["T"], curve["y"], curve["err"])
+    if name == C_OVER_A:
+        return c_over_a_transition(curve["T"], curve["y"], curve["err"])
+    estimator = order_parameter_transition if name in ORDER_PARAMETERS else transition
+    return estimator(curve["T"], curve["y"], curve["err"])
+
+
+def _json_list(values) -> list:
+    """Floats for JSON, None where there is no number (no τ when not decorrelated)."""
+    return [float(v) if np.isfinite(v) else None for v in values]
+
+
 def combine(estimates: List[dict]) -> dict:
     good = [e for e in estimates if e.get("significant")]
     if not good:
@@ -254,11 +364,10 @@ def scan(run_files: Sequence, output=None, plot=True) -> dict:
     curves = collect_curves(runs)
     results = {}
     for name, c in curves.items():
-        estimator = order_parameter_transition if name in ORDER_PARAMETERS else transition
-        est = estimator(c["T"], c["y"], c["err"])
+        est = _estimate(name, c)
         est["name"] = name
-        results[name] = {"label": c["label"], "temperature_K": c["T"].tolist(), "value": c["y"].tolist(),
-                         "error": c["err"].tolist(), "transition": est}
+        results[name] = {"label": c["label"], "temperature_K": c["T"].tolist(), "value": _json_list(c["y"]),
+                         "error": _json_list(c["err"]), "transition": est, **c["extra"]}
     # The tilt systems may order at different temperatures (CsPbBr3: the in-phase M tilt goes at
     # orthorhombic → tetragonal, the out-of-phase R tilt at tetragonal → cubic), so each is
     # reported; the summary T_c is where the structure becomes cubic: R tilt and lattice spread.
@@ -274,6 +383,15 @@ def scan(run_files: Sequence, output=None, plot=True) -> dict:
               "transition_temperature_K": combine(structural), "tilt_transitions_K": tilts,
               "cq_transition_K": {s: {k: e.get(k) for k in ("significant", "tc_K", "tc_error_K")}
                                   for s, e in by_species.items()}}
+    if C_OVER_A in results:
+        est = results[C_OVER_A]["transition"]
+        report["c_over_a_transition_K"] = {"unique_axis": results[C_OVER_A]["unique_axis"],
+                                           **{k: est.get(k) for k in ("significant", "tc_K", "tc_error_K")}}
+    reorientation = {name.split(":")[1]: {k: v for k, v in results[name]["transition"].items()
+                                          if k not in ("fit_curve", "name")}
+                     for name in REORIENTATION if name in results}
+    if reorientation:
+        report["reorientation"] = {"axis": runs[0]["molecules"]["axis"], **reorientation}
     if output:
         output = Path(output)
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -288,7 +406,8 @@ def plot_curves(results: dict, tc: dict, stem: Path) -> List[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = {"cq": [k for k in results if "cq" in k], "eta": [k for k in results if "eta" in k],
+    species = [k for k in results if not k.startswith(("structure:", "molecules:"))]
+    groups = {"cq": [k for k in species if "cq" in k], "eta": [k for k in species if "eta" in k],
               "structure": [k for k in results if k.startswith("structure:")]}
     written = []
     for group, names in groups.items():
@@ -314,7 +433,51 @@ def plot_curves(results: dict, tc: dict, stem: Path) -> List[str]:
         fig.savefig(path, dpi=120)
         plt.close(fig)
         written.append(Path(path).name)
+    molecules = [k for k in results if k.startswith("molecules:")]
+    if molecules:
+        written.append(plot_reorientation_times(results, molecules, tc, f"{stem}_molecules.png"))
     return written
+
+
+def plot_reorientation_times(results: dict, names: List[str], tc: dict, path: str) -> str:
+    """τ vs T on a log scale with the Arrhenius fits; temperatures without τ marked on top."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    missing: Dict[float, List[str]] = {}
+    for k, name in enumerate(names):
+        r = results[name]
+        T = np.array(r["temperature_K"])
+        value = np.array([np.nan if v is None else v for v in r["value"]])
+        error = np.array([np.nan if e is None else e for e in r["error"]])
+        has = np.isfinite(value)
+        ax.errorbar(T[has], value[has], yerr=np.nan_to_num(error[has]), fmt="o", capsize=3, ms=4,
+                    color=f"C{k}", label=r["label"])
+        fit = r["transition"]
+        if fit.get("fitted"):
+            ax.plot(fit["fit_curve"]["temperature_K"], fit["fit_curve"]["value"], "-", color=f"C{k}", lw=1,
+                    label=f"Arrhenius E_a = {fit['activation_energy_meV']:.0f} ± "
+                          f"{fit['activation_energy_error_meV']:.0f} meV")
+        for t in T[~has]:
+            missing.setdefault(float(t), []).append(r["label"].split()[0])
+    for t, which in missing.items():
+        ax.annotate(f"{', '.join(which)}: not decorrelated", (t, 0.97), xycoords=("data", "axes fraction"),
+                    rotation=90, ha="center", va="top", fontsize=7, color="0.3")
+    temperatures = np.array(results[names[0]]["temperature_K"])
+    pad = 0.05 * max(np.ptp(temperatures), 1.0)
+    ax.set_xlim(temperatures.min() - pad, temperatures.max() + pad)
+    if tc.get("tc_K") is not None:
+        ax.axvline(tc["tc_K"], color="k", ls=":", lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("T (K)")
+    ax.set_ylabel("reorientation time (ps)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path).name
 
 
 def add_parser(subparsers) -> None:
@@ -338,5 +501,16 @@ def run(args) -> int:
     for s, e in report["cq_transition_K"].items():
         if e["significant"]:
             print(f"{s}: C_Q(<V>) changes at {e['tc_K']:.1f} ± {e['tc_error_K']:.1f} K")
+    e = report.get("c_over_a_transition_K")
+    if e and e["significant"]:
+        print(f"c/a (c = {e['unique_axis']}) -> 1 at {e['tc_K']:.1f} ± {e['tc_error_K']:.1f} K")
+    for name, fit in report.get("reorientation", {}).items():
+        if name == "axis":
+            continue
+        if fit["fitted"]:
+            print(f"{name.split('_')[0]} ({report['reorientation']['axis']}): Arrhenius E_a = "
+                  f"{fit['activation_energy_meV']:.1f} ± {fit['activation_energy_error_meV']:.1f} meV")
+        else:
+            print(f"{name.split('_')[0]}: no Arrhenius fit ({fit['reason']})")
     print(f"wrote {args.output}")
     return 0
