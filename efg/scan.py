@@ -447,12 +447,14 @@ def plot_reorientation_times(results: dict, names: List[str], tc: dict, path: st
 
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     missing: Dict[float, List[str]] = {}
+    any_time = False
     for k, name in enumerate(names):
         r = results[name]
         T = np.array(r["temperature_K"])
         value = np.array([np.nan if v is None else v for v in r["value"]])
         error = np.array([np.nan if e is None else e for e in r["error"]])
         has = np.isfinite(value)
+        any_time = any_time or bool(has.any())
         ax.errorbar(T[has], value[has], yerr=np.nan_to_num(error[has]), fmt="o", capsize=3, ms=4,
                     color=f"C{k}", label=r["label"])
         fit = r["transition"]
@@ -470,7 +472,10 @@ def plot_reorientation_times(results: dict, names: List[str], tc: dict, path: st
     ax.set_xlim(temperatures.min() - pad, temperatures.max() + pad)
     if tc.get("tc_K") is not None:
         ax.axvline(tc["tc_K"], color="k", ls=":", lw=1)
-    ax.set_yscale("log")
+    if any_time:
+        ax.set_yscale("log")
+    else:       # no run decorrelated: nothing to put on a log axis, only the annotations
+        ax.set_yticks([])
     ax.set_xlabel("T (K)")
     ax.set_ylabel("reorientation time (ps)")
     ax.legend(fontsize=7)

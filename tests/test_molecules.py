@@ -316,3 +316,17 @@ def test_scan_gives_arrhenius_reorientation_and_c_over_a(runs, tmp_path):
     assert "| 100 | not decorrelated | not decorrelated |" in text
     assert f"- τ2: Arrhenius E_a = {fit['activation_energy_meV']:.1f} ± " in text
     assert f"- c/a (c = c) goes to 1 at {tc['tc_K']:.0f} ± {tc['tc_error_K']:.0f} K." in text
+
+
+def test_scan_of_runs_where_no_molecule_decorrelated(runs, tmp_path):
+    """Every run locked (e.g. short runs below the rotor transition): no τ, no Arrhenius fit,
+    and the reorientation plot is still drawn (no log axis of nothing)."""
+    d, files = runs
+    cold = json.loads(files[100.0].read_text())
+    second = dict(cold, temperature_K=150.0)
+    path = tmp_path / "run_150K.json"
+    path.write_text(json.dumps(second))
+    report = scan([files[100.0], path], tmp_path / "scan.json")
+    assert report["curves"]["molecules:tau2_ps"]["value"] == [None, None]
+    assert not report["reorientation"]["tau2_ps"]["fitted"]
+    assert (tmp_path / "scan_molecules.png").stat().st_size > 1000
