@@ -33,7 +33,7 @@ import numpy as np
 from . import nmr
 from .dump import iread, read_type_map
 from .molecules import axis_vectors, find_molecular_axes, reorientation_correlation
-from .statistics import estimate, integrated_autocorrelation_time
+from .statistics import estimate
 from .structure import find_perovskite, pseudocubic_lattice, tilt_order_parameters
 
 VOIGT6 = [(0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)]

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np
-from ase.neighborlist import neighbor_list
 
 
 @dataclass

@@ -48,7 +48,6 @@ class LocalPointChargeEFG(torch.nn.Module):
     def forward(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
                 n_local: int) -> torch.Tensor:
         r2 = (edge_vec * edge_vec).sum(dim=1)
-        r = torch.sqrt(r2)
         fc = (1.0 - r2 / (self.cutoff * self.cutoff)) ** 3
         q = self.charges.index_select(0, species.index_select(0, edge_index[1]))
         outer = edge_vec.unsqueeze(2) * edge_vec.unsqueeze(1)

@@ -1,6 +1,5 @@
 """The model contract in Python: image-atom inputs from periodic cells, wrappers, export/load."""
 import itertools
-import json
 
 import numpy as np
 import pytest

@@ -341,7 +341,7 @@ def test_truncated_last_frame_warns_and_keeps_complete_frames(lammps_run, tmp_pa
            "after_timestep_item": last + len(b"ITEM: TIMESTEP\n")}[where]
     path = tmp_path / "cut.dump"
     path.write_bytes(text[:cut])
-    with pytest.warns(TruncatedDumpWarning, match=rf"cut\.dump: the file ends inside frame 6"):
+    with pytest.warns(TruncatedDumpWarning, match=r"cut\.dump: the file ends inside frame 6"):
         frames = read_frames(path, types=SYMBOLS)
     assert len(frames) == 6
     for a, b in zip(frames, full):

@@ -233,7 +233,6 @@ def test_hybrid_overlay_with_null_type(tmp_path, many_body_pt):
 def test_explicit_plugin_load(tmp_path, many_body_pt):
     """`plugin load .../mlffplugin.so` works without the entry point (plain liblammps process)."""
     import subprocess
-    import sys
     from pathlib import Path
 
     from pyexport.plugin import mpi_lib_dir, plugin_path
