@@ -1,17 +1,19 @@
 #!/usr/bin/env python
-"""Grow the CsPbBr3 reference set where the fitted potential's own MD goes.
+"""Grow an example's reference set where the fitted potential's own MD goes (shared by
+``examples/cspbbr3/active_learning.py`` and ``examples/mapbi3/active_learning.py``).
 
 A potential fitted to frozen-mode scans, rattles and short reference MD is accurate on what it
 saw, but LAMMPS MD with it wanders into local environments the data never held (a Cs far off
-its cage centre, strongly sheared octahedra) where the polynomial has no reason to be right and
-can turn attractive. The cure is the usual active-learning loop, with 7net-0 as the oracle:
+its cage centre, strongly sheared octahedra, a compressed C–N bond) where the polynomial has no
+reason to be right and can turn attractive. The cure is the usual active-learning loop, with
+7net-0 as the oracle:
 
     for each round:
-        fit `cluster` to the current set (the demo's settings)       pyexport fit / export
-        NPT MD with it at each temperature, 4x4x4 cubic start, guard  LAMMPS, pair_style mlff
+        fit `cluster` to the current set (the example's settings)    pyexport fit / export
+        NPT MD with it at each temperature from the example's start   LAMMPS, pair_style mlff
         pick frames: the approach to every runaway the guard caught,
                      evenly spaced frames of every run that survived
-        label them with 7net-0 (+ point-charge EFG)                  make_reference.py --label
+        label them with 7net-0 (+ point-charge EFG)                   <example>/make_reference.py --label
         add them to the set
 
 Rounds stop early once every run survives. The fitted potential's stability is what each round
@@ -19,11 +21,8 @@ measures; ``active_learning.json`` records, per round, the fit metrics, which ru
 (step, temperature) and how many frames were added.
 
 Runs with efgmd installed (pyexport, LAMMPS with the plugin); the labelling runs in the Python
-given by ``--sevenn-python`` (one with the ``reference`` extra, i.e. sevenn):
-
-    python examples/cspbbr3/active_learning.py --sevenn-python /path/to/venv-with-sevenn/bin/python
-
-The result replaces the shipped reference (``--out``); see ``reference/README.md``.
+given by ``--sevenn-python`` (one with the ``reference`` extra, i.e. sevenn). The result
+replaces the example's shipped reference (``--out``); see its ``reference/README.md``.
 """
 import argparse
 import hashlib
@@ -34,37 +33,58 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
 
 import ase.io
 import numpy as np
 from ase import Atoms
 
 from pyexport.data.dataset import decompressed_text
-from modes import cubic_supercell
 
-HERE = Path(__file__).resolve().parent
-REFERENCE = HERE / "reference" / "cspbbr3_7net0.extxyz.xz"
 BIN = Path(sys.prefix) / "bin"
-ELEMENTS = ["Cs", "Pb", "Br"]          # LAMMPS types 1, 2, 3
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+@dataclass
+class Example:
+    """What the loop needs to know of an example.
+
+    ``starts`` maps the ``--start`` choices to functions (parsed args → the MD start structure,
+    n × n × n pseudocubic cells for ``--supercell n``); ``fit_options`` are extra ``pyexport
+    fit`` arguments (pair cutoffs, element order); the folder holds ``make_reference.py`` (the
+    labeller) and the LAMMPS inputs ``in.<ensemble>.lmp``."""
+
+    folder: Path
+    reference: Path
+    elements: List[str]                 # LAMMPS types 1, 2, ...
+    starts: Dict[str, Callable[[argparse.Namespace], Atoms]]
+    default_start: str
+    temperatures: str                   # K, comma list
+    cutoff: float
+    supercell: int
+    ensembles: Sequence[str] = ("npt", "nvt")
+    fit_options: List[str] = field(default_factory=list)
+    timestep_ps: Optional[float] = None  # None: the input's own default
+
+
+def parse_args(example: Example, description: str, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--reference", type=Path, default=REFERENCE, help="the set to start from")
-    p.add_argument("--out", type=Path, default=REFERENCE, help="the grown set (extxyz, .xz ok)")
-    p.add_argument("--work", type=Path, default=HERE / "out" / "active_learning",
+    p.add_argument("--reference", type=Path, default=example.reference, help="the set to start from")
+    p.add_argument("--out", type=Path, default=example.reference, help="the grown set (extxyz, .xz ok)")
+    p.add_argument("--work", type=Path, default=example.folder / "out" / "active_learning",
                    help="folder for fits, MD and labels of every round")
     p.add_argument("--sevenn-python", default=sys.executable,
                    help="Python that has sevenn (runs make_reference.py --label)")
     p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--temperatures", default="100,200,300,400,500,600,700", help="K")
-    p.add_argument("--ensemble", choices=("npt", "nvt"), default="npt")
-    p.add_argument("--supercell", type=int, default=4, help="n of the n x n x n start")
-    p.add_argument("--start", choices=("cubic", "orthorhombic"), default="cubic",
-                   help="MD start: the cubic cell at a0, or the relaxed orthorhombic ground state of the "
-                        "reference (n even), as make demo heats it")
+    p.add_argument("--temperatures", default=example.temperatures, help="K")
+    p.add_argument("--ensemble", choices=tuple(example.ensembles), default=example.ensembles[0])
+    p.add_argument("--supercell", type=int, default=example.supercell,
+                   help="n of the n x n x n pseudocubic start")
+    p.add_argument("--start", choices=tuple(example.starts), default=example.default_start,
+                   help="MD start structure (see the example's active_learning.py)")
+    p.add_argument("--timestep", type=float, default=example.timestep_ps,
+                   help="MD time step, ps (default: the LAMMPS input's)")
     p.add_argument("--steps", type=int, default=2000, help="MD steps per run")
     p.add_argument("--every", type=int, default=10, help="dump interval, steps")
     p.add_argument("--frames-per-run", type=int, default=6,
@@ -72,7 +92,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--approach-steps", type=int, default=150,
                    help="a halted run contributes frames from this many steps before the halt")
     p.add_argument("--basis", default="small")
-    p.add_argument("--cutoff", type=float, default=6.5)
+    p.add_argument("--cutoff", type=float, default=example.cutoff)
     p.add_argument("--lambdas", default="1e-8:1e-2:7")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--seed", type=int, default=7)
@@ -94,30 +114,32 @@ def run(cmd: List, cwd: Optional[Path] = None, log: Optional[Path] = None, check
     return proc.returncode
 
 
-def fit(data: Path, folder: Path, args) -> Dict:
-    """Fit and export `cluster` with the demo's settings; the fit metrics. A fit of the same data
-    with the same settings already in ``folder`` (an interrupted run) is reused."""
-    stamp = hashlib.sha256(data.read_bytes()).hexdigest() + f" {args.basis} {args.cutoff} {args.lambdas}"
+def fit(data: Path, folder: Path, args, example: Example) -> Dict:
+    """Fit and export `cluster` with the example's settings; the fit metrics. A fit of the same
+    data with the same settings already in ``folder`` (an interrupted run) is reused."""
+    stamp = (hashlib.sha256(data.read_bytes()).hexdigest() + f" {args.basis} {args.cutoff} {args.lambdas} "
+             + " ".join(example.fit_options))
     stamp_file = folder / "fit_stamp.txt"
     if stamp_file.exists() and stamp_file.read_text() == stamp and (folder / "potential.pt").exists():
         print(f"reusing the fit in {folder}", flush=True)
         return json.loads((folder / "fit_metrics.json").read_text())
     py = [sys.executable, "-m", "pyexport"]
     run(py + ["fit", data, "--model", "cluster", "--basis", args.basis, "--cutoff", args.cutoff,
-              "--lambdas", args.lambdas, "--no-progress", "-o", folder / "potential.ckpt",
+              "--lambdas", args.lambdas, *example.fit_options, "--no-progress", "-o", folder / "potential.ckpt",
               "--metrics", folder / "fit_metrics.json"], log=folder / "fit.log")
     run(py + ["export", folder / "potential.ckpt", "-o", folder / "potential.pt"])
     stamp_file.write_text(stamp)
     return json.loads((folder / "fit_metrics.json").read_text())
 
 
-def md(folder: Path, temperature: int, seed: int, args) -> Dict:
-    """One guarded LAMMPS run from the cubic start; where and whether the guard stopped it."""
+def md(folder: Path, temperature: int, seed: int, args, example: Example) -> Dict:
+    """One guarded LAMMPS run from the start structure; where and whether the guard stopped it."""
     script = f"in.{args.ensemble}.lmp"
-    rc = run([BIN / "lmp", "-in", HERE / script, "-log", f"log_{temperature}K.lammps", "-nocite",
+    timestep = [] if args.timestep is None else ["-var", "dt", args.timestep]
+    rc = run([BIN / "lmp", "-in", example.folder / script, "-log", f"log_{temperature}K.lammps", "-nocite",
          "-screen", "none", "-var", "T", temperature, "-var", "model", folder / "potential.pt",
          "-var", "data", folder / "start.data", "-var", "steps", args.steps, "-var", "equil", 0,
-         "-var", "seed", seed, "-var", "every", args.every],
+         "-var", "seed", seed, "-var", "every", args.every, *timestep],
         cwd=folder, log=folder / f"screen_{temperature}K.txt", check=False)
     note = folder / f"halted_{temperature}K.txt"
     log = (folder / f"log_{temperature}K.lammps").read_text()
@@ -127,11 +149,11 @@ def md(folder: Path, temperature: int, seed: int, args) -> Dict:
     return {"temperature_K": temperature, "halted": note.read_text().strip() if note.exists() else None}
 
 
-def pick_frames(dump: Path, outcome: Dict, round_index: int, args) -> List[Atoms]:
+def pick_frames(dump: Path, outcome: Dict, round_index: int, args, elements: Sequence[str]) -> List[Atoms]:
     """Frames from one run: the approach to the runaway if the guard stopped it, otherwise
     evenly spaced frames of the whole run."""
     from efg.dump import iread
-    frames = list(iread(dump, types=ELEMENTS))
+    frames = list(iread(dump, types=list(elements)))
     if not frames:
         return []
     if outcome["halted"]:
@@ -152,35 +174,24 @@ def pick_frames(dump: Path, outcome: Dict, round_index: int, args) -> List[Atoms
     return picked
 
 
-def start_structure(args, a0: float) -> Atoms:
-    n = args.supercell
-    if args.start == "cubic":
-        return cubic_supercell(a0, (n, n, n))
-    if n % 2:
-        raise SystemExit(f"--supercell {n}: the orthorhombic start needs an even n")
-    ground = next(a for a in ase.io.read(decompressed_text(REFERENCE), index=":", format="extxyz")
-                  if a.info.get("config_type") == "phase_min" and a.info.get("phase") == "orthorhombic")
-    return ground.repeat((n // 2, n // 2, n // 2))
-
-
-def one_round(round_index: int, data: Path, args, a0: float) -> Dict:
+def one_round(round_index: int, data: Path, args, example: Example) -> Dict:
     folder = args.work / f"round_{round_index}"
     folder.mkdir(parents=True, exist_ok=True)
     for old in [*folder.glob("halted_*"), *folder.glob("md_*.dump"), *folder.glob("log_*"), *folder.glob("screen_*")]:
         old.unlink()    # nothing of an interrupted run may be taken for this one's
     t0 = time.time()
-    metrics = fit(data, folder, args)
+    metrics = fit(data, folder, args, example)
     from pyexport.lammpsdata import write_lammps_data
-    write_lammps_data(folder / "start.data", start_structure(args, a0), ELEMENTS)
+    write_lammps_data(folder / "start.data", example.starts[args.start](args), example.elements)
     os.environ["OMP_NUM_THREADS"] = "1"
     seeds = {T: args.seed * 1000 + 10 * round_index + T for T in args.temperatures}
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        outcomes = list(pool.map(lambda T: md(folder, T, seeds[T], args), args.temperatures))
+        outcomes = list(pool.map(lambda T: md(folder, T, seeds[T], args, example), args.temperatures))
     for o in outcomes:
         print(f"  round {round_index} {o['temperature_K']} K: {o['halted'] or 'ran to the end'}", flush=True)
     picked = []
     for o in outcomes:
-        picked += pick_frames(folder / f"md_{o['temperature_K']}K.dump", o, round_index, args)
+        picked += pick_frames(folder / f"md_{o['temperature_K']}K.dump", o, round_index, args, example.elements)
     summary = {"round": round_index, "fit": {k: metrics[k] for k in ("lambda", "val", "test") if k in metrics},
                "md": outcomes, "n_halted": sum(bool(o["halted"]) for o in outcomes),
                "frames_added": len(picked)}
@@ -189,17 +200,17 @@ def one_round(round_index: int, data: Path, args, a0: float) -> Dict:
         summary["seconds"] = round(time.time() - t0, 1)
         return summary | {"new_frames": []}
     ase.io.write(folder / "picked.extxyz", picked, format="extxyz")
-    run([args.sevenn_python, HERE / "make_reference.py", "--label", folder / "picked.extxyz",
+    run([args.sevenn_python, example.folder / "make_reference.py", "--label", folder / "picked.extxyz",
          "--out", folder / "labelled.extxyz"], log=folder / "label.log")
     summary["new_frames"] = ase.io.read(folder / "labelled.extxyz", index=":", format="extxyz")
     summary["seconds"] = round(time.time() - t0, 1)
     return summary
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    args = parse_args(argv)
+def grow(example: Example, description: str, argv: Optional[Sequence[str]] = None) -> None:
+    """The command line of an example's active_learning.py: parse, run the rounds, write --out."""
+    args = parse_args(example, description, argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    a0 = float(json.loads((HERE / "reference" / "generation_summary.json").read_text())["a0_A"])
     frames = ase.io.read(decompressed_text(args.reference), index=":", format="extxyz")
     start_count = len(frames)
     # a run that grows an already grown set continues its round numbers
@@ -208,7 +219,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     ase.io.write(data, frames, format="extxyz")
     history = []
     for r in range(done + 1, done + args.rounds + 1):
-        summary = one_round(r, data, args, a0)
+        summary = one_round(r, data, args, example)
         new = summary.pop("new_frames")
         history.append(summary)
         (args.work / "active_learning.json").write_text(json.dumps(history, indent=1) + "\n")
@@ -222,6 +233,3 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     ase.io.write(args.out, frames, format="extxyz")
     print(f"{args.out}: {len(frames)} structures ({len(frames) - start_count} from active learning)")
 
-
-if __name__ == "__main__":
-    main()
