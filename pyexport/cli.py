@@ -26,7 +26,7 @@ FIT_DEFAULTS = {
     "energy_weight": 1000.0, "force_weight": 1.0, "stress_weight": 0.1,
     "split": "0.8,0.1,0.1", "seed": 0, "dtype": "float64", "lambdas": "1e-15:1:16", "lambda_tolerance": 0.02,
     "hidden": "64,64", "epochs": 200, "learning_rate": 1e-3, "batch_atoms": 400, "patience": 20,
-    "lbfgs_steps": 0, "train_linear": False,
+    "lbfgs_steps": 0, "train_linear": False, "core_repulsion": False, "core_strength": 100.0,
     "output": "model.ckpt", "metrics": None, "threads": None, "progress": True,
 }
 _BASIS_KEYS = ("n_radial_2", "n_radial_3", "l_max_3", "n_radial_4", "l_max_4", "radial_scale")
@@ -77,6 +77,11 @@ def _add_fit_arguments(p, neural: bool) -> None:
         p.add_argument("--batch-atoms", type=int, help="cluster-nn: atoms per batch (400)")
         p.add_argument("--patience", type=int, help="cluster-nn: epochs without validation gain before stopping (20)")
         p.add_argument("--lbfgs-steps", type=int, help="cluster-nn: L-BFGS iterations after Adam (0)")
+        p.add_argument("--core-repulsion", action="store_const", const=True,
+                       help="add a repulsive core below the shortest distance of every species pair in the data "
+                            "(zero on the data, so the fit and its metrics are unchanged; keeps MD from collapsing "
+                            "where the polynomial extrapolates)")
+        p.add_argument("--core-strength", type=float, help="core repulsion strength A, eV (100)")
         p.add_argument("--train-linear", action="store_const", const=True,
                        help="cluster-nn: train the linear part too (default: kept at the ridge fit)")
     p.add_argument("--metrics", help="metrics JSON path (default: <output>.metrics.json)")
@@ -201,6 +206,7 @@ def fit_config_from_options(options: dict):
                       learning_rate=float(options["learning_rate"]), batch_atoms=int(options["batch_atoms"]),
                       patience=int(options["patience"]), lbfgs_steps=int(options["lbfgs_steps"]),
                       train_linear=bool(options["train_linear"])),
+        core_repulsion=bool(options["core_repulsion"]), core_strength=float(options["core_strength"]),
         output=options["output"], metrics=options["metrics"], progress=bool(options["progress"]))
 
 
@@ -279,6 +285,8 @@ def run_committee_fit_command(args) -> int:
     from .committee import committee_provenance, fit_committee, format_uncertainty, write_committee
 
     options = resolve_fit_options(args, COMMITTEE_DEFAULTS)
+    if options["core_repulsion"]:
+        raise ValueError("core_repulsion: not available for committees (fit single models with pyexport fit)")
     members = options["members"]
     if not isinstance(members, int) or members < 2:
         raise ValueError(f"--members must be an integer of at least 2 (a committee of one model has no "

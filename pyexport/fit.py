@@ -43,6 +43,7 @@ import torch
 
 from .contract import PotentialModule, build_inputs, species_indices
 from .models.cluster import ClusterBasis, ClusterDescriptor, ClusterNN, build_energy_model
+from .models.pair import CoreRepulsion, WithCore
 
 #: GPa per eV/Å³.
 GPA_PER_EV_A3 = 160.21766208
@@ -748,6 +749,9 @@ def model_from_checkpoint(ckpt: dict) -> torch.nn.Module:
     model = build_energy_model(ckpt["model_type"], len(ckpt["elements"]), basis, ckpt["hyperparameters"]["hidden"],
                                elements=ckpt["elements"])
     model.load_state_dict(ckpt["state_dict"])
+    core = ckpt.get("core_repulsion")
+    if core:
+        model = WithCore(model, CoreRepulsion(core["r_core_A"], core["strength_eV"]))
     return model.eval()
 
 
@@ -794,6 +798,8 @@ class FitConfig:
     lambdas: Tuple[float, ...] = DEFAULT_LAMBDAS
     lambda_tolerance: float = 0.02
     nn: NNTraining = field(default_factory=NNTraining)
+    core_repulsion: bool = False     # CoreRepulsion below the data's shortest pair distances
+    core_strength: float = 100.0     # eV
     output: str = "model.ckpt"
     metrics: Optional[str] = None
     progress: bool = True
@@ -851,7 +857,27 @@ def run_fit(config: FitConfig, structures: Optional[Sequence[Structure]] = None)
     if config.dtype == "float32":
         metrics["float32"] = split_metrics(copy.deepcopy(model).to(torch.float32), prepared, splits)
     metrics["n_parameters"] = int(sum(p.numel() for p in model.parameters()))
+    core = None
+    if config.core_repulsion:
+        core = {"r_core_A": shortest_pair_distances(prepared, len(elements)), "strength_eV": float(config.core_strength)}
+        metrics["core_repulsion"] = {"strength_eV": core["strength_eV"],
+                                     "r_core_A": {f"{a}-{b}": core["r_core_A"][i][j]
+                                                  for i, a in enumerate(elements) for j, b in enumerate(elements) if j >= i}}
     report["time_total_s"] = time.perf_counter() - t0
     ckpt = make_checkpoint(model, config.model, elements, basis, config.dtype, config.nn.hidden, metrics,
                            data_hash, config.data, report)
+    ckpt["core_repulsion"] = core
     return ckpt, metrics
+
+
+def shortest_pair_distances(prepared: Sequence[Prepared], n_species: int) -> List[List[float]]:
+    """(S, S) Å: the shortest distance between atoms of each pair of species over all edges of
+    ``prepared`` (every split: the core must be zero on all of the data); 0 for pairs that never
+    come within the cutoff (no core)."""
+    shortest = np.full((n_species, n_species), np.inf)
+    for item in prepared:
+        src, dst = item.edge_index[0], item.edge_index[1]
+        r = torch.linalg.norm(item.pos.index_select(0, dst) - item.pos.index_select(0, src), dim=1).numpy()
+        np.minimum.at(shortest, (item.species.index_select(0, src).numpy(), item.species.index_select(0, dst).numpy()), r)
+    shortest = np.minimum(shortest, shortest.T)
+    return np.where(np.isfinite(shortest), shortest, 0.0).tolist()
