@@ -21,13 +21,14 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from demo_steps import run, step
 
 HERE = Path(__file__).resolve().parent / "cspbbr3"
 REFERENCE = HERE / "reference" / "cspbbr3_7net0.extxyz.xz"
@@ -46,24 +47,6 @@ SETTINGS = {
              "temperatures": list(range(100, 701, 50)), "equil": 1000, "ensemble": "npt", "steps": 3000,
              "every": 20, "efg_epochs": 40, "supercell": 4, "dt_ps": 0.004},
 }
-
-
-def step(title):
-    print(f"\n=== {title}  [{time.strftime('%H:%M:%S')}]", flush=True)
-
-
-def run(cmd, cwd=None, log=None):
-    """Run a command, echoing it; stop the demo with its output if it fails."""
-    cmd = [str(c) for c in cmd]
-    print("$ " + " ".join(cmd), flush=True)
-    if log is None:
-        subprocess.run(cmd, cwd=cwd, check=True)
-        return
-    with open(log, "w") as fh:
-        proc = subprocess.run(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        sys.stderr.write(Path(log).read_text()[-4000:])
-        raise SystemExit(f"failed: {' '.join(cmd)} (log: {log})")
 
 
 def orthorhombic_supercell(reference, n):

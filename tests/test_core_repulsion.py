@@ -9,25 +9,16 @@ import json
 import ase.io
 import numpy as np
 import pytest
-import torch
 
 from lammps_run import read_dump_sorted, read_values, run_lammps
 from pyexport.calculator import MLFFCalculator
 from pyexport.cli import main
 from pyexport.fit import load_checkpoint
 from pyexport.lammpsdata import write_lammps_data
-from test_pair_cutoffs import (CUTOFF, ELEMENTS, FIT_SIZE, PAIRS, TYPE_ORDER, _label, methylammonium_cell,
-                               random_model, FIT_BASIS)
+from test_pair_cutoffs import (CUTOFF, ELEMENTS, FIT_BASIS, FIT_SIZE, PAIRS, TYPE_ORDER, _label,  # noqa: F401
+                               methylammonium_cell, one_thread, random_model)
 
 STRENGTH = 50.0
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
