@@ -6,8 +6,8 @@
 
 MD starts (``--start``): ``tetragonal`` or ``cubic``, the relaxed 96-atom cell of that phase in
 the reference, repeated to ``--supercell`` pseudocubic cells per edge (even; 2 = the 96-atom cell
-itself, which keeps each round to minutes on 2 cores). The fit uses the demo's per-pair cutoffs
-(``model_settings.PAIR_CUTOFFS``). See ``reference/README.md`` for the rounds that made the shipped set.
+itself, which keeps each round to minutes on 2 cores). The fit uses the demo's options
+(``model_settings.FIT_OPTIONS``: per-pair cutoffs, repulsive core). See ``reference/README.md`` for the rounds that made the shipped set.
 """
 import sys
 from pathlib import Path
@@ -17,7 +17,7 @@ import ase.io
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))        # examples/: the shared loop
 from active_learning_loop import Example, grow  # noqa: E402
-from model_settings import ELEMENTS, PAIR_CUTOFFS, REFERENCE  # noqa: E402
+from model_settings import ELEMENTS, FIT_OPTIONS, REFERENCE  # noqa: E402
 
 
 def relaxed_phase(name):
@@ -36,7 +36,7 @@ EXAMPLE = Example(folder=HERE, reference=REFERENCE, elements=ELEMENTS,
                   starts={"tetragonal": relaxed_phase("tetragonal"), "cubic": relaxed_phase("cubic")},
                   default_start="tetragonal", temperatures="250,300,350,400,450", cutoff=6.0, supercell=2,
                   ensembles=("npt",), timestep_ps=0.0005,
-                  fit_options=["--pair-cutoff", PAIR_CUTOFFS, "--elements", ",".join(ELEMENTS)])
+                  fit_options=FIT_OPTIONS)
 
 if __name__ == "__main__":
     grow(EXAMPLE, __doc__.split("\n\n")[0])
