@@ -118,6 +118,8 @@ class CoreRepulsion(torch.nn.Module):
     so it changes nothing on the training set when ``r_core`` is the shortest distance seen
     there, and dominates any polynomial hole deeper inside (≈ A·1.1 at x = 0.4).
     ``r_core`` (n_species, n_species) Å, symmetric, 0 for no core; ``strength`` A in eV.
+    ``pyexport fit --core-repulsion`` takes r_core from the data
+    (:func:`pyexport.fit.shortest_pair_distances`).
     """
 
     def __init__(self, r_core, strength: float = 100.0, dtype: torch.dtype = torch.float64):
@@ -147,23 +149,6 @@ class WithCore(torch.nn.Module):
     def forward(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
                 n_local: int) -> torch.Tensor:
         return self.model(edge_vec, species, edge_index, n_local) + self.core(edge_vec, species, edge_index, n_local)
-
-
-def shortest_distances(structures, elements: Sequence[str], cutoff: float):
-    """(n, n) shortest distance (Å) between each pair of species over ASE structures, within
-    ``cutoff`` (0 where a pair never comes that close)."""
-    import numpy as np
-    from ase.neighborlist import neighbor_list
-
-    index = {e: k for k, e in enumerate(elements)}
-    shortest = np.full((len(elements), len(elements)), np.inf)
-    for atoms in structures:
-        i, j, d = neighbor_list("ijd", atoms, cutoff)
-        species = np.array([index[s] for s in atoms.get_chemical_symbols()])
-        if len(d):
-            np.minimum.at(shortest, (species[i], species[j]), d)
-    shortest = np.minimum(shortest, shortest.T)
-    return np.where(np.isfinite(shortest), shortest, 0.0).tolist()
 
 
 def symmetric_table(values: dict, elements: Sequence[str], default: float = 0.0) -> list:
