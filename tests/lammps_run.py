@@ -47,3 +47,28 @@ def read_values(path):
             key, value = line.split()
             values[key] = float(value)
     return values
+
+
+def mlff_single_point(model, atoms, type_order, workdir, nprocs: int = None) -> dict:
+    """`run 0` of pair_style mlff with ``model`` on ``atoms`` (types in ``type_order``) in
+    ``workdir``: {"pe": eV, "pxx", "pyz": bar, "forces": (N, 3) eV/Å in atom order}."""
+    from pyexport.lammpsdata import write_lammps_data
+
+    workdir = Path(workdir)
+    write_lammps_data(workdir / "data.lmp", atoms, type_order)
+    run_lammps(f"""units metal
+atom_style atomic
+boundary p p p
+atom_modify map array
+read_data data.lmp
+pair_style mlff
+pair_coeff * * {model} {' '.join(type_order)}
+run 0
+print "pe $(pe:%.17g)" file values.txt
+print "pxx $(pxx:%.17g)" append values.txt
+print "pyz $(pyz:%.17g)" append values.txt
+write_dump all custom f.dump id fx fy fz modify format float %.17g
+""", workdir, nprocs=nprocs)
+    values = read_values(workdir / "values.txt")
+    dump = read_dump_sorted(workdir / "f.dump")
+    return {**values, "forces": np.stack([dump["fx"], dump["fy"], dump["fz"]], axis=1)}

@@ -3,14 +3,13 @@ with the Python evaluation of the same file (float64), serial and on two MPI ran
 import numpy as np
 import pytest
 
-from lammps_run import read_dump_sorted, read_values, run_lammps
+from lammps_run import mlff_single_point
 from pyexport.calculator import MLFFCalculator
 from pyexport.contract import PotentialModule, export_model
-from pyexport.lammpsdata import write_lammps_data
 from pyexport.models.cluster import ClusterLinear, ClusterNN
 from pyexport.units import LAMMPS_BAR_PER_EV_A3
 from test_cluster_model import BASIS, ELEMENTS, _random_model
-from test_pair_mlff import HEADER, TYPE_ORDER, perovskite
+from test_pair_mlff import TYPE_ORDER, perovskite
 
 
 @pytest.mark.parametrize("cls,nprocs", [(ClusterLinear, None), (ClusterNN, 2)])
@@ -18,19 +17,9 @@ def test_exported_cluster_models_agree_with_python_in_lammps(tmp_path, cls, npro
     model = tmp_path / "cluster.pt"
     export_model(PotentialModule(_random_model(cls), ELEMENTS, BASIS.cutoff), model)
     atoms = perovskite(reps=(2, 2, 2), rattle=0.1, seed=12)
-    write_lammps_data(tmp_path / "data.lmp", atoms, TYPE_ORDER)
-    run_lammps(HEADER + f"""pair_style mlff
-pair_coeff * * {model} Br Cs Pb
-run 0
-print "pe $(pe:%.17g)" file values.txt
-print "pxx $(pxx:%.17g)" append values.txt
-print "pyz $(pyz:%.17g)" append values.txt
-write_dump all custom f.dump id fx fy fz modify format float %.17g
-""", tmp_path, nprocs=nprocs)
-    values = read_values(tmp_path / "values.txt")
-    dump = read_dump_sorted(tmp_path / "f.dump")
+    values = mlff_single_point(model, atoms, TYPE_ORDER, tmp_path, nprocs)
     atoms.calc = MLFFCalculator(model)
-    forces = np.stack([dump["fx"], dump["fy"], dump["fz"]], axis=1)
+    forces = values["forces"]
     assert abs(values["pe"] - atoms.get_potential_energy()) <= 1e-9
     assert np.abs(forces - atoms.get_forces()).max() <= 1e-10
     stress = atoms.get_stress()

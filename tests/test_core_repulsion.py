@@ -10,11 +10,10 @@ import ase.io
 import numpy as np
 import pytest
 
-from lammps_run import read_dump_sorted, read_values, run_lammps
+from lammps_run import mlff_single_point
 from pyexport.calculator import MLFFCalculator
 from pyexport.cli import main
 from pyexport.fit import load_checkpoint
-from pyexport.lammpsdata import write_lammps_data
 from test_pair_cutoffs import (CUTOFF, ELEMENTS, FIT_BASIS, FIT_SIZE, PAIRS, TYPE_ORDER, _label,  # noqa: F401
                                methylammonium_cell, one_thread, random_model)
 
@@ -105,21 +104,8 @@ def test_lammps_agrees_with_python_inside_the_core(fits, tmp_path, nprocs):
     r_ch = table["r_core_A"][ELEMENTS.index("C")][ELEMENTS.index("H")]
     vec = atoms.get_distance(0, 2, mic=True, vector=True)
     atoms.positions[2] = atoms.positions[0] + vec / np.linalg.norm(vec) * 0.85 * r_ch
-    write_lammps_data(tmp_path / "data.lmp", atoms, TYPE_ORDER)
-    run_lammps(f"""units metal
-atom_style atomic
-boundary p p p
-atom_modify map array
-read_data data.lmp
-pair_style mlff
-pair_coeff * * {fits['core']['pt']} {' '.join(TYPE_ORDER)}
-run 0
-print "pe $(pe:%.17g)" file values.txt
-write_dump all custom f.dump id fx fy fz modify format float %.17g
-""", tmp_path, nprocs=nprocs)
-    values = read_values(tmp_path / "values.txt")
-    dump = read_dump_sorted(tmp_path / "f.dump")
-    lammps_forces = np.stack([dump["fx"], dump["fy"], dump["fz"]], axis=1)
+    values = mlff_single_point(fits["core"]["pt"], atoms, TYPE_ORDER, tmp_path, nprocs)
+    lammps_forces = values["forces"]
     atoms.calc = MLFFCalculator(fits["core"]["pt"])
     assert abs(values["pe"] - atoms.get_potential_energy()) <= 1e-9
     assert np.abs(lammps_forces - atoms.get_forces()).max() <= 1e-9

@@ -16,14 +16,13 @@ import torch
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from lammps_run import read_dump_sorted, read_values, run_lammps
+from lammps_run import mlff_single_point
 from pyexport.calculator import MLFFCalculator
 from pyexport.cli import main, parse_pair_cutoffs
 from pyexport.committee import ClusterCommittee
 from pyexport.contract import PotentialModule, build_inputs, fold_to_atoms, load_model
 from pyexport.fit import (GPA_PER_EV_A3, Structure, batch_forward, load_checkpoint, make_batch,
                           model_from_checkpoint, prepare)
-from pyexport.lammpsdata import write_lammps_data
 from pyexport.models.cluster import ClusterBasis, ClusterDescriptor, ClusterLinear, ClusterNN
 from pyexport.structures import cspbbr3, rattled
 from pyexport.units import LAMMPS_BAR_PER_EV_A3
@@ -363,23 +362,8 @@ def test_committee_fit_records_the_pair_cutoffs(fitted):
 @pytest.mark.parametrize("nprocs", [None, 2])
 def test_lammps_agrees_with_python_for_a_model_with_pair_cutoffs(fitted, tmp_path, nprocs):
     atoms = methylammonium_cell(rattle=0.05, seed=21).repeat((2, 2, 2))
-    write_lammps_data(tmp_path / "data.lmp", atoms, TYPE_ORDER)
-    run_lammps(f"""units metal
-atom_style atomic
-boundary p p p
-atom_modify map array
-read_data data.lmp
-pair_style mlff
-pair_coeff * * {fitted['pt']} {' '.join(TYPE_ORDER)}
-run 0
-print "pe $(pe:%.17g)" file values.txt
-print "pxx $(pxx:%.17g)" append values.txt
-print "pyz $(pyz:%.17g)" append values.txt
-write_dump all custom f.dump id fx fy fz modify format float %.17g
-""", tmp_path, nprocs=nprocs)
-    values = read_values(tmp_path / "values.txt")
-    dump = read_dump_sorted(tmp_path / "f.dump")
-    lammps_forces = np.stack([dump["fx"], dump["fy"], dump["fz"]], axis=1)
+    values = mlff_single_point(fitted["pt"], atoms, TYPE_ORDER, tmp_path, nprocs)
+    lammps_forces = values["forces"]
     atoms.calc = MLFFCalculator(fitted["pt"])
     forces = atoms.get_forces()
     assert np.abs(forces).max() > 0.1
