@@ -12,7 +12,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import ase
 import ase.io
@@ -252,3 +252,44 @@ def shown_path(path: Path) -> str:
 def write_json(path: Path, content: Dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(content, indent=1) + "\n")
+
+
+def add_recipe_arguments(p, defaults: Dict[str, object]) -> None:
+    """The options every make_reference.py recipe has (output, 7net-0 labelling, relaxation,
+    strains, rattles, MD snapshots), with the example's ``defaults`` (keys: the option names
+    with underscores; ``n_md_steps_help`` and ``timestep_help`` complete their help texts)."""
+    p.add_argument("--out", type=Path, default=defaults["out"],
+                   help="output extxyz (.xz/.gz/.bz2 compressed by extension)")
+    p.add_argument("--summary-out", type=Path, default=defaults["summary_out"],
+                   help="JSON of versions, a0, phases, counts, statistics and timings")
+    p.add_argument("--label", type=Path, metavar="EXTXYZ",
+                   help="only label the structures of this file (7net-0 and point-charge EFG), "
+                        "write --out")
+    p.add_argument("--seed", type=int, default=defaults["seed"])
+    p.add_argument("--device", default="cpu", help="torch device of the 7net-0 model")
+    p.add_argument("--threads", type=int, default=defaults["threads"], help="torch CPU threads")
+    p.add_argument("--fmax", type=float, default=defaults["fmax"], help="phase relaxation, eV/Å")
+    p.add_argument("--max-relax-steps", type=int, default=defaults["max_relax_steps"])
+    p.add_argument("--n-strain", type=int, default=defaults["n_strain"], help="strained cells per phase "
+                   "(half of them also rattled)")
+    p.add_argument("--n-rattle", type=int, default=defaults["n_rattle"], help="rattled cells per phase")
+    p.add_argument("--rattle-min", type=float, default=0.02, help="Å, Gaussian σ per component")
+    p.add_argument("--rattle-max", type=float, default=defaults["rattle_max"], help="Å")
+    p.add_argument("--timestep", type=float, default=defaults["timestep"], help=defaults["timestep_help"])
+    p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs")
+    p.add_argument("--n-equil-steps", type=int, default=100, help="MD steps before sampling")
+    p.add_argument("--n-md-steps", type=int, default=defaults["n_md_steps"], help=defaults["n_md_steps_help"])
+    p.add_argument("--md-interval", type=int, default=defaults["md_interval"], help="MD steps between snapshots")
+
+
+def check_recipe_arguments(p, args, counts: Sequence[str]) -> None:
+    """Stop with the parser's error on a negative count (``counts``: option names with
+    underscores), a non-positive interval, thread count or step limit, or a bad rattle range."""
+    for name in counts:
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')}: expected a non-negative count")
+    for name in ("md_interval", "threads", "max_relax_steps"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')}: expected a positive integer")
+    if not 0.0 < args.rattle_min <= args.rattle_max:
+        p.error("--rattle-min/--rattle-max: expected 0 < min <= max")

@@ -50,7 +50,8 @@ from tqdm import tqdm
 from modes import cubic_cell, cubic_supercell, displaced, polar_pattern, tilt_pattern
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # examples/: the shared labelling code
-from reference_labels import (MODEL_NAME, add_efg_labels, energy_of,  # noqa: E402
+from reference_labels import (MODEL_NAME, add_efg_labels, add_recipe_arguments, check_recipe_arguments,  # noqa: E402
+                              energy_of,
                               labelled, load_sevennet0, md_snapshots, rattled_cells, read_extxyz,
                               shown_path, statistics, strained_cells, write_frames, write_json)
 
@@ -80,48 +81,25 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     out_dir = HERE / "reference"
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", type=Path, default=out_dir / "cspbbr3_7net0.extxyz.xz",
-                   help="output extxyz (.xz/.gz/.bz2 compressed by extension)")
+    add_recipe_arguments(p, {"out": out_dir / "cspbbr3_7net0.extxyz.xz",
+                             "summary_out": out_dir / "generation_summary.json", "seed": 20240715,
+                             "threads": 1, "fmax": 1e-3, "max_relax_steps": 400, "n_strain": 20, "n_rattle": 20,
+                             "rattle_max": 0.15, "timestep": 4.0, "timestep_help": "MD time step, fs",
+                             "n_md_steps": 300,
+                             "n_md_steps_help": "sampled MD steps per 2x2x2 trajectory (after equilibration)",
+                             "md_interval": 10})
     p.add_argument("--tilt-scan-out", type=Path, default=out_dir / "r_tilt_scan.json",
                    help="JSON of the R-point tilt double well of the cubic cell")
-    p.add_argument("--summary-out", type=Path, default=out_dir / "generation_summary.json",
-                   help="JSON of versions, a0, phases, counts, statistics and timings")
-    p.add_argument("--label", type=Path, metavar="EXTXYZ",
-                   help="only label the structures of this file (7net-0 and point-charge EFG), "
-                        "write --out")
     p.add_argument("--label-efg-only", type=Path, metavar="EXTXYZ",
                    help="only add point-charge EFG labels to this existing file, write --out")
-    p.add_argument("--seed", type=int, default=20240715)
-    p.add_argument("--device", default="cpu", help="torch device of the 7net-0 model")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--fmax", type=float, default=1e-3, help="phase relaxation, eV/Å")
-    p.add_argument("--max-relax-steps", type=int, default=400)
     p.add_argument("--tilt-scan-max", type=float, default=1.0, help="Å of Br displacement")
     p.add_argument("--tilt-scan-step", type=float, default=0.05, help="Å")
     p.add_argument("--n-mode-mix", type=int, default=40, help="random R/M/Γ mixtures")
-    p.add_argument("--n-strain", type=int, default=20, help="strained cells per phase "
-                   "(half of them also rattled)")
-    p.add_argument("--n-rattle", type=int, default=20, help="rattled cells per phase")
-    p.add_argument("--rattle-min", type=float, default=0.02, help="Å, Gaussian σ per component")
-    p.add_argument("--rattle-max", type=float, default=0.15, help="Å")
-    p.add_argument("--timestep", type=float, default=4.0, help="MD time step, fs")
-    p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs")
-    p.add_argument("--n-equil-steps", type=int, default=100, help="MD steps before sampling")
-    p.add_argument("--n-md-steps", type=int, default=300,
-                   help="sampled MD steps per 2x2x2 trajectory (after equilibration)")
     p.add_argument("--n-md-steps-large", type=int, default=100,
                    help="sampled MD steps per 80- and 160-atom trajectory")
-    p.add_argument("--md-interval", type=int, default=10, help="MD steps between snapshots")
     args = p.parse_args(argv)
-    for name in ("n_mode_mix", "n_strain", "n_rattle", "n_equil_steps", "n_md_steps",
-                 "n_md_steps_large"):
-        if getattr(args, name) < 0:
-            p.error(f"--{name.replace('_', '-')}: expected a non-negative count")
-    for name in ("md_interval", "threads", "max_relax_steps"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')}: expected a positive integer")
-    if not 0.0 < args.rattle_min <= args.rattle_max:
-        p.error("--rattle-min/--rattle-max: expected 0 < min <= max")
+    check_recipe_arguments(p, args, ("n_mode_mix", "n_strain", "n_rattle", "n_equil_steps", "n_md_steps",
+                                     "n_md_steps_large"))
     if not 0.0 < args.tilt_scan_step < args.tilt_scan_max:
         p.error("--tilt-scan-step/--tilt-scan-max: expected 0 < step < max")
     return args

@@ -46,7 +46,8 @@ from tqdm import tqdm
 from structures import ATOMS_PER_CELL, intact_molecules, mapbi3_supercell
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # examples/: the shared labelling code
-from reference_labels import (MODEL_NAME, add_efg_labels, energy_of, labelled,  # noqa: E402
+from reference_labels import (MODEL_NAME, add_efg_labels, add_recipe_arguments, check_recipe_arguments,  # noqa: E402
+                              energy_of, labelled,
                               load_sevennet0, md_snapshots, rattled_cells, read_extxyz,
                               shown_path, statistics, strained_cells, write_frames, write_json)
 
@@ -65,41 +66,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     out_dir = HERE / "reference"
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", type=Path, default=out_dir / "mapbi3_7net0.extxyz.xz",
-                   help="output extxyz (.xz/.gz/.bz2 compressed by extension)")
-    p.add_argument("--summary-out", type=Path, default=out_dir / "generation_summary.json",
-                   help="JSON of versions, a0, phases, counts, statistics and timings")
-    p.add_argument("--label", type=Path, metavar="EXTXYZ",
-                   help="only label the structures of this file (7net-0 and point-charge EFG), "
-                        "write --out")
-    p.add_argument("--seed", type=int, default=20261122)
-    p.add_argument("--device", default="cpu", help="torch device of the 7net-0 model")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--fmax", type=float, default=0.02, help="phase relaxation, eV/Å")
-    p.add_argument("--max-relax-steps", type=int, default=80)
+    add_recipe_arguments(p, {"out": out_dir / "mapbi3_7net0.extxyz.xz",
+                             "summary_out": out_dir / "generation_summary.json", "seed": 20261122,
+                             "threads": 2, "fmax": 0.02, "max_relax_steps": 80, "n_strain": 12, "n_rattle": 12,
+                             "rattle_max": 0.10, "timestep": 0.5, "timestep_help": "MD time step, fs (hydrogen)",
+                             "n_md_steps": 240, "n_md_steps_help": "sampled MD steps per run", "md_interval": 12})
     p.add_argument("--n-orientations", type=int, default=24,
                    help="unrelaxed cubic cells with fresh random cation orientations")
-    p.add_argument("--n-strain", type=int, default=12, help="strained cells per phase "
-                   "(half of them also rattled)")
-    p.add_argument("--n-rattle", type=int, default=12, help="rattled cells per phase")
-    p.add_argument("--rattle-min", type=float, default=0.02, help="Å, Gaussian σ per component")
-    p.add_argument("--rattle-max", type=float, default=0.10, help="Å")
     p.add_argument("--n-distortions", type=int, default=24,
                    help="cells per phase with one bond of every cation stretched or compressed")
-    p.add_argument("--timestep", type=float, default=0.5, help="MD time step, fs (hydrogen)")
-    p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs")
-    p.add_argument("--n-equil-steps", type=int, default=100, help="MD steps before sampling")
-    p.add_argument("--n-md-steps", type=int, default=240, help="sampled MD steps per run")
-    p.add_argument("--md-interval", type=int, default=12, help="MD steps between snapshots")
     args = p.parse_args(argv)
-    for name in ("n_orientations", "n_strain", "n_rattle", "n_distortions", "n_equil_steps", "n_md_steps"):
-        if getattr(args, name) < 0:
-            p.error(f"--{name.replace('_', '-')}: expected a non-negative count")
-    for name in ("md_interval", "threads", "max_relax_steps"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')}: expected a positive integer")
-    if not 0.0 < args.rattle_min <= args.rattle_max:
-        p.error("--rattle-min/--rattle-max: expected 0 < min <= max")
+    check_recipe_arguments(p, args, ("n_orientations", "n_strain", "n_rattle", "n_distortions", "n_equil_steps",
+                                     "n_md_steps"))
     return args
 
 
