@@ -60,3 +60,19 @@ class LocalPointChargeEFG(torch.nn.Module):
 def point_charge_efg_module(cutoff=5.5):
     from pyexport.contract import EFGModule
     return EFGModule(LocalPointChargeEFG([1.0, 2.0, -1.0], cutoff), ELEMENTS, cutoff)
+
+
+def labelled_by(energy_model, atoms, elements, cutoff):
+    """A copy of ``atoms`` with the energy (eV), forces (eV/Å) and stress (eV/Å³) of a float64
+    per-atom ``energy_model`` (a fit's reference truth), as the fit's own batch path computes them."""
+    import numpy as np
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from pyexport.fit import GPA_PER_EV_A3, Structure, batch_forward, make_batch, prepare
+
+    blank = Structure(atoms=atoms, energy=0.0, forces=np.zeros((len(atoms), 3)), stress=np.zeros(6), source="")
+    e, f, s = batch_forward(energy_model, make_batch(prepare([blank], elements, cutoff)))
+    out = atoms.copy()
+    out.calc = SinglePointCalculator(out, energy=float(e[0].detach()), free_energy=float(e[0].detach()),
+                                     forces=f.detach().numpy(), stress=s[0].detach().numpy() / GPA_PER_EV_A3)
+    return out

@@ -16,13 +16,13 @@ import ase.io
 import numpy as np
 import pytest
 import torch
-from ase.calculators.singlepoint import SinglePointCalculator
 
 import pyexport
+from contract_models import labelled_by
 from pyexport.cli import main
 from pyexport.contract import PotentialModule, build_inputs, export_model, load_model
-from pyexport.fit import (GPA_PER_EV_A3, Structure, batch_forward, load_checkpoint, make_batch, potential_from_checkpoint,
-                          predict, prepare, read_structures, model_from_checkpoint)
+from pyexport.fit import (load_checkpoint, model_from_checkpoint, potential_from_checkpoint, predict, prepare,
+                          read_structures)
 from pyexport.models.cluster import ClusterBasis, ClusterLinear
 from pyexport.structures import cspbbr3, displaced, mode_pattern, rattled
 
@@ -41,12 +41,7 @@ def one_thread():
 
 
 def _label(truth, atoms):
-    blank = Structure(atoms=atoms, energy=0.0, forces=np.zeros((len(atoms), 3)), stress=np.zeros(6), source="")
-    e, f, s = batch_forward(truth, make_batch(prepare([blank], ELEMENTS, TINY.cutoff)))
-    out = atoms.copy()
-    out.calc = SinglePointCalculator(out, energy=float(e[0].detach()), free_energy=float(e[0].detach()),
-                                     forces=f.detach().numpy(), stress=s[0].detach().numpy() / GPA_PER_EV_A3)
-    return out
+    return labelled_by(truth, atoms, ELEMENTS, TINY.cutoff)
 
 
 @pytest.fixture(scope="module")

@@ -14,15 +14,14 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-from ase.calculators.singlepoint import SinglePointCalculator
 
+from contract_models import labelled_by
 from lammps_run import mlff_single_point
 from pyexport.calculator import MLFFCalculator
 from pyexport.cli import main, parse_pair_cutoffs
 from pyexport.committee import ClusterCommittee
 from pyexport.contract import PotentialModule, build_inputs, fold_to_atoms, load_model
-from pyexport.fit import (GPA_PER_EV_A3, Structure, batch_forward, load_checkpoint, make_batch,
-                          model_from_checkpoint, prepare)
+from pyexport.fit import load_checkpoint, model_from_checkpoint
 from pyexport.models.cluster import ClusterBasis, ClusterDescriptor, ClusterLinear, ClusterNN
 from pyexport.structures import cspbbr3, rattled
 from pyexport.units import LAMMPS_BAR_PER_EV_A3
@@ -292,12 +291,7 @@ def test_pair_cutoff_option_parses():
 # Fit, export, LAMMPS
 # --------------------------------------------------------------------------------------------
 def _label(truth, atoms):
-    blank = Structure(atoms=atoms, energy=0.0, forces=np.zeros((len(atoms), 3)), stress=np.zeros(6), source="")
-    e, f, s = batch_forward(truth, make_batch(prepare([blank], ELEMENTS, CUTOFF)))
-    out = atoms.copy()
-    out.calc = SinglePointCalculator(out, energy=float(e[0].detach()), free_energy=float(e[0].detach()),
-                                     forces=f.detach().numpy(), stress=s[0].detach().numpy() / GPA_PER_EV_A3)
-    return out
+    return labelled_by(truth, atoms, ELEMENTS, CUTOFF)
 
 
 @pytest.fixture(scope="module")
