@@ -52,8 +52,12 @@ line (some hand-edited files lack the final newline) when it has all its columns
 numbers, and is taken as cut otherwise; a file cut inside the last number of its last row,
 leaving a shorter number, cannot be told from a complete one. Anything malformed inside the file
 (a non-numeric token, a row with the wrong number of columns, a missing or unknown ``ITEM:``
-line, a repeated atom id, a type missing from the map) raises :class:`DumpFormatError` naming
-file, line and frame; the frames before it have been yielded by then.
+line, a repeated atom id, a type missing from the map, a coordinate that is NaN, infinite or
+more than ``MAX_BOX_LENGTHS`` = 1000 box lengths outside the box, box bounds that are not
+finite or with lo ≥ hi) raises :class:`DumpFormatError` naming file, line, frame and timestep;
+the frames before it have been yielded by then. A compressed stream cut short is reported even
+when the text it gave ends between two frames (frames after the cut are missing), and a file that
+ends before its first frame is complete raises :class:`TruncatedDumpError` with the reason.
 
 Speed and memory: the file is read in blocks of 4 MiB into one reused buffer (``.gz``,
 ``.bz2``, ``.xz`` recognised by their magic bytes); a frame's atom rows are converted in one
@@ -80,7 +84,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_masses, atomic_numbers, chemical_symbols
 
-__all__ = ["DumpFormatError", "TruncatedDumpWarning", "iread", "read_frames", "count_frames",
+__all__ = ["DumpFormatError", "TruncatedDumpError", "TruncatedDumpWarning", "iread", "read_frames", "count_frames",
            "read_type_map"]
 
 TypesArg = Union[None, str, PathLike, Sequence[str], Mapping[int, str]]
@@ -93,7 +97,12 @@ class DumpFormatError(ValueError):
 
 
 class TruncatedDumpWarning(UserWarning):
-    """The dump ends inside a frame; the complete frames before it were read."""
+    """The dump ends inside a frame, or its compressed stream is cut short; the complete frames
+    before the cut were read."""
+
+
+class TruncatedDumpError(DumpFormatError):
+    """The dump ends (or its compressed stream is cut) before its first frame is complete."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,6 +114,9 @@ _INT_COLUMNS = {"id", "type", "mol", "proc", "procp1", "ix", "iy", "iz"}
 _INT_PREFIXES = ("i_", "i2_")
 _STRING_COLUMNS = {"element", "typelabel"}
 _ORIGINAL_ELEMENTS = set(chemical_symbols[1:])
+#: coordinates further than this many box lengths from the box are refused as corrupt: unwrapped
+#: MD coordinates drift by a few box lengths at most (diffusion over a whole run)
+MAX_BOX_LENGTHS = 1000.0
 
 
 def _is_int_column(name: str) -> bool:
@@ -556,16 +568,17 @@ class _Lines:
 
 
 def _open_binary(path: Path):
-    """Binary stream of a plain, gzip, bzip2 or xz file, recognised by its first bytes."""
+    """(binary stream, compression: "gzip", "bzip2", "xz" or None) of a plain or compressed
+    file, recognised by its first bytes."""
     with open(path, "rb") as probe:
         magic = probe.read(6)
     if magic[:2] == b"\x1f\x8b":
-        return gzip.open(path, "rb")
+        return gzip.open(path, "rb"), "gzip"
     if magic[:3] == b"BZh":
-        return bz2.open(path, "rb")
+        return bz2.open(path, "rb"), "bzip2"
     if magic == b"\xfd7zXZ\x00":
-        return lzma.open(path, "rb")
-    return open(path, "rb")
+        return lzma.open(path, "rb"), "xz"
+    return open(path, "rb"), None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -601,9 +614,13 @@ def _box_from_bounds(flags: List[str], rows: List[List[float]], fail):
         fail(f"unknown boundary flags {' '.join(pbc_flags)!r}")
     pbc = np.array([f == "pp" for f in pbc_flags] if pbc_flags else [False] * 3)
     data = np.array(rows)
+    if data.size and not np.all(np.isfinite(data)):
+        fail(f"box bounds must be finite numbers, found {data.tolist()}")
     if flags[:2] == ["abc", "origin"]:
         if data.shape != (3, 4):
             fail("general triclinic box needs 4 numbers per line: a_x a_y a_z origin")
+        if not abs(np.linalg.det(data[:, :3])) > 0.0:
+            fail(f"general triclinic box with zero volume: a, b, c = {data[:, :3].tolist()}")
         return data[:, :3].copy(), data[:, 3].copy(), pbc
     tilt_names = [f for f in flags if f in ("xy", "xz", "yz")]
     if tilt_names:
@@ -620,6 +637,9 @@ def _box_from_bounds(flags: List[str], rows: List[List[float]], fail):
     ylo = data[1, 0] - min(0.0, yz)
     yhi = data[1, 1] - max(0.0, yz)
     zlo, zhi = data[2, :2]
+    for axis, lo, hi in (("x", xlo, xhi), ("y", ylo, yhi), ("z", zlo, zhi)):
+        if not hi > lo:
+            fail(f"inverted or empty box: {axis}lo {lo:g} >= {axis}hi {hi:g}")
     cell = np.array([[xhi - xlo, 0.0, 0.0], [xy, yhi - ylo, 0.0], [xz, yz, zhi - zlo]])
     return cell, np.array([xlo, ylo, zlo]), pbc
 
@@ -919,6 +939,7 @@ class _FrameReader:
         order = self._id_order(header, columns["id"]) if "id" in columns else None
         numbers = self._atomic_numbers(header, columns)    # (rows in file order: errors name
         positions = self._positions(header, columns)       # the right line)
+        self._check_positions(header, positions)
         if order is not None:
             numbers, positions = numbers[order], positions[order]
             columns = {name: values[order] for name, values in columns.items()}
@@ -1033,6 +1054,21 @@ class _FrameReader:
                               f"no coordinates (x y z, xs ys zs, xu yu zu or xsu ysu zsu) in "
                               f"columns {' '.join(header.columns)}")
 
+    def _check_positions(self, header: _Header, positions: np.ndarray) -> None:
+        """Coordinates must be finite and within MAX_BOX_LENGTHS box lengths of the box: MD
+        coordinates, wrapped or unwrapped, never get that far, so such a value is corruption
+        (it would otherwise reach MSDs and EFGs as enormous or NaN numbers)."""
+        finite = np.isfinite(positions).all(axis=1)
+        if not finite.all():
+            row = int(np.flatnonzero(~finite)[0])
+            self.fail(header, row, f"coordinate {positions[row].tolist()} is not finite")
+        fractional = np.linalg.solve(header.cell.T, (positions - header.origin).T).T
+        outside = np.abs(fractional - 0.5).max(axis=1) > MAX_BOX_LENGTHS
+        if outside.any():
+            row = int(np.flatnonzero(outside)[0])
+            self.fail(header, row, f"coordinate {positions[row].tolist()} Å lies more than "
+                                   f"{MAX_BOX_LENGTHS:g} box lengths outside the box (corrupt value)")
+
     def _atomic_numbers(self, header: _Header, columns: Dict[str, np.ndarray]) -> np.ndarray:
         types = columns.get("type")
         if "element" in columns:
@@ -1112,7 +1148,8 @@ def _frames(path: Path, type_map, frames: range, parse: bool = True) -> Iterator
     """Walk the file: yield Atoms for the selected frames (or, with parse=False, the header of
     every complete frame). Warns and stops at a frame the file ends inside."""
     reader = _FrameReader(path, type_map)
-    with _open_binary(path) as stream:
+    stream, compression = _open_binary(path)
+    with stream:
         lines = _Lines(stream)
         frame = 0
         header = None
@@ -1120,6 +1157,10 @@ def _frames(path: Path, type_map, frames: range, parse: bool = True) -> Iterator
             try:
                 header = _read_header(lines, path, frame)
                 if header is None:
+                    if lines.stream_error:
+                        # the text ends between frames, but the compressed stream was cut: frames
+                        # may be missing after these, and the file is damaged either way
+                        _truncated(path, compression, lines, frame, None, between_frames=True)
                     return
                 wanted = parse and frame in frames
                 rows = lines.read_lines(header.n_atoms)
@@ -1127,17 +1168,32 @@ def _frames(path: Path, type_map, frames: range, parse: bool = True) -> Iterator
                                     and not _row_complete(*rows, header.columns)):
                     raise _EndInsideFrame
             except _EndInsideFrame:
-                timestep = f", timestep {header.timestep}" if header and header.frame == frame else ""
-                cause = f" ({lines.stream_error})" if lines.stream_error else ""
-                warnings.warn(f"{path}: the file ends inside frame {frame}{timestep} after line "
-                              f"{lines.line_number}{cause}; read the {frame} complete frame(s) "
-                              f"before it", TruncatedDumpWarning, stacklevel=3)
+                _truncated(path, compression, lines, frame,
+                           header.timestep if header and header.frame == frame else None)
                 return
             if not parse:
                 yield header
             elif wanted:
                 yield reader.atoms(header, *rows)
             frame += 1
+
+
+def _truncated(path: Path, compression: Optional[str], lines: _Lines, frame: int,
+               timestep: Optional[int], between_frames: bool = False) -> None:
+    """The file ends early, after ``frame`` complete frames: inside frame ``frame``, or between
+    frames when only the compressed stream shows the cut. A TruncatedDumpWarning that keeps the
+    complete frames, or a TruncatedDumpError when there is none."""
+    if between_frames:
+        where = f"after frame {frame - 1} (line {lines.line_number})" if frame else "before its first frame"
+    else:
+        where = (f"inside frame {frame}" + (f" (timestep {timestep})" if timestep is not None else "")
+                 + f" after line {lines.line_number}")
+    cause = f" (truncated {compression} stream: {lines.stream_error})" if lines.stream_error else ""
+    message = f"{path}: the file ends {where}{cause}"
+    if frame == 0:
+        raise TruncatedDumpError(f"{message}; it holds no complete frame")
+    warnings.warn(f"{message}; kept the {frame} complete frame(s) before it", TruncatedDumpWarning,
+                  stacklevel=4)
 
 
 def count_frames(path: Union[str, PathLike]) -> int:

@@ -17,8 +17,8 @@ import ase.io
 import numpy as np
 import pytest
 
-from efg.dump import (DumpFormatError, TruncatedDumpWarning, count_frames, iread, read_frames,
-                      read_type_map)
+from efg.dump import (DumpFormatError, TruncatedDumpError, TruncatedDumpWarning, count_frames, iread,
+                      read_frames, read_type_map)
 from lammps_helpers import lammps_instance
 
 DATA = Path(__file__).parent / "data"
@@ -675,3 +675,110 @@ def test_frames_larger_than_the_read_block(tmp_path):
     assert [len(a) for a in ours] == [10, 120_000, 10]
     for a, b in zip(ours, theirs):
         np.testing.assert_array_equal(a.positions, b.positions)
+
+
+# ---------------------------------------------------------------------------------------------
+# cut compressed streams and corrupt coordinates / boxes in real dumps
+
+REAL_DUMP = DATA / "dpdata" / "traj.dump"          # 2 frames (timesteps 0, 10), 17 atoms, Fe Ni
+
+
+@pytest.mark.parametrize("compress, kind", [(gzip.compress, "gzip"), (lzma.compress, "xz")])
+@pytest.mark.parametrize("cut", [1, 8])                # inside the trailer: every frame decodes
+def test_cut_compressed_trailer_warns_and_keeps_frames(tmp_path, compress, kind, cut):
+    """A stream cut after the last frame's text (only the CRC/size trailer lost) still holds
+    every frame, but the file is damaged and frames after the cut may be missing: say so."""
+    packed = compress(REAL_DUMP.read_bytes())
+    path = tmp_path / f"cut.dump.{kind}"
+    path.write_bytes(packed[:-cut])
+    with pytest.warns(TruncatedDumpWarning, match=rf"cut\.dump\.{kind}: the file ends after frame 1 "
+                                                   rf".*truncated {kind} stream.*kept the 2 complete"):
+        frames = read_frames(path, types=["Fe", "Ni"])
+    full = read_frames(REAL_DUMP, types=["Fe", "Ni"])
+    assert len(frames) == 2
+    for a, b in zip(frames, full):
+        np.testing.assert_array_equal(a.positions, b.positions)
+
+
+def test_cut_gzip_member_inside_a_frame_keeps_complete_frames(tmp_path):
+    """Multi-member gzip (one member per frame, as `cat a.gz b.gz` makes), the last one cut."""
+    text = REAL_DUMP.read_bytes()
+    second = _frame_starts(text)[1]
+    packed = gzip.compress(text[:second]) + gzip.compress(text[second:])
+    path = tmp_path / "members.dump.gz"
+    path.write_bytes(packed[:-40])
+    with pytest.warns(TruncatedDumpWarning, match=r"members\.dump\.gz: the file ends inside frame 1 "
+                                                   r"\(timestep 10\).*truncated gzip stream.*kept the 1"):
+        frames = read_frames(path, types=["Fe", "Ni"])
+    assert len(frames) == 1
+
+
+def test_cut_bzip2_of_real_dump(tmp_path):
+    """wat.lammpstrj.bz2 (one bzip2 block): cut in its trailer all 3 frames decode and the cut is
+    reported; cut mid-block nothing decodes and the error gives the reason, not "no frames"."""
+    packed = (DATA / "mdanalysis" / "wat.lammpstrj.bz2").read_bytes()
+    path = tmp_path / "wat.lammpstrj.bz2"
+    path.write_bytes(packed[:-1])
+    with pytest.warns(TruncatedDumpWarning, match=r"truncated bzip2 stream.*kept the 3 complete"):
+        assert len(read_frames(path, types=["H", "O"])) == 3
+    path.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(TruncatedDumpError, match=r"wat\.lammpstrj\.bz2: the file ends before its first "
+                                                 r"frame \(truncated bzip2 stream: .*\); it holds no "
+                                                 r"complete frame"):
+        read_frames(path, types=["H", "O"])
+    with pytest.raises(TruncatedDumpError):
+        count_frames(path)
+
+
+def test_plain_file_cut_inside_its_first_frame_is_an_error(tmp_path):
+    text = REAL_DUMP.read_bytes()
+    path = tmp_path / "first.dump"
+    path.write_bytes(text[: text.index(b"ITEM: ATOMS") + 200])
+    with pytest.raises(TruncatedDumpError, match=r"first\.dump: the file ends inside frame 0 "
+                                                 r"\(timestep 0\) after line \d+; it holds no complete"):
+        read_frames(path, types=["Fe", "Ni"])
+
+
+def _with_row_value(text: bytes, frame: int, row: int, column: int, value: bytes) -> bytes:
+    new, _ = _corrupt(text, frame, row, lambda w: w[:column] + [value] + w[column + 1:])
+    return new
+
+
+@pytest.mark.parametrize("value", [b"nan", b"inf", b"-inf", b"1e300", b"-6000"])
+def test_non_finite_or_absurd_coordinate_is_an_error(tmp_path, value):
+    """A coordinate that is not finite or lies more than 1000 box lengths (5.7 Å each) away
+    from the box: an error naming file, line, frame and timestep, not an MSD of 1e26 Å²."""
+    path = tmp_path / "bad.dump"
+    new = _with_row_value(REAL_DUMP.read_bytes(), 1, 4, 3, value)       # frame 1, 5th row, y
+    path.write_bytes(new)
+    line = new[: new.index(b" " + value + b" ")].count(b"\n") + 1
+    with pytest.raises(DumpFormatError, match=rf"bad\.dump, line {line} \(frame 1, timestep 10\): "
+                                              r"coordinate .*(not finite|more than 1000 box lengths)"):
+        read_frames(path, types=["Fe", "Ni"])
+    with pytest.raises(DumpFormatError):
+        read_frames(path, types=["Fe", "Ni"], index="1")
+
+
+def test_unwrapped_coordinates_a_few_boxes_away_are_kept(tmp_path):
+    path = tmp_path / "far.dump"
+    path.write_bytes(_with_row_value(REAL_DUMP.read_bytes(), 1, 4, 3, b"-570.0"))   # 100 boxes
+    assert read_frames(path, types=["Fe", "Ni"])[1].positions[4, 1] == -570.0
+
+
+@pytest.mark.parametrize("bounds", [b"5.7 -0.04", b"nan 5.7", b"0 inf"])
+def test_inverted_or_non_finite_box_is_an_error(tmp_path, bounds):
+    """Box bounds with xlo > xhi (or not numbers a box can have), in the second frame."""
+    text = (DATA / "mdanalysis" / "image_vf.lammpstrj").read_bytes()
+    start = _frame_starts(text)[1]
+    box = text.index(b"ITEM: BOX BOUNDS", start)
+    first = text.index(b"\n", box) + 1
+    end = text.index(b"\n", first)
+    new = text[:first] + bounds + text[end:]
+    path = tmp_path / "box.lammpstrj"
+    path.write_bytes(new)
+    line = new[:first].count(b"\n") + 3
+    timestep = int(text[start:].split(b"\n")[1])
+    with pytest.raises(DumpFormatError, match=rf"box\.lammpstrj, line {line} \(frame 1, timestep "
+                                              rf"{timestep}\): (inverted or empty box: xlo .* >= xhi|"
+                                              r"box bounds must be finite)"):
+        read_frames(path, types=["H", "O"])
