@@ -308,6 +308,9 @@ class _Step:
 
 
 _ION_STEP = re.compile(r"Iteration\s*(\d+)\s*\(\s*\d+\s*\)")
+# Linear-response switches (header "Linear response parameters"): their
+# loops print "Iteration N(M)" headers after the last ionic step.
+_RESPONSE_FLAG = re.compile(r"(LEPSILON|LCHIMAG)\s*=\s*([TF])\b")
 _EFG_TABLES = {
     # title (stripped line) -> (name, numbers per ion after the ion index)
     "Electric field gradients (V/A^2)": ("raw", 6),
@@ -333,6 +336,8 @@ class _OutcarParser:
         self.steps = []              # ab-initio steps, complete or not
         self.ml_steps = 0
         self.truncated_line = None   # where a table was cut by the end of file
+        self.response = []           # LEPSILON / LCHIMAG set in the header
+        self.finished = False        # VASP's closing timing summary was printed
 
     # -- the pass ---------------------------------------------------------
     def run(self):
@@ -353,6 +358,10 @@ class _OutcarParser:
         elif stripped.startswith("NWRITE") and self.nwrite is None:
             match = re.match(r"NWRITE\s*=\s*(\d+)", stripped)
             self.nwrite = int(match.group(1)) if match else None
+        elif _RESPONSE_FLAG.match(stripped):
+            self._response_flag(stripped)
+        elif stripped.startswith("General timing and accounting"):
+            self.finished = True
         elif "direct lattice vectors" in stripped:
             self.cell = self._cell()
         elif "Iteration" in stripped and stripped.startswith("-"):
@@ -403,6 +412,11 @@ class _OutcarParser:
         types = [check_symbol(s, self.path, ln)
                  for s, ln in self.potcar_symbols[:len(counts)]]
         self.symbols = [s for s, n in zip(types, counts) for _ in range(n)]
+
+    def _response_flag(self, stripped):
+        name, value = _RESPONSE_FLAG.match(stripped).groups()
+        if value == "T" and name not in self.response:
+            self.response.append(name)
 
     # -- tables -----------------------------------------------------------
     def _cell(self):
@@ -517,16 +531,30 @@ class _OutcarParser:
                 self.path, incomplete, self.truncated_line,
                 f"file ends inside a table at line {self.truncated_line} "
                 f"(ionic step {self.ionic_step})")
-        elif self.open_step_line is not None:
+        elif self.open_step_line is not None and not self.finished:
             _report_incomplete(
                 self.path, incomplete, self.open_step_line,
                 f"file ends inside ionic step {self.ionic_step} (begun at line "
-                f"{self.open_step_line}) before its energy was printed")
+                f"{self.open_step_line}) before its energy was printed"
+                + self._response_note())
+        elif self.open_step_line is not None:
+            # A run that VASP finished: the 'Iteration' headers after the last
+            # ionic step belong to the linear-response loops (LEPSILON,
+            # LCHIMAG), which print no ionic step.
+            _log.debug("%s: 'Iteration' headers from line %d on belong to the "
+                       "linear-response part", self.path, self.open_step_line)
         if not complete:
             raise ParseError(self.path, None,
                              "no complete ab-initio ionic step (energy, positions "
                              "and forces) found")
         return [self._atoms(step) for step in complete]
+
+    def _response_note(self):
+        if not (self.response and self.steps):
+            return ""
+        return (f" (or inside the linear-response part of the run, "
+                f"{'/'.join(self.response)} = T, which also prints 'Iteration' "
+                f"headers: the run stopped before VASP's timing summary)")
 
     def _atoms(self, step):
         if step.cell is None:

@@ -1,0 +1,75 @@
+"""pyexport.data against real VASP runs that other projects' test suites hold (tests/data/README.md):
+linear-response (LEPSILON, LCHIMAG) runs, VASP 5.2 output order, van der Waals force tables, more than
+10 species, files cut by a killed job, and SCF-unconverged steps.
+
+Reference numbers come from VASP's printed output (a plain scan below) and from ASE's readers where
+ASE reads the file.
+"""
+
+import gzip
+import warnings
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+
+from pyexport.data import IncompleteDataWarning, ParseError, read
+
+DATA = Path(__file__).parent / "data"
+LEPSILON_OUTCAR = DATA / "pymatgen" / "OUTCAR.lepsilon.gz"
+LCHIMAG_OUTCAR = DATA / "pymatgen" / "core.diff.chemical.shifts.OUTCAR.gz"
+
+
+def _lines(path):
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return raw.decode("latin-1").splitlines(keepends=True)
+
+
+def _printed_totens(path):
+    """Every final 'free  energy   TOTEN' value (VASP's exact spelling), in order."""
+    return [float(line.split()[-2]) for line in _lines(path)
+            if line.strip().startswith("free  energy   TOTEN")]
+
+
+def _cut(path, tmp_path, n_lines, extra=""):
+    """The first ``n_lines`` lines of ``path`` (plus ``extra``, e.g. half a line) as a plain file:
+    what a killed job leaves."""
+    dest = tmp_path / path.name.removesuffix(".gz")
+    dest.write_text("".join(_lines(path)[:n_lines]) + extra, encoding="latin-1")
+    return dest
+
+
+def _assert_agrees_with_ase(ours, path):
+    theirs = ase.io.read(path, index=":", format="vasp-out")
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        assert a.get_chemical_symbols() == b.get_chemical_symbols()
+        np.testing.assert_allclose(a.cell[:], b.cell[:], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(a.positions, b.positions, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(a.get_forces(), b.get_forces(), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(a.get_stress(), b.get_stress(), rtol=0, atol=1e-12)
+        assert a.get_potential_energy() == pytest.approx(
+            b.get_potential_energy(force_consistent=True), abs=1e-9)
+
+
+# -- linear response: 'Iteration' headers after the last ionic step -------------------------------
+
+@pytest.mark.parametrize("path", [LEPSILON_OUTCAR, LCHIMAG_OUTCAR], ids=["lepsilon", "lchimag"])
+def test_linear_response_run_is_one_complete_step(path):
+    frames = read(path)
+    assert len(frames) == 1 == len(_printed_totens(path))
+    assert frames[0].get_potential_energy() == _printed_totens(path)[0]
+    _assert_agrees_with_ase(frames, path)
+
+
+def test_killed_linear_response_run_names_the_response_part(tmp_path):
+    # cut inside the LEPSILON loops (they start at line 18581), long after step 1's energy
+    path = _cut(LEPSILON_OUTCAR, tmp_path, 30000)
+    with pytest.raises(ParseError, match="linear-response part of the run, LEPSILON = T"):
+        read(path)
+    with pytest.warns(IncompleteDataWarning):
+        frames = read(path, incomplete="warn")
+    assert [a.get_potential_energy() for a in frames] == [241.55228287]
