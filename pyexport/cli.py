@@ -213,7 +213,7 @@ def fit_config_from_options(options: dict):
 def run_fit_command(args) -> int:
     import torch
 
-    from .fit import run_fit
+    from .fit import run_fit, write_checkpoint
 
     options = resolve_fit_options(args)
     if options["threads"]:
@@ -222,7 +222,7 @@ def run_fit_command(args) -> int:
     if not config.data:
         raise ValueError("no data files: give them as arguments or as 'data' in --config")
     ckpt, metrics = run_fit(config)
-    torch.save(ckpt, config.output)
+    write_checkpoint(ckpt, config.output)
     metrics_path = config.metrics or os.path.splitext(config.output)[0] + ".metrics.json"
     with open(metrics_path, "w") as fh:
         json.dump({**metrics, "fit": {k: v for k, v in ckpt["fit"].items() if k != "split_sources"}}, fh, indent=2)
@@ -372,14 +372,9 @@ def add_export_parser(subparsers) -> None:
 
 
 def run_export_command(args) -> int:
-    import torch
+    from .fit import read_checkpoint_file
 
-    if not os.path.isfile(args.checkpoint):
-        raise FileNotFoundError(f"{args.checkpoint}: checkpoint not found")
-    try:
-        ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ValueError(f"{args.checkpoint}: not a checkpoint ({type(exc).__name__})") from None
+    ckpt = read_checkpoint_file(args.checkpoint)
     fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
     if fmt is None and isinstance(ckpt, dict) and ckpt.get("model") == "efg":
         from .fit_efg import load_efg_checkpoint
@@ -422,12 +417,14 @@ def describe(path: str) -> dict:
                 "metadata": {k: v for k, v in meta.items() if k not in keys}}
     except ContractError as exc:
         model_error = str(exc)
-    from .fit import load_checkpoint
+    from .fit import UnsafeCheckpointError, load_checkpoint
 
     try:
         ckpt = load_checkpoint(path)
-    except (ValueError, FileNotFoundError):
-        raise ValueError(f"{model_error}; and not a pyexport checkpoint either") from None
+    except UnsafeCheckpointError:
+        raise
+    except (ValueError, FileNotFoundError) as exc:
+        raise ValueError(f"{model_error}; and not a pyexport checkpoint either ({exc})") from None
     return {"file": path, "type": "checkpoint",
             "summary": {k: ckpt[k] for k in ("model_type", "elements", "cutoff", "dtype", "hyperparameters",
                                               "data_hash", "data_files", "pyexport_version")},

@@ -34,6 +34,7 @@ import copy
 import hashlib
 import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -722,13 +723,47 @@ def make_checkpoint(model: torch.nn.Module, model_type: str, elements: Sequence[
             "fit": fit_report, "pyexport_version": __version__}
 
 
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint file holding Python objects other than tensors and plain data: unpickling
+    them could run code from the file, so it is refused."""
+
+
+def _plain_data(obj):
+    """``obj`` with numpy scalars and arrays turned into Python numbers and lists (tensors, dicts,
+    lists, tuples, numbers and strings kept), so that ``torch.load(weights_only=True)`` reads it."""
+    if isinstance(obj, dict):
+        return {k: _plain_data(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain_data(v) for v in obj)
+    if isinstance(obj, (np.ndarray, np.generic)):
+        return obj.tolist()
+    return obj
+
+
+def write_checkpoint(ckpt: dict, path: str) -> None:
+    """Write a checkpoint as plain data (dicts, lists, numbers, strings, tensors): what
+    :func:`read_checkpoint_file` reads without unpickling arbitrary objects."""
+    torch.save(_plain_data(ckpt), path)
+
+
 def read_checkpoint_file(path: str):
     """The object in a torch checkpoint file, with errors naming the file (missing, unreadable);
-    the callers check that it is their kind of checkpoint."""
+    the callers check that it is their kind of checkpoint. Only tensors and plain data are
+    unpickled (``weights_only=True``): a file with anything else is refused with
+    :class:`UnsafeCheckpointError` before any of its code can run."""
+    import pickle
+
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)|Unsupported operand \S+", str(exc))
+        what = f" ({found.group(1) or found.group(0)})" if found else ""
+        raise UnsafeCheckpointError(
+            f"{path}: refused: the file holds Python objects other than tensors and plain data{what}; "
+            f"unpickling them could run code from the file. pyexport checkpoints hold plain data only: "
+            f"refit if this is an old one, and never load files of unknown origin") from None
     except Exception as exc:
         raise ValueError(f"{path}: not a pyexport checkpoint ({type(exc).__name__}: {exc})") from None
 

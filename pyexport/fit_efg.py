@@ -36,7 +36,7 @@ import torch
 
 from .contract import ContractInputs, EFGModule, build_inputs, species_indices
 from .efg_eval import frame_groups, join_inputs
-from .fit import elements_of, hash_files, read_checkpoint_file, read_labelled
+from .fit import elements_of, hash_files, read_checkpoint_file, read_labelled, write_checkpoint
 from .fit import split_indices as fit_split_indices
 from .models.efg import (MODEL_NAME, EFGHyperparameters, EFGModel, build_efg_model,
                          efg_contract_module, model_from_state)
@@ -608,7 +608,7 @@ def run_fit_efg(args) -> int:
     elements = list(config.elements) if config.elements else elements_of(structures)
     config.isotopes = parse_isotopes(args.isotopes, elements)
     ckpt, metrics, _ = run_efg_fit(config, structures)
-    torch.save(ckpt, args.output)
+    write_checkpoint(ckpt, args.output)
     if args.metrics:
         with open(args.metrics, "w") as fh:
             json.dump(metrics, fh, indent=2, sort_keys=True)

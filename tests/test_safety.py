@@ -1,0 +1,137 @@
+"""Data safety across the command lines: no unpickling of untrusted files, no input overwritten.
+
+- Checkpoints are read with ``torch.load(weights_only=True)``: a crafted "checkpoint" whose
+  unpickling would create a marker file (``__reduce__`` → ``open(marker, "w")``) is refused with
+  an error naming the file, by every loader and command, and the marker never appears; our own
+  freshly written checkpoints (``pyexport fit``, ``pyexport fit-efg``) still load and export.
+- No command writes over one of its inputs (same file after resolving links).
+"""
+import builtins
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from efg.cli import main as efg_main
+from pyexport.cli import main as pyexport_main
+from pyexport.contract import load_model
+from pyexport.fit import UnsafeCheckpointError, load_checkpoint, read_checkpoint_file
+from pyexport.fit_efg import load_efg_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data"
+VASPRUN = DATA / "dpdata" / "vasprun.h2o.md.10.xml"     # 10 labelled MD steps of water (VASP)
+DUMP = DATA / "dpdata" / "traj.dump"                     # LAMMPS dump, 2 frames, Fe Ni
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class _CreatesMarker:
+    """Unpickling this object calls open(marker, "w"): the file appearing means code ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return builtins.open, (self.marker, "w")
+
+
+def _crafted(tmp_path, how: str, header: dict) -> tuple:
+    """(crafted checkpoint path, marker path) in each file layout torch.load accepts."""
+    marker = tmp_path / f"marker_{how}"
+    path = tmp_path / f"crafted_{how}.ckpt"
+    payload = {**header, "state_dict": _CreatesMarker(marker)}
+    if how == "zip":
+        torch.save(payload, path)
+    elif how == "legacy":
+        torch.save(payload, path, _use_new_zipfile_serialization=False)
+    else:
+        with open(path, "wb") as fh:
+            pickle.dump(payload, fh, protocol=2)
+    return path, marker
+
+
+HEADERS = {"potential": {"format": "pyexport-potential-checkpoint", "format_version": 1},
+           "efg": {"model": "efg", "format_version": 1}}
+
+
+def test_the_crafted_file_does_run_code_when_unpickled_blindly(tmp_path):
+    """The test's premise: loading it the old way (weights_only=False) creates the marker."""
+    path, marker = _crafted(tmp_path, "zip", HEADERS["potential"])
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("how", ["zip", "legacy", "raw_pickle"])
+@pytest.mark.parametrize("kind", sorted(HEADERS))
+def test_crafted_checkpoint_is_refused_everywhere(tmp_path, capsys, how, kind):
+    path, marker = _crafted(tmp_path, how, HEADERS[kind])
+    for loader in (read_checkpoint_file, load_checkpoint, load_efg_checkpoint):
+        with pytest.raises(UnsafeCheckpointError, match=rf"{path.name}: refused: the file holds Python objects "
+                                                        r"other than tensors and plain data"):
+            loader(str(path))
+    for argv in (["inspect", str(path)], ["inspect", "--json", str(path)],
+                 ["export", str(path), "-o", str(tmp_path / "out.pt")]):
+        assert pyexport_main(argv) == 1
+        err = capsys.readouterr().err
+        assert f"{path}: refused" in err and "could run code" in err, err
+    assert efg_main(["analyze", "--dump", str(DUMP), "--types", "Fe,Ni", "--model", str(path),
+                     "-o", str(tmp_path / "run.json"), "--no-progress"]) == 1
+    assert "not a TorchScript model archive" in capsys.readouterr().err
+    assert not marker.exists()
+    assert not (tmp_path / "out.pt").exists()
+
+
+def test_crafted_checkpoint_refused_in_a_fresh_process(tmp_path):
+    """The command as a user runs it: exit status 1, the reason on stderr, no marker."""
+    path, marker = _crafted(tmp_path, "zip", HEADERS["potential"])
+    done = subprocess.run([sys.executable, "-m", "pyexport", "inspect", str(path)], cwd=REPO,
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and f"{path}: refused" in done.stderr, done.stderr
+    assert not marker.exists()
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """A checkpoint written by `pyexport fit` (tiny basis, the real VASP water MD)."""
+    root = tmp_path_factory.mktemp("fit")
+    ckpt = root / "water.ckpt"
+    assert pyexport_main(["fit", str(VASPRUN), "--basis", "tiny", "--cutoff", "4.0", "--split", "0.6,0.2,0.2",
+                          "--lambdas", "1e-10:1e-4:3", "-o", str(ckpt), "--no-progress"]) == 0
+    return ckpt
+
+
+def test_fit_checkpoint_loads_safely_and_exports(fitted, tmp_path, capsys):
+    plain = torch.load(fitted, map_location="cpu", weights_only=True)     # raises if not plain data
+    assert plain["format"] == "pyexport-potential-checkpoint" and plain["elements"] == ["H", "O"]
+    model = tmp_path / "water.pt"
+    assert pyexport_main(["export", str(fitted), "-o", str(model)]) == 0
+    _, meta = load_model(str(model), kind="potential")
+    assert meta["elements"] == ["H", "O"]
+    assert pyexport_main(["inspect", str(fitted)]) == 0
+    assert "checkpoint" in capsys.readouterr().out
+
+
+def test_fit_efg_checkpoint_loads_safely_and_exports(tmp_path):
+    from test_efg_model import labelled_frames, write_training_file
+
+    data = tmp_path / "train.extxyz"
+    write_training_file(data, labelled_frames(6, seed=21))
+    ckpt = tmp_path / "efg.ckpt"
+    assert pyexport_main(["fit-efg", str(data), "-o", str(ckpt), "--epochs", "1", "--cutoff", "5.0", "--lmax", "2",
+                          "--channels", "2", "--product-channels", "2", "--hidden", "4", "--n-radial", "4",
+                          "--val-fraction", "0.2", "--test-fraction", "0.2", "--no-progress"]) == 0
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)["model"] == "efg"
+    model = tmp_path / "efg.pt"
+    assert pyexport_main(["export", str(ckpt), "-o", str(model)]) == 0
+    assert load_model(str(model), kind="efg")[1]["elements"] == ["Br", "Cs", "Pb"]
