@@ -73,3 +73,28 @@ def test_killed_linear_response_run_names_the_response_part(tmp_path):
     with pytest.warns(IncompleteDataWarning):
         frames = read(path, incomplete="warn")
     assert [a.get_potential_energy() for a in frames] == [241.55228287]
+
+
+# -- VASP 5.2 prints a step's energy before its stress and forces ----------------------------------
+
+VASP52_OUTCAR = DATA / "pymatgen" / "OUTCAR.Al"
+
+
+def test_vasp52_energy_before_forces_is_one_complete_step():
+    from pyexport.data.dataset import EV_PER_A3_PER_KBAR
+
+    (atoms,) = read(VASP52_OUTCAR)
+    lines = _lines(VASP52_OUTCAR)
+    assert lines[0].split()[0] == "vasp.5.2.2"
+    # line 6086 'free  energy   TOTEN  =  -3.743359 eV', printed before the stress (6112) and forces (6137)
+    assert atoms.get_potential_energy() == -3.743359
+    assert atoms.info["energy_sigma0"] == -3.743359
+    assert atoms.info["source"]["line"] == 6086
+    np.testing.assert_allclose(atoms.get_stress(), -EV_PER_A3_PER_KBAR * np.array(
+        [0.90594, 0.90594, 0.90594, 0.0, 0.0, 0.0]), rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(atoms.cell[:], [[0.0, 2.016319, 2.016319],
+                                                  [2.016319, 0.0, 2.016319],
+                                                  [2.016319, 2.016319, 0.0]])
+    np.testing.assert_array_equal(atoms.positions, [[0.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(atoms.get_forces(), [[0.0, 0.0, 0.0]])
+    assert atoms.get_chemical_symbols() == ["Al"]

@@ -243,7 +243,8 @@ def read_outcar(path, incomplete="error"):
 
     Positions come from the ``POSITION  TOTAL-FORCE`` table (Cartesian, 5
     decimals as VASP prints them), the cell from the last ``direct lattice
-    vectors`` block printed before it, stress from the step's ``in kB`` line,
+    vectors`` block printed before it, stress from the step's ``in kB`` line
+    (VASP >= 5.3 prints both before the step's energy, VASP 5.2 after it),
     energy from ``free  energy   TOTEN`` and ``atoms.info["energy_sigma0"]``
     from ``energy(sigma->0)``. Species come from the ``POTCAR:`` lines and
     ``ions per type``. ``step`` in ``atoms.info["source"]`` is VASP's ionic
@@ -376,10 +377,12 @@ class _OutcarParser:
             kind = "ml" if self.stress_is_ml else "ab"
             values = parse_floats(stripped[5:], 6, self.path, self.lines.number,
                                   "the 'in kB' stress")
-            self.pending[kind]["stress"] = vasp_kbar_to_stress(*values)
+            self._store(kind, stress=vasp_kbar_to_stress(*values))
         elif stripped.startswith("POSITION") and "TOTAL-FORCE" in stripped:
             kind = "ml" if "(ML)" in stripped else "ab"
-            self.pending[kind]["table"] = self._position_force_table()
+            table = self._position_force_table()
+            self._store(kind, positions=table[:, :3], forces=table[:, 3:],
+                        cell=self.cell)
         elif "FREE ENERGIE OF THE ION-ELECTRON SYSTEM" in stripped:
             if stripped.startswith("ML"):
                 self.ml_steps += 1
@@ -481,18 +484,33 @@ class _OutcarParser:
         step.arrays[name] = rows
 
     # -- steps ------------------------------------------------------------
+    def _store(self, kind, **values):
+        """Keep a step's stress or positions/forces/cell until its energy closes it.
+
+        VASP >= 5.3 prints them before the step's ``FREE ENERGIE`` block; VASP
+        5.2 prints them after it. So values that arrive after a step was closed
+        without them, before the next step's first ``Iteration`` header, are
+        that step's.
+        """
+        last = self.steps[-1] if self.steps else None
+        if (kind == "ab" and self.open_step_line is None and last is not None
+                and all(getattr(last, name) is None
+                        for name in values if name != "cell")):
+            for name, value in values.items():
+                setattr(last, name, value)
+        else:
+            self.pending[kind].update(values)
+
     def _close_ab_initio_step(self):
         energy, energy_line = self._value_after("TOTEN", "free energy TOTEN")
         sigma0, _ = self._value_after("energy(sigma->0)", "energy(sigma->0)")
         number = self.ionic_step if self.open_step_line else (
             self.steps[-1].number + 1 if self.steps else 1)
         pending = self.pending["ab"]
-        table = pending.get("table")
         self.steps.append(_Step(
             number=number, energy=energy, energy_line=energy_line,
-            energy_sigma0=sigma0, cell=self.cell,
-            positions=None if table is None else table[:, :3],
-            forces=None if table is None else table[:, 3:],
+            energy_sigma0=sigma0, cell=pending.get("cell", self.cell),
+            positions=pending.get("positions"), forces=pending.get("forces"),
             stress=pending.get("stress")))
         self.pending["ab"] = {}
         self.open_step_line = None
