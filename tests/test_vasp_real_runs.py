@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from pyexport.data import IncompleteDataWarning, ParseError, read
+from pyexport.data.dataset import EV_PER_A3_PER_KBAR
 
 DATA = Path(__file__).parent / "data"
 LEPSILON_OUTCAR = DATA / "pymatgen" / "OUTCAR.lepsilon.gz"
@@ -81,8 +82,6 @@ VASP52_OUTCAR = DATA / "pymatgen" / "OUTCAR.Al"
 
 
 def test_vasp52_energy_before_forces_is_one_complete_step():
-    from pyexport.data.dataset import EV_PER_A3_PER_KBAR
-
     (atoms,) = read(VASP52_OUTCAR)
     lines = _lines(VASP52_OUTCAR)
     assert lines[0].split()[0] == "vasp.5.2.2"
@@ -98,3 +97,25 @@ def test_vasp52_energy_before_forces_is_one_complete_step():
     np.testing.assert_array_equal(atoms.positions, [[0.0, 0.0, 0.0]])
     np.testing.assert_array_equal(atoms.get_forces(), [[0.0, 0.0, 0.0]])
     assert atoms.get_chemical_symbols() == ["Al"]
+
+
+# -- van der Waals: 9-column force table, 'w/o vdW' energies ------------------------------------------
+
+GE_VDW_OUTCAR = DATA / "dpdata" / "OUTCAR.Ge.vdw"
+GE_VDW_VASPRUN = DATA / "dpdata" / "vasprun.Ge.vdw.xml"
+
+
+def test_vdw_outcar_reads_total_forces_and_equals_its_vasprun():
+    (atoms,) = read(GE_VDW_OUTCAR)
+    (xml,) = read(GE_VDW_VASPRUN)
+    # line 1560: ion 6's FORCE-w/o vdW has a NaN; its TOTAL-FORCE does not
+    np.testing.assert_array_equal(atoms.get_forces()[5], [0.002113, 0.004117, -0.044511])
+    # line 1573: 'TOTEN = -33.36815582 eV    w/o vdW = -33.36815582 eV'
+    assert atoms.get_potential_energy() == -33.36815582
+    assert atoms.info["energy_sigma0"] == -33.36836054
+    assert atoms.get_chemical_symbols() == xml.get_chemical_symbols()
+    assert atoms.get_potential_energy() == pytest.approx(xml.get_potential_energy(), abs=1e-8)
+    np.testing.assert_allclose(atoms.get_forces(), xml.get_forces(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(atoms.cell[:], xml.cell[:], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(atoms.positions, xml.positions, rtol=0, atol=6e-6)
+    np.testing.assert_allclose(atoms.get_stress(), xml.get_stress(), rtol=0, atol=1e-5 * EV_PER_A3_PER_KBAR)

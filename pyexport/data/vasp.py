@@ -380,7 +380,7 @@ class _OutcarParser:
             self._store(kind, stress=vasp_kbar_to_stress(*values))
         elif stripped.startswith("POSITION") and "TOTAL-FORCE" in stripped:
             kind = "ml" if "(ML)" in stripped else "ab"
-            table = self._position_force_table()
+            table = self._position_force_table(vdw="FORCE-w/o vdW" in stripped)
             self._store(kind, positions=table[:, :3], forces=table[:, 3:],
                         cell=self.cell)
         elif "FREE ENERGIE OF THE ION-ELECTRON SYSTEM" in stripped:
@@ -442,14 +442,24 @@ class _OutcarParser:
             raise ParseError(self.path, self.lines.number,
                              f"expected a '-----' line {what}, found {text.strip()!r}")
 
-    def _position_force_table(self):
+    def _position_force_table(self, vdw=False):
+        """(NIONS, 6): position and TOTAL-FORCE of every ion.
+
+        ``vdw``: the table of a van der Waals run, whose 3 more columns hold the
+        forces without the vdW term (not needed here, and VASP may print them
+        as ``NaN``): each row must have 9 fields, of which the first 6 are read.
+        """
         n = self._natoms()
         self._rule("under the POSITION/TOTAL-FORCE header")
         table = np.empty((n, 6))
         for i in range(n):
             text = self.lines.take()
+            fields = text.split()
+            if vdw and len(fields) == 9:
+                text = " ".join(fields[:6])
             table[i] = parse_floats(text, 6, self.path, self.lines.number,
-                                    f"position and force of ion {i + 1}")
+                                    f"position and TOTAL-FORCE of ion {i + 1}"
+                                    + (" (then 3 FORCE-w/o vdW)" if vdw else ""))
         self._rule(f"after {n} ions (NIONS) in the POSITION/TOTAL-FORCE table")
         return table
 
@@ -522,7 +532,9 @@ class _OutcarParser:
             if key in text:
                 rest = text[text.index(key):].split("=", 1)
                 if len(rest) == 2:
-                    value = parse_floats(rest[1].replace("eV", ""), 1, self.path,
+                    # van der Waals runs go on with "w/o vdW = <energy>"
+                    text = rest[1].split("w/o vdW", 1)[0]
+                    value = parse_floats(text.replace("eV", ""), 1, self.path,
                                          self.lines.number, what)
                     return float(value[0]), self.lines.number
         raise ParseError(self.path, self.lines.number,
