@@ -108,15 +108,20 @@ void ComputeEFGAtom::compute_peratom()
   neighbor->build_one(list);
   graph->build(list, atom->x, atom->type, nlocal + atom->nghost, type_to_species, model->cutoff(),
                atom->mask, groupbit);
+  const bigint step = update->ntimestep;
+  if (graph->coincident_i() >= 0)
+    error->one(FLERR, "compute efg/atom: atoms {} and {} are {:.3g} A apart on step {}: no model can "
+               "evaluate two atoms at one position", atom->tag[graph->coincident_i()],
+               atom->tag[graph->coincident_j()], graph->coincident_distance(), step);
 
-  c10::Dict<std::string, torch::Tensor> out;
+  torch::Tensor efg_out;
   try {
-    out = model->forward(graph->pos(), graph->species(), graph->edge_index(), graph->n_local());
+    auto out = model->forward(graph->pos(), graph->species(), graph->edge_index(), graph->n_local());
+    efg_out = model->output(out, "efg", {graph->n_local(), 3, 3}, step);
   } catch (const std::exception &e) {
-    error->one(FLERR, "compute efg/atom: model evaluation failed: {}", e.what());
+    error->one(FLERR, "compute efg/atom: {}", e.what());
   }
-  if (!out.contains("efg")) error->one(FLERR, "compute efg/atom: model output has no 'efg'");
-  const double *v = out.at("efg").data_ptr<double>();
+  const double *v = efg_out.data_ptr<double>();
   const auto &rows = graph->row_atom();
   for (int64_t r = 0; r < graph->n_local(); ++r) {
     double *e = efg[rows[r]];

@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
+#include <cmath>
 #include <fstream>
 #include <stdexcept>
 
@@ -24,6 +25,13 @@ c10::IValue required_attr(const torch::jit::Module &m, const std::string &path, 
     throw std::runtime_error("model file " + path + " is not an efgmd contract model: it has no '" +
                              name + "' attribute");
   return m.attr(name);
+}
+
+std::string shape_text(c10::IntArrayRef shape)
+{
+  std::string text = "(";
+  for (size_t d = 0; d < shape.size(); ++d) text += (d ? ", " : "") + std::to_string(shape[d]);
+  return text + (shape.size() == 1 ? ",)" : ")");
 }
 
 }    // namespace
@@ -104,10 +112,30 @@ c10::Dict<std::string, torch::Tensor> MLFFModel::forward(const torch::Tensor &po
   auto raw = module_.forward(inputs).toGenericDict();
   c10::Dict<std::string, torch::Tensor> out;
   for (const auto &item : raw) {
-    auto t = item.value().toTensor().detach().to(torch::kCPU, torch::kFloat64).contiguous();
+    auto t = item.value().toTensor().detach().to(torch::kCPU).contiguous();
     out.insert(item.key().toStringRef(), t);
   }
   return out;
+}
+
+torch::Tensor MLFFModel::output(const c10::Dict<std::string, torch::Tensor> &out, const std::string &key,
+                                c10::IntArrayRef shape, int64_t step) const
+{
+  const std::string where = "model " + path_ + ", step " + std::to_string(step) + ": output '" + key + "'";
+  if (!out.contains(key)) throw std::runtime_error(where + " is missing (see the contract in pyexport/contract.py)");
+  torch::Tensor t = out.at(key);
+  if (t.scalar_type() != torch::kFloat64)
+    throw std::runtime_error(where + " is " + std::string(c10::toString(t.scalar_type())) +
+                             ", the contract says float64");
+  if (t.sizes() != shape)
+    throw std::runtime_error(where + " has shape " + shape_text(t.sizes()) + ", expected " + shape_text(shape));
+  const double *v = t.data_ptr<double>();
+  const int64_t n = t.numel();
+  for (int64_t k = 0; k < n; ++k)
+    if (!std::isfinite(v[k]))
+      throw std::runtime_error(where + " holds a non-finite value (" + std::to_string(v[k]) +
+                               " at flat index " + std::to_string(k) + ")");
+  return t;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -136,6 +164,7 @@ void ContractGraph::build(LAMMPS_NS::NeighList *list, double **x, const int *typ
   species_.clear();
   edge_src_.clear();
   edge_dst_.clear();
+  coincident_i_ = coincident_j_ = -1;
 
   const int inum = list->inum;
   const int *ilist = list->ilist;
@@ -163,7 +192,13 @@ void ContractGraph::build(LAMMPS_NS::NeighList *list, double **x, const int *typ
       const int j = jlist[jj] & NEIGHMASK;
       if (type_to_species[type[j]] < 0) continue;
       const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
-      if (dx * dx + dy * dy + dz * dz >= cutsq) continue;
+      const double r2 = dx * dx + dy * dy + dz * dz;
+      if (r2 >= cutsq) continue;
+      if (r2 < kMinDistance * kMinDistance && coincident_i_ < 0) {
+        coincident_i_ = i;
+        coincident_j_ = j;
+        coincident_r_ = std::sqrt(r2);
+      }
       edge_src_.push_back(row_i);
       edge_dst_.push_back(row_of(j, type, x, type_to_species));
     }

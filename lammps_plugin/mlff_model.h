@@ -45,9 +45,17 @@ class MLFFModel {
   // Index of `symbol` in elements(), or -1.
   int species_index(const std::string &symbol) const;
 
-  // Evaluate the model; the returned tensors are float64 on the CPU, contiguous.
+  // Evaluate the model; the returned tensors are on the CPU and contiguous, in the dtype the
+  // model returned (read them through output(), which checks them).
   c10::Dict<std::string, torch::Tensor> forward(const torch::Tensor &pos, const torch::Tensor &species,
                                                 const torch::Tensor &edge_index, int64_t n_local);
+
+  // Output `key` of a forward() result, checked against the contract: present, float64, of
+  // `shape`, every value finite. Throws std::runtime_error naming the model file, the output and
+  // the MD `step`, so that a model that breaks the contract stops the run instead of feeding
+  // LAMMPS memory past the end of a tensor or NaN forces.
+  torch::Tensor output(const c10::Dict<std::string, torch::Tensor> &out, const std::string &key,
+                       c10::IntArrayRef shape, int64_t step) const;
 
  private:
   std::string path_;
@@ -82,11 +90,19 @@ class ContractGraph {
   int64_t n_edges() const { return static_cast<int64_t>(edge_src_.size()); }
   // LAMMPS atom index (local or ghost) of each row.
   const std::vector<int> &row_atom() const { return row_atom_; }
+  // The first edge found whose atoms are closer than kMinDistance (LAMMPS indices), or -1, -1:
+  // two atoms on one position, which no model can evaluate (r_ij = 0).
+  static constexpr double kMinDistance = 1.0e-4;    // A
+  int coincident_i() const { return coincident_i_; }
+  int coincident_j() const { return coincident_j_; }
+  double coincident_distance() const { return coincident_r_; }
 
  private:
   int row_of(int atom, const int *type, double **x, const std::vector<int> &type_to_species);
 
   int64_t n_local_ = 0;
+  int coincident_i_ = -1, coincident_j_ = -1;
+  double coincident_r_ = 0.0;
   std::vector<int> atom_row_;    // LAMMPS index -> row, -1 if not in the graph
   std::vector<int> row_atom_;
   std::vector<double> pos_;

@@ -176,22 +176,36 @@ void PairMLFF::compute(int eflag, int vflag)
   double **x = atom->x;
   double **f = atom->f;
   const int nall = atom->nlocal + atom->nghost;
+  const bigint step = update->ntimestep;
   graph->build(list, x, atom->type, nall, type_to_species, model->cutoff());
-
-  c10::Dict<std::string, torch::Tensor> out;
-  try {
-    out = model->forward(graph->pos(), graph->species(), graph->edge_index(), graph->n_local());
-  } catch (const std::exception &e) {
-    error->one(FLERR, "pair_style mlff: model evaluation failed: {}", e.what());
-  }
-  for (const char *key : {"energy", "atom_energy", "forces", "virial"})
-    if (!out.contains(key)) error->one(FLERR, "pair_style mlff: model output has no '{}'", key);
+  if (graph->coincident_i() >= 0)
+    error->one(FLERR, "pair_style mlff: atoms {} and {} are {:.3g} A apart on step {}: no model can "
+               "evaluate two atoms at one position (check the data file or an earlier step)",
+               atom->tag[graph->coincident_i()], atom->tag[graph->coincident_j()],
+               graph->coincident_distance(), step);
 
   const auto &rows = graph->row_atom();
   const int64_t nrows = graph->n_rows();
   const int64_t nlocal_rows = graph->n_local();
 
-  const double *fr = out.at("forces").data_ptr<double>();
+  // Every output read below is checked first (shape, dtype, finite values): a model that breaks
+  // the contract stops the run with its file name instead of corrupting memory or the trajectory.
+  c10::Dict<std::string, torch::Tensor> out;
+  torch::Tensor energy, atom_energy, forces, virial_out, atom_virial, committee_forces;
+  try {
+    out = model->forward(graph->pos(), graph->species(), graph->edge_index(), nlocal_rows);
+    energy = model->output(out, "energy", {}, step);
+    atom_energy = model->output(out, "atom_energy", {nlocal_rows}, step);
+    forces = model->output(out, "forces", {nrows, 3}, step);
+    virial_out = model->output(out, "virial", {3, 3}, step);
+    if (model->committee_size() > 0)
+      committee_forces = model->output(out, "committee_forces", {model->committee_size(), nrows, 3}, step);
+    if (vflag_atom && out.contains("atom_virial")) atom_virial = model->output(out, "atom_virial", {nrows, 6}, step);
+  } catch (const std::exception &e) {
+    error->one(FLERR, "pair_style mlff: {}", e.what());
+  }
+
+  const double *fr = forces.data_ptr<double>();
   for (int64_t r = 0; r < nrows; ++r) {
     double *fi = f[rows[r]];
     fi[0] += fr[3 * r + 0];
@@ -199,13 +213,13 @@ void PairMLFF::compute(int eflag, int vflag)
     fi[2] += fr[3 * r + 2];
   }
 
-  if (eflag_global) eng_vdwl += out.at("energy").item<double>();
+  if (eflag_global) eng_vdwl += energy.item<double>();
   if (eflag_atom) {
-    const double *ea = out.at("atom_energy").data_ptr<double>();
+    const double *ea = atom_energy.data_ptr<double>();
     for (int64_t r = 0; r < nlocal_rows; ++r) eatom[rows[r]] += ea[r];
   }
   if (vflag_global) {
-    const double *w = out.at("virial").data_ptr<double>();
+    const double *w = virial_out.data_ptr<double>();
     virial[0] += w[0];
     virial[1] += w[4];
     virial[2] += w[8];
@@ -213,25 +227,13 @@ void PairMLFF::compute(int eflag, int vflag)
     virial[4] += 0.5 * (w[2] + w[6]);
     virial[5] += 0.5 * (w[5] + w[7]);
   }
-  if (model->committee_size() > 0) {
-    if (!out.contains("committee_forces"))
-      error->one(FLERR, "pair_style mlff: committee model {} (committee_size {}) has no 'committee_forces' output",
-                 model->path(), model->committee_size());
-    const auto &cf = out.at("committee_forces");
-    if (cf.dim() != 3 || cf.size(0) != model->committee_size() || cf.size(1) != nrows || cf.size(2) != 3) {
-      std::string shape;
-      for (int64_t d = 0; d < cf.dim(); ++d) shape += (d ? ", " : "") + std::to_string(cf.size(d));
-      error->one(FLERR, "pair_style mlff: committee_forces of model {} has shape ({}), expected ({}, {}, 3)",
-                 model->path(), shape, model->committee_size(), nrows);
-    }
-    committee_deviation(cf.data_ptr<double>());
-  }
+  if (model->committee_size() > 0) committee_deviation(committee_forces.data_ptr<double>());
 
   if (vflag_atom) {
-    if (!out.contains("atom_virial"))
+    if (!atom_virial.defined())
       error->all(FLERR, "pair_style mlff: model {} provides no atom_virial, so per-atom virial "
                  "(compute stress/atom, centroid/stress/atom) is not available with it", model->path());
-    const double *va = out.at("atom_virial").data_ptr<double>();
+    const double *va = atom_virial.data_ptr<double>();
     for (int64_t r = 0; r < nrows; ++r)
       for (int k = 0; k < 6; ++k) vatom[rows[r]][k] += va[6 * r + k];
   }

@@ -1,5 +1,7 @@
 """Contract models for the tests: a smooth many-body model (EAM-like, for Cs Pb Br) and the
 analytic Morse model that LAMMPS also has natively."""
+from typing import Dict, List
+
 import torch
 
 from pyexport.contract import PotentialModule, export_model
@@ -76,3 +78,27 @@ def labelled_by(energy_model, atoms, elements, cutoff):
     out.calc = SinglePointCalculator(out, energy=float(e[0].detach()), free_energy=float(e[0].detach()),
                                      forces=f.detach().numpy(), stress=s[0].detach().numpy() / GPA_PER_EV_A3)
     return out
+
+
+class OwnedRowsForces(torch.nn.Module):
+    """A potential that breaks the contract: ``forces`` for the owned rows only, (n_local, 3)
+    instead of (N, 3). For testing that LAMMPS refuses it instead of reading past the tensor."""
+
+    contract_version: int
+    kind: str
+    elements: List[str]
+    cutoff: float
+    dtype: str
+    units: str
+
+    def __init__(self, potential: torch.nn.Module):
+        super().__init__()
+        self.potential = potential
+        for key in ("contract_version", "kind", "elements", "cutoff", "dtype", "units"):
+            setattr(self, key, getattr(potential, key))
+
+    def forward(self, pos: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                n_local: int) -> Dict[str, torch.Tensor]:
+        out = self.potential(pos, species, edge_index, n_local)
+        out["forces"] = out["forces"][:n_local]
+        return out

