@@ -119,3 +119,19 @@ def test_vdw_outcar_reads_total_forces_and_equals_its_vasprun():
     np.testing.assert_allclose(atoms.cell[:], xml.cell[:], rtol=0, atol=1e-8)
     np.testing.assert_allclose(atoms.positions, xml.positions, rtol=0, atol=6e-6)
     np.testing.assert_allclose(atoms.get_stress(), xml.get_stress(), rtol=0, atol=1e-5 * EV_PER_A3_PER_KBAR)
+
+
+# -- more than 10 species: VASP prints 10 'ions per type' counts ------------------------------------
+
+LONG_TYPES_OUTCAR = DATA / "dpdata" / "OUTCAR.longit.gz"
+
+
+def test_ions_per_type_cut_at_10_types_is_a_clear_error():
+    # 16 POTCARs, 'ions per type' (line 1710) lists 10 counts summing to 36, NIONS = 48 (line 1703)
+    with pytest.raises(ParseError) as err:
+        read(LONG_TYPES_OUTCAR)
+    assert err.value.line == 1710
+    message = str(err.value)
+    assert "counts 36 ions in 10 types, but NIONS = 48" in message
+    assert "first 10 of 16 POTCAR types" in message and "ions 37-48" in message
+    assert "Mo, Rh, Pd, W, Ir, Pt" in message and "vasprun.xml" in message

@@ -328,6 +328,8 @@ class _OutcarParser:
         self.lines = _Lines(fh)
         self.potcar_symbols = []
         self.symbols = None
+        self.nions = None            # NIONS of the first 'Dimension of arrays'
+        self.vrhfin_lines = 0        # one per POTCAR type
         self.nwrite = None
         self.cell = None
         self.ionic_step = 0          # last "Iteration N(" seen
@@ -354,6 +356,11 @@ class _OutcarParser:
             return
         if stripped.startswith("POTCAR:"):
             self._potcar(stripped)
+        elif stripped.startswith("VRHFIN"):
+            self.vrhfin_lines += 1
+        elif "NIONS" in stripped and self.nions is None:
+            match = re.search(r"NIONS\s*=\s*(\d+)", stripped)
+            self.nions = int(match.group(1)) if match else None
         elif stripped.startswith("ions per type"):
             self._ions_per_type(stripped)
         elif stripped.startswith("NWRITE") and self.nwrite is None:
@@ -411,10 +418,25 @@ class _OutcarParser:
             raise ParseError(self.path, line,
                              f"{len(counts)} atom types but only "
                              f"{len(self.potcar_symbols)} POTCAR: lines before")
+        if self.nions is not None and sum(counts) != self.nions:
+            raise ParseError(self.path, line, self._ion_count_mismatch(counts))
         # VASP lists every POTCAR once, in type order, before repeating any.
         types = [check_symbol(s, self.path, ln)
                  for s, ln in self.potcar_symbols[:len(counts)]]
         self.symbols = [s for s, n in zip(types, counts) for _ in range(n)]
+
+    def _ion_count_mismatch(self, counts):
+        message = (f"'ions per type' counts {sum(counts)} ions in {len(counts)} "
+                   f"types, but NIONS = {self.nions}")
+        if self.vrhfin_lines > len(counts):
+            # VASP (<= 6.3) prints the counts of the first 10 types only.
+            missing = [s for s, _ in self.potcar_symbols[len(counts):self.vrhfin_lines]]
+            message += (f": VASP printed the counts of the first {len(counts)} of "
+                        f"{self.vrhfin_lines} POTCAR types only, so how ions "
+                        f"{sum(counts) + 1}-{self.nions} divide among "
+                        f"{', '.join(missing)} is not in the OUTCAR; read the "
+                        f"run's vasprun.xml, which names every ion")
+        return message
 
     def _response_flag(self, stripped):
         name, value = _RESPONSE_FLAG.match(stripped).groups()
