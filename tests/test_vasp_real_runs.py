@@ -135,3 +135,61 @@ def test_ions_per_type_cut_at_10_types_is_a_clear_error():
     assert "counts 36 ions in 10 types, but NIONS = 48" in message
     assert "first 10 of 16 POTCAR types" in message and "ions 37-48" in message
     assert "Mo, Rh, Pd, W, Ir, Pt" in message and "vasprun.xml" in message
+
+
+# -- a file cut in the middle of a line (a killed job) ---------------------------------------------
+
+H2O_OUTCAR = DATA / "dpdata" / "OUTCAR.h2o.md.10"
+H2O_VASPRUN = DATA / "dpdata" / "vasprun.h2o.md.10.xml"
+
+
+@pytest.mark.parametrize("n_lines, half_line, steps", [
+    (2817, 7, [1, 2]),     # line 2818, ion 3's row of step 3's force table
+    (2831, 0, [1, 2]),     # at the start of step 3's TOTEN line (2832): a cut at a line boundary
+    (2831, 30, [1, 2]),    # in step 3's TOTEN line, before the number
+    (2833, 60, [1, 2]),    # in step 3's energy(sigma->0) line (2834), before the number
+], ids=["force-row", "boundary", "toten", "sigma0"])
+def test_outcar_cut_in_the_middle_of_a_line_keeps_the_complete_steps(tmp_path, n_lines, half_line, steps):
+    lines = _lines(H2O_OUTCAR)
+    path = _cut(H2O_OUTCAR, tmp_path, n_lines, extra=lines[n_lines][:half_line])
+    with pytest.raises(ParseError) as err:
+        read(path)
+    assert str(path) in str(err.value)
+    with pytest.warns(IncompleteDataWarning):
+        frames = read(path, incomplete="warn")
+    assert [a.info["source"]["step"] for a in frames] == steps
+    full = read(H2O_OUTCAR)
+    for a in frames:
+        b = full[a.info["source"]["step"] - 1]
+        assert a.get_potential_energy() == b.get_potential_energy()
+        np.testing.assert_array_equal(a.get_forces(), b.get_forces())
+
+
+def test_outcar_cut_inside_a_force_row_names_that_line(tmp_path):
+    lines = _lines(H2O_OUTCAR)
+    path = _cut(H2O_OUTCAR, tmp_path, 2817, extra=lines[2817][:20])   # line 2818, ion 3
+    with pytest.raises(ParseError, match="in the middle of the line") as err:
+        read(path)
+    assert err.value.line == 2818
+
+
+def test_vasprun_cut_in_the_middle_of_a_line_keeps_the_complete_steps(tmp_path):
+    lines = _lines(H2O_VASPRUN)
+    dest = tmp_path / "vasprun.xml"
+    dest.write_text("".join(lines[:1000]) + lines[1000][:9], encoding="latin-1")
+    with pytest.raises(ParseError, match="ionic step 3"):
+        read(dest)
+    with pytest.warns(IncompleteDataWarning):
+        frames = read(dest, incomplete="warn")
+    assert [a.info["source"]["step"] for a in frames] == [1, 2]
+
+
+def test_compressed_outcar_cut_short_keeps_the_complete_steps(tmp_path):
+    # the first half of the gzip stream: ends inside the LEPSILON loops, after the ionic step
+    path = tmp_path / "OUTCAR.gz"
+    raw = LEPSILON_OUTCAR.read_bytes()
+    path.write_bytes(raw[:len(raw) // 2])
+    with pytest.raises(ParseError, match="linear-response part"):
+        read(path)
+    with pytest.warns(IncompleteDataWarning):
+        assert [a.get_potential_energy() for a in read(path, incomplete="warn")] == [241.55228287]

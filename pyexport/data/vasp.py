@@ -271,26 +271,43 @@ class _EndOfFile(Exception):
 
 
 class _Lines:
-    """Forward reader over a text file that knows the current line number."""
+    """Forward reader over a text file that knows the current line number.
+
+    A last line without its newline is what a killed job leaves (the file was
+    cut in the middle of a line), and so is a compressed stream that stops
+    early: both count as the end of the file, before that line.
+    """
 
     def __init__(self, fh):
         self._it = iter(fh)
         self.number = 0
+        self.cut_mid_line = False    # the last line had no newline
 
     def __iter__(self):
         return self
 
-    def __next__(self):
-        line = next(self._it)
+    def _next(self):
+        try:
+            line = next(self._it, None)
+        except EOFError:          # gzip/bz2/xz stream cut short
+            return None
+        if line is None or not line.endswith("\n"):
+            self.cut_mid_line = line is not None
+            return None
         self.number += 1
+        return line
+
+    def __next__(self):
+        line = self._next()
+        if line is None:
+            raise StopIteration
         return line
 
     def take(self):
         """The next line, inside a table: the file must not end here."""
-        line = next(self._it, None)
+        line = self._next()
         if line is None:
             raise _EndOfFile()
-        self.number += 1
         return line
 
 
@@ -348,7 +365,7 @@ class _OutcarParser:
             for line in self.lines:
                 self._dispatch(line)
         except _EndOfFile:
-            self.truncated_line = self.lines.number
+            self.truncated_line = self.lines.number + self.lines.cut_mid_line
 
     def _dispatch(self, line):
         stripped = line.strip()
@@ -581,8 +598,9 @@ class _OutcarParser:
         if self.truncated_line is not None:
             _report_incomplete(
                 self.path, incomplete, self.truncated_line,
-                f"file ends inside a table at line {self.truncated_line} "
-                f"(ionic step {self.ionic_step})")
+                f"file ends inside a table at line {self.truncated_line}"
+                + (" (in the middle of the line)" if self.lines.cut_mid_line else "")
+                + f" (ionic step {self.ionic_step})")
         elif self.open_step_line is not None and not self.finished:
             _report_incomplete(
                 self.path, incomplete, self.open_step_line,
