@@ -8,6 +8,7 @@
 #include "compute_efg_atom.h"
 
 #include "mlff_model.h"
+#include "neigh_request_abi.h"
 
 #include "atom.h"
 #include "comm.h"
@@ -20,6 +21,7 @@
 #include "update.h"
 #include "utils.h"
 
+#include <algorithm>
 #include <cstring>
 
 using namespace LAMMPS_NS;
@@ -72,19 +74,21 @@ ComputeEFGAtom::~ComputeEFGAtom()
 
 void ComputeEFGAtom::init()
 {
-  // The list has the pair cutoff + skin (the wheel ships no neigh_request.h for a custom list
-  // cutoff); edges are then cut at the model cutoff when the graph is built.
-  if (force->pair == nullptr)
-    error->all(FLERR, "compute efg/atom requires a pair style (its cutoff + skin bounds the neighbour list)");
-  neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_OCCASIONAL);
-}
+  // The list is built on the step the compute runs, from the ghost atoms that communication
+  // keeps: those reach every atom within the model cutoff only if the ghost cutoff (as Neighbor
+  // and Comm will set it from the pair cutoff, or comm_modify cutoff) covers it + skin.
+  const double pair_reach = force->pair ? force->pair->cutforce + neighbor->skin : 0.0;
+  const double ghost_cutoff = std::max(pair_reach, comm->cutghostuser);
+  const double needed = model->cutoff() + neighbor->skin;
+  if (ghost_cutoff < needed)
+    error->all(FLERR, "compute efg/atom: ghost atoms reach {} A (pair cutoff + skin or comm_modify cutoff), "
+               "less than the EFG model cutoff {} A + skin {} A; use comm_modify cutoff {}", ghost_cutoff,
+               model->cutoff(), neighbor->skin, needed);
 
-void ComputeEFGAtom::setup()
-{
-  if (neighbor->cutneighmax < model->cutoff())
-    error->all(FLERR, "compute efg/atom: neighbour cutoff {} A (pair cutoff + skin) is shorter than the "
-               "EFG model cutoff {} A; raise it with neighbor <skin> bin", neighbor->cutneighmax,
-               model->cutoff());
+  // An occasional full list with the EFG model's own cutoff for every type pair: the pair style's
+  // list has its cutoffs (per type pair, and per sub-style with pair_style hybrid), which may be
+  // shorter than the EFG model's.
+  neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_OCCASIONAL)->set_cutoff(model->cutoff());
 }
 
 void ComputeEFGAtom::init_list(int, NeighList *ptr)

@@ -21,7 +21,6 @@ class ComputeEFGAtom : public Compute {
   ~ComputeEFGAtom() override;
 
   void init() override;
-  void setup() override;
   void init_list(int, class NeighList *) override;
   void compute_peratom() override;
   double memory_usage() override;
