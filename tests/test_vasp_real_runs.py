@@ -14,7 +14,7 @@ import ase.io
 import numpy as np
 import pytest
 
-from pyexport.data import IncompleteDataWarning, ParseError, read
+from pyexport.data import IncompleteDataWarning, ParseError, UnconvergedSCFWarning, read
 from pyexport.data.dataset import EV_PER_A3_PER_KBAR
 
 DATA = Path(__file__).parent / "data"
@@ -193,3 +193,58 @@ def test_compressed_outcar_cut_short_keeps_the_complete_steps(tmp_path):
         read(path)
     with pytest.warns(IncompleteDataWarning):
         assert [a.get_potential_energy() for a in read(path, incomplete="warn")] == [241.55228287]
+
+
+# -- SCF-unconverged steps: the electronic loop ran all NELM steps ----------------------------------
+
+CH4_UNCONVERGED_OUTCAR = DATA / "dpdata" / "OUTCAR.ch4.unconverged"
+UNCONVERGED_VASPRUN = DATA / "pymatgen" / "vasprun.xml.unconverged.gz"
+CHEMICAL_SHIFT_VASPRUN = DATA / "pymatgen" / "vasprun.xml.chemical_shift.scstep.gz"
+
+
+def _electronic_steps(path):
+    """{ionic step: number of 'Iteration N(M)' headers} as printed (NELM = 15 in this file)."""
+    counts = {}
+    for line in _lines(path):
+        if line.strip().startswith("-") and "Iteration" in line:
+            step = int(line.split("Iteration")[1].split("(")[0])
+            counts[step] = counts.get(step, 0) + 1
+    return counts
+
+
+def test_unconverged_outcar_steps_are_flagged_and_counted():
+    assert _electronic_steps(CH4_UNCONVERGED_OUTCAR) == {1: 15, 2: 15, 3: 12}
+    with pytest.warns(UnconvergedSCFWarning, match=r"2 of 3 ionic steps \(1-2\).*NELM = 15.*kept"):
+        frames = read(CH4_UNCONVERGED_OUTCAR)
+    assert [a.info["scf_converged"] for a in frames] == [False, False, True]
+    _assert_agrees_with_ase(frames, CH4_UNCONVERGED_OUTCAR)
+
+
+def test_unconverged_outcar_steps_dropped_on_request():
+    with pytest.warns(UnconvergedSCFWarning, match=r"2 of 3 .* left out"):
+        frames = read(CH4_UNCONVERGED_OUTCAR, unconverged="drop")
+    assert [a.info["source"]["step"] for a in frames] == [3]
+    assert frames[0].get_potential_energy() == _printed_totens(CH4_UNCONVERGED_OUTCAR)[2]
+
+
+def test_unconverged_vasprun_steps_are_flagged_and_dropping_all_is_an_error():
+    # every <calculation> has 100 <scstep>s, NELM = 100
+    with pytest.warns(UnconvergedSCFWarning, match=r"5 of 5 ionic steps \(1-5\).*NELM = 100"):
+        frames = read(UNCONVERGED_VASPRUN)
+    assert [a.info["scf_converged"] for a in frames] == [False] * 5
+    with pytest.raises(ParseError, match="no converged step is left"):
+        read(UNCONVERGED_VASPRUN, unconverged="drop")
+
+
+def test_linear_response_scsteps_do_not_count_as_electronic_steps():
+    # LCHIMAG: 22 SCF <scstep>s (NELM = 60), then 246 of the chemical-shift loops
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (atoms,) = read(CHEMICAL_SHIFT_VASPRUN)
+    assert atoms.info["scf_converged"] is True
+    assert atoms.get_potential_energy() == -71.88028239
+
+
+def test_unknown_unconverged_choice_is_an_error():
+    with pytest.raises(ValueError, match="unconverged must be one of"):
+        read(CH4_UNCONVERGED_OUTCAR, unconverged="keep")

@@ -14,7 +14,14 @@ steps are treated (``incomplete="error"`` by default, ``"warn"`` to keep the
 complete steps).
 """
 
-from .dataset import FORMATS, IncompleteDataWarning, ParseError, normalize_format, sniff_format
+from .dataset import (
+    FORMATS,
+    IncompleteDataWarning,
+    ParseError,
+    UnconvergedSCFWarning,
+    normalize_format,
+    sniff_format,
+)
 from .extxyz import read_extxyz
 from .mlab import MLABHeader, read_mlab, read_mlab_with_header
 from .vasp import read_outcar, read_vasprun
@@ -22,7 +29,7 @@ from .vasp import read_outcar, read_vasprun
 __all__ = [
     "FORMATS", "IncompleteDataWarning", "MLABHeader", "ParseError", "read",
     "read_extxyz", "read_mlab", "read_mlab_with_header", "read_outcar",
-    "read_vasprun", "sniff_format",
+    "read_vasprun", "sniff_format", "UnconvergedSCFWarning",
 ]
 
 _READERS = {

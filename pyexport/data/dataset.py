@@ -23,7 +23,8 @@ the entry came from (``step`` is 1-based: VASP's ionic step number, the
 ML_AB configuration number, or the extxyz frame number), plus ``"line"``, the
 1-based line where the entry's energy is printed, for line-oriented formats.
 Per-atom EFG tensors, where the file has them, are in ``atoms.arrays["efg"]``,
-shape (N, 3, 3), V/Å².
+shape (N, 3, 3), V/Å². VASP readers set ``atoms.info["scf_converged"]`` (False
+for a step whose electronic loop ran all NELM steps) where the file tells.
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ class ParseError(ValueError):
 class IncompleteDataWarning(UserWarning):
     """Steps without the data a dataset entry needs were left out on request
     (``incomplete="warn"``); the message says which."""
+
+
+class UnconvergedSCFWarning(UserWarning):
+    """Ionic steps whose electronic (SCF) loop stopped at NELM without converging
+    were found; they were kept (``unconverged="warn"``) or left out
+    (``unconverged="drop"``), as the message says."""
 
 
 def parse_floats(text, count, path, line, what):

@@ -18,7 +18,14 @@ Steps that are not complete ab-initio data are never dropped silently:
   file and line, unless ``incomplete="warn"``: then the complete steps are
   returned and an :class:`~pyexport.data.dataset.IncompleteDataWarning` lists
   the steps left out.
+
+Steps whose electronic loop ran all ``NELM`` steps are SCF-unconverged: their
+energies and forces are not those of the electronic ground state (they can be
+off by hundreds of eV). Each entry records ``atoms.info["scf_converged"]``; an
+:class:`~pyexport.data.dataset.UnconvergedSCFWarning` gives how many steps and
+which, and ``unconverged="drop"`` leaves them out (default ``"warn"``: kept).
 """
+
 
 from __future__ import annotations
 
@@ -34,6 +41,7 @@ from .dataset import (
     EV_PER_A3_PER_KBAR,
     IncompleteDataWarning,
     ParseError,
+    UnconvergedSCFWarning,
     check_symbol,
     make_atoms,
     open_binary,
@@ -46,13 +54,39 @@ __all__ = ["read_vasprun", "read_outcar"]
 
 _log = logging.getLogger(__name__)
 
-_INCOMPLETE_CHOICES = ("error", "warn")
+INCOMPLETE_CHOICES = ("error", "warn")
+UNCONVERGED_CHOICES = ("warn", "drop")
 
 
-def _check_incomplete(incomplete):
-    if incomplete not in _INCOMPLETE_CHOICES:
-        raise ValueError(f"incomplete must be one of {_INCOMPLETE_CHOICES}, "
+def _check_options(incomplete, unconverged):
+    if incomplete not in INCOMPLETE_CHOICES:
+        raise ValueError(f"incomplete must be one of {INCOMPLETE_CHOICES}, "
                          f"got {incomplete!r}")
+    if unconverged not in UNCONVERGED_CHOICES:
+        raise ValueError(f"unconverged must be one of {UNCONVERGED_CHOICES}, "
+                         f"got {unconverged!r}")
+
+
+def _screen_unconverged(path, frames, unconverged, nelm):
+    """``frames`` less the SCF-unconverged ones if ``unconverged="drop"``; a
+    warning with their count either way."""
+    bad = [a for a in frames if a.info.get("scf_converged") is False]
+    if not bad:
+        return frames
+    steps = _step_ranges(a.info["source"]["step"] for a in bad)
+    message = (f"{path}: {len(bad)} of {len(frames)} ionic steps ({steps}) are "
+               f"SCF-unconverged (the electronic loop ran all NELM = {nelm} "
+               f"steps): their energies and forces are not ground-state values")
+    if unconverged == "drop":
+        kept = [a for a in frames if a.info.get("scf_converged") is not False]
+        if not kept:
+            raise ParseError(path, None, message.split(": ", 1)[1]
+                             + "; no converged step is left")
+        warnings.warn(message + "; left out", UnconvergedSCFWarning, stacklevel=3)
+        return kept
+    warnings.warn(message + "; kept them (unconverged='drop' leaves them out)",
+                  UnconvergedSCFWarning, stacklevel=3)
+    return frames
 
 
 def _step_ranges(numbers):
@@ -80,7 +114,7 @@ def _report_incomplete(path, incomplete, line, message):
 # vasprun.xml
 # --------------------------------------------------------------------------
 
-def read_vasprun(path, incomplete="error"):
+def read_vasprun(path, incomplete="error", unconverged="warn"):
     """Every ab-initio ionic step of a ``vasprun.xml`` (plain or compressed).
 
     ``step`` in ``atoms.info["source"]`` is the 1-based index of the
@@ -93,8 +127,8 @@ def read_vasprun(path, incomplete="error"):
     as described in the module docstring; any other XML error raises
     :class:`ParseError` at its line.
     """
-    _check_incomplete(incomplete)
-    frames, symbols, pstress_kbar = [], None, 0.0
+    _check_options(incomplete, unconverged)
+    frames, symbols, pstress_kbar, nelm = [], None, 0.0, None
     n_calculations, ml_steps = 0, 0
     source = open_binary(path)
     try:
@@ -102,13 +136,14 @@ def read_vasprun(path, incomplete="error"):
             if elem.tag == "atominfo":
                 symbols = _vasprun_symbols(elem, path)
             elif elem.tag == "parameters":
-                pstress_kbar = _vasprun_pstress(elem, pstress_kbar)
+                pstress_kbar = _vasprun_parameter(elem, "PSTRESS", pstress_kbar)
+                nelm = _vasprun_parameter(elem, "NELM", nelm)
             elif elem.tag == "calculation":
                 n_calculations += 1
                 if symbols is None:
                     raise ParseError(path, _calculation_line(path, n_calculations),
                                      "<calculation> before <atominfo>")
-                atoms = _vasprun_step(elem, symbols, pstress_kbar, path,
+                atoms = _vasprun_step(elem, symbols, pstress_kbar, nelm, path,
                                       n_calculations)
                 if atoms is None:
                     ml_steps += 1
@@ -131,7 +166,7 @@ def read_vasprun(path, incomplete="error"):
                   path, ml_steps)
     if not frames:
         raise ParseError(path, None, "no complete ab-initio <calculation> found")
-    return frames
+    return _screen_unconverged(path, frames, unconverged, nelm)
 
 
 def _vasprun_symbols(atominfo, path):
@@ -141,18 +176,25 @@ def _vasprun_symbols(atominfo, path):
     return [check_symbol(rc[0].text.strip(), path, None) for rc in rows]
 
 
-def _vasprun_pstress(parameters, default):
+def _vasprun_parameter(parameters, name, default):
+    """The first value of ``name`` in ``<parameters>`` (PSTRESS kbar, NELM)."""
     for item in parameters.iter("i"):
-        if item.get("name") == "PSTRESS":
-            return float(item.text)
+        if item.get("name") == name:
+            return int(item.text) if item.get("type") == "int" else float(item.text)
     return default
 
 
-def _vasprun_step(calc, symbols, pstress_kbar, path, number):
+def _vasprun_step(calc, symbols, pstress_kbar, nelm, path, number):
     """One ``<calculation>`` as Atoms, or None for a machine-learned step."""
     scsteps = calc.findall("scstep")
     if not scsteps:
         return None
+    # VASP prints the full energy terms (alphaZ, ...) for the first and last
+    # electronic step; the <scstep>s after the last such one belong to the
+    # linear-response loops (LEPSILON, LCHIMAG), which print only energies.
+    full = [i for i, sc in enumerate(scsteps)
+            if sc.find("energy/i[@name='alphaZ']") is not None]
+    scf = scsteps[:full[-1] + 1] if full else scsteps
 
     def need(xpath, what):
         elem = calc.find(xpath)
@@ -177,7 +219,7 @@ def _vasprun_step(calc, symbols, pstress_kbar, path, number):
                                      s[0, 1], s[1, 2], s[0, 2])
     e_fr = _xml_float(need("energy/i[@name='e_fr_energy']", "e_fr_energy"),
                       path, number)
-    last = scsteps[-1]
+    last = scf[-1]
     sc_fr = last.find("energy/i[@name='e_fr_energy']")
     sc_0 = last.find("energy/i[@name='e_0_energy']")
     volume = abs(np.linalg.det(cell))
@@ -187,10 +229,13 @@ def _vasprun_step(calc, symbols, pstress_kbar, path, number):
     if sc_fr is not None and sc_0 is not None:
         energy_sigma0 = free_energy + (_xml_float(sc_0, path, number)
                                        - _xml_float(sc_fr, path, number))
-    return make_atoms(symbols, cell, fractional @ cell, free_energy, forces,
-                      stress, energy_sigma0=energy_sigma0,
-                      source={"file": str(path), "format": "vasprun",
-                              "step": number})
+    atoms = make_atoms(symbols, cell, fractional @ cell, free_energy, forces,
+                       stress, energy_sigma0=energy_sigma0,
+                       source={"file": str(path), "format": "vasprun",
+                               "step": number})
+    if nelm is not None:
+        atoms.info["scf_converged"] = len(scf) < nelm
+    return atoms
 
 
 def _varray(elem, rows, path, number, what):
@@ -238,7 +283,7 @@ def _count_lines(path):
 # OUTCAR
 # --------------------------------------------------------------------------
 
-def read_outcar(path, incomplete="error"):
+def read_outcar(path, incomplete="error", unconverged="warn"):
     """Every ab-initio ionic step of an OUTCAR (plain or compressed).
 
     Positions come from the ``POSITION  TOTAL-FORCE`` table (Cartesian, 5
@@ -259,11 +304,11 @@ def read_outcar(path, incomplete="error"):
 
     Machine-learned and partly printed steps: see the module docstring.
     """
-    _check_incomplete(incomplete)
+    _check_options(incomplete, unconverged)
     with open_text(path) as fh:
         parser = _OutcarParser(path, fh)
         parser.run()
-    return parser.result(incomplete)
+    return parser.result(incomplete, unconverged)
 
 
 class _EndOfFile(Exception):
@@ -322,10 +367,11 @@ class _Step:
     positions: np.ndarray | None
     forces: np.ndarray | None
     stress: np.ndarray | None
+    scf_steps: int = 0               # electronic steps ('Iteration N(M)' headers)
     arrays: dict = field(default_factory=dict)
 
 
-_ION_STEP = re.compile(r"Iteration\s*(\d+)\s*\(\s*\d+\s*\)")
+_ION_STEP = re.compile(r"Iteration\s*(\d+)\s*\(\s*(\d+)\s*\)")
 # Linear-response switches (header "Linear response parameters"): their
 # loops print "Iteration N(M)" headers after the last ionic step.
 _RESPONSE_FLAG = re.compile(r"(LEPSILON|LCHIMAG)\s*=\s*([TF])\b")
@@ -348,9 +394,11 @@ class _OutcarParser:
         self.nions = None            # NIONS of the first 'Dimension of arrays'
         self.vrhfin_lines = 0        # one per POTCAR type
         self.nwrite = None
+        self.nelm = None
         self.cell = None
         self.ionic_step = 0          # last "Iteration N(" seen
         self.open_step_line = None   # its line while no energy closed it yet
+        self.scf_steps = 0           # electronic steps of the open step so far
         self.stress_is_ml = False    # set by the last "FORCE on cell" header
         self.pending = {"ab": {}, "ml": {}}
         self.steps = []              # ab-initio steps, complete or not
@@ -383,6 +431,9 @@ class _OutcarParser:
         elif stripped.startswith("NWRITE") and self.nwrite is None:
             match = re.match(r"NWRITE\s*=\s*(\d+)", stripped)
             self.nwrite = int(match.group(1)) if match else None
+        elif stripped.startswith("NELM") and self.nelm is None:
+            match = re.match(r"NELM\s*=\s*(\d+)", stripped)
+            self.nelm = int(match.group(1)) if match else None
         elif _RESPONSE_FLAG.match(stripped):
             self._response_flag(stripped)
         elif stripped.startswith("General timing and accounting"):
@@ -395,6 +446,9 @@ class _OutcarParser:
                           or int(match.group(1)) != self.ionic_step):
                 self.ionic_step = int(match.group(1))
                 self.open_step_line = self.lines.number
+                self.scf_steps = 0
+            if match:
+                self.scf_steps = max(self.scf_steps, int(match.group(2)))
         elif "FORCE on cell =-STRESS" in stripped:
             self.stress_is_ml = stripped.startswith("ML")
         elif stripped.startswith("in kB"):
@@ -560,9 +614,10 @@ class _OutcarParser:
             number=number, energy=energy, energy_line=energy_line,
             energy_sigma0=sigma0, cell=pending.get("cell", self.cell),
             positions=pending.get("positions"), forces=pending.get("forces"),
-            stress=pending.get("stress")))
+            stress=pending.get("stress"), scf_steps=self.scf_steps))
         self.pending["ab"] = {}
         self.open_step_line = None
+        self.scf_steps = 0
 
     def _value_after(self, key, what):
         """The number after '=' on the first of the next 4 lines holding ``key``."""
@@ -580,7 +635,7 @@ class _OutcarParser:
                          f"no {what} in the 4 lines after 'FREE ENERGIE'")
 
     # -- result -----------------------------------------------------------
-    def result(self, incomplete):
+    def result(self, incomplete, unconverged):
         complete = [s for s in self.steps if s.positions is not None]
         energy_only = [s for s in self.steps if s.positions is None]
         if self.ml_steps:
@@ -617,7 +672,8 @@ class _OutcarParser:
             raise ParseError(self.path, None,
                              "no complete ab-initio ionic step (energy, positions "
                              "and forces) found")
-        return [self._atoms(step) for step in complete]
+        frames = [self._atoms(step) for step in complete]
+        return _screen_unconverged(self.path, frames, unconverged, self.nelm)
 
     def _response_note(self):
         if not (self.response and self.steps):
@@ -636,6 +692,8 @@ class _OutcarParser:
                            source={"file": str(self.path), "format": "outcar",
                                    "step": step.number,
                                    "line": step.energy_line})
+        if self.nelm is not None and step.scf_steps:
+            atoms.info["scf_converged"] = step.scf_steps < self.nelm
         _attach_efg(atoms, step.arrays)
         return atoms
 
