@@ -248,3 +248,22 @@ def test_linear_response_scsteps_do_not_count_as_electronic_steps():
 def test_unknown_unconverged_choice_is_an_error():
     with pytest.raises(ValueError, match="unconverged must be one of"):
         read(CH4_UNCONVERGED_OUTCAR, unconverged="keep")
+
+
+# -- vasprun.xml with a cut element name ('X' for Xe) ---------------------------------------------
+
+XE_VASPRUN = DATA / "pymatgen" / "vasprun.xml.xe.gz"
+
+
+def test_vasprun_cut_element_name_comes_from_the_pseudopotential():
+    # <atominfo> names the ion 'X ', its type's pseudopotential 'PAW_PBE Xe 07Sep2000'
+    frames = read(XE_VASPRUN)
+    theirs = ase.io.read(XE_VASPRUN, index=":", format="vasp-xml")
+    assert len(frames) == len(theirs) == 7
+    for a, b in zip(frames, theirs):
+        assert a.get_chemical_symbols() == ["Xe"]
+        np.testing.assert_allclose(a.cell[:], b.cell[:], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(a.get_forces(), b.get_forces(), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(a.get_stress(), b.get_stress(), rtol=0, atol=1e-12)
+        assert a.get_potential_energy() == pytest.approx(
+            b.get_potential_energy(force_consistent=True), abs=1e-9)

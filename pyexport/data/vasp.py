@@ -36,6 +36,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 import numpy as np
+from ase.data import chemical_symbols
 
 from .dataset import (
     EV_PER_A3_PER_KBAR,
@@ -169,11 +170,35 @@ def read_vasprun(path, incomplete="error", unconverged="warn"):
     return _screen_unconverged(path, frames, unconverged, nelm)
 
 
+def _potcar_element(title):
+    """The element of a POTCAR title: "PAW_PBE Ca_pv 06Sep2000" -> "Ca" (None
+    if the second word does not start like a symbol)."""
+    tokens = title.split()
+    match = re.match(r"[A-Z][a-z]?", tokens[1]) if len(tokens) >= 2 else None
+    return match.group(0) if match else None
+
+
 def _vasprun_symbols(atominfo, path):
+    """One symbol per ion from ``<atominfo>``.
+
+    VASP writes the element there in 2 characters, from the POSCAR/POTCAR
+    name, and some versions cut it ("X" for Xe); such a name is replaced by the
+    element of the type's pseudopotential title, if that is an element.
+    """
     rows = atominfo.findall("array[@name='atoms']/set/rc")
     if not rows:
         raise ParseError(path, None, "<atominfo> has no atoms array")
-    return [check_symbol(rc[0].text.strip(), path, None) for rc in rows]
+    types = atominfo.findall("array[@name='atomtypes']/set/rc")
+    symbols = []
+    for rc in rows:
+        symbol, type_index = rc[0].text.strip(), int(rc[1].text)
+        if symbol not in chemical_symbols[1:] and 0 < type_index <= len(types):
+            row = types[type_index - 1]
+            from_potcar = _potcar_element(row[-1].text or "")
+            if from_potcar and from_potcar.startswith(symbol):
+                symbol = from_potcar
+        symbols.append(check_symbol(symbol, path, None))
+    return symbols
 
 
 def _vasprun_parameter(parameters, name, default):
@@ -473,11 +498,9 @@ class _OutcarParser:
     # -- header -----------------------------------------------------------
     def _potcar(self, stripped):
         # "POTCAR:    PAW_PBE Ca_pv 06Sep2000" -> "Ca"
-        tokens = stripped.split()
-        if len(tokens) >= 3:
-            match = re.match(r"[A-Z][a-z]?", tokens[2])
-            if match:
-                self.potcar_symbols.append((match.group(0), self.lines.number))
+        element = _potcar_element(stripped[len("POTCAR:"):])
+        if element:
+            self.potcar_symbols.append((element, self.lines.number))
 
     def _ions_per_type(self, stripped):
         line = self.lines.number
