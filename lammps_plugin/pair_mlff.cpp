@@ -8,6 +8,7 @@
 
 #include "pair_mlff.h"
 
+#include "element_masses.h"
 #include "mlff_model.h"
 
 #include "atom.h"
@@ -101,6 +102,7 @@ void PairMLFF::coeff(int narg, char **arg)
     error->all(FLERR, "pair_style mlff: {}", e.what());
   }
 
+  masses_checked = false;
   type_to_species.assign(ntypes + 1, -1);
   for (int t = 1; t <= ntypes; ++t) {
     const std::string symbol = arg[2 + t];
@@ -161,6 +163,24 @@ void PairMLFF::init_style()
     error->all(FLERR, "pair_style mlff requires units metal, the model contract's units (got units {})",
                update->unit_style);
   neighbor->add_request(this, NeighConst::REQ_FULL);
+  if (!masses_checked) warn_unlike_masses();
+}
+
+/* Warn (rank 0, once per pair_coeff) about every atom type whose mass is set and is not that of
+   the element pair_coeff maps it to: a permuted element list is valid input that puts the wrong
+   potential on every atom. */
+void PairMLFF::warn_unlike_masses()
+{
+  masses_checked = true;
+  if (comm->me != 0 || atom->mass == nullptr || atom->mass_setflag == nullptr) return;
+  for (int t = 1; t <= atom->ntypes; ++t) {
+    if (type_to_species[t] < 0 || !atom->mass_setflag[t]) continue;
+    const std::string &element = model->elements()[type_to_species[t]];
+    if (!efgmd::mass_fits_element(atom->mass[t], element))
+      error->warning(FLERR, "pair_coeff mlff: atom type {} has mass {} but is mapped to {} (standard "
+                     "mass {}): is the element order in pair_coeff that of the atom types?", t,
+                     atom->mass[t], element, efgmd::standard_atomic_mass(element));
+  }
 }
 
 double PairMLFF::init_one(int i, int j)

@@ -40,12 +40,14 @@ class PairMLFF : public Pair {
  private:
   void allocate();
   void committee_deviation(const double *committee_forces);
+  void warn_unlike_masses();
 
   int nthreads;
   std::string device;
   std::unique_ptr<efgmd::MLFFModel> model;
   std::unique_ptr<efgmd::ContractGraph> graph;
   std::vector<int> type_to_species;    // LAMMPS type (1..ntypes) -> model species, -1 = NULL
+  bool masses_checked = false;         // masses compared with the mapped elements since pair_coeff
 
   int nmax_committee;                  // rows allocated in member_f and sigma
   double **member_f;                   // (nmax, 3K): every member's force on each atom, eV/A

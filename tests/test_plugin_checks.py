@@ -50,3 +50,23 @@ def test_two_atoms_on_one_position_stop_the_run(tmp_path, many_body_pt):
     assert f"are 0 A apart on step 0" in text and (f"atoms {ids[0]} and {ids[1]}" in text or
                                                    f"atoms {ids[1]} and {ids[0]}" in text), text[-2000:]
     assert "nan" not in text.lower()
+
+
+def test_element_order_that_contradicts_the_masses_warns(tmp_path, many_body_pt):
+    """`pair_coeff * * model Pb Cs Br` on a Br/Cs/Pb data file is valid input with the wrong
+    potential on every atom: the masses of the data file give it away."""
+    atoms = perovskite(seed=5)
+    (tmp_path / "swapped").mkdir()
+    (tmp_path / "right").mkdir()
+    rc, swapped = lammps_text(tmp_path / "swapped", atoms, f"pair_style mlff\npair_coeff * * {many_body_pt} Pb Cs Br\n")
+    assert rc == 0, swapped[-2000:]
+    assert ("WARNING: pair_coeff mlff: atom type 1 has mass 79.904 but is mapped to Pb (standard mass 207.2)"
+            in swapped), swapped[-2000:]
+    assert "atom type 3 has mass 207.2 but is mapped to Br (standard mass 79.904)" in swapped
+    assert "atom type 2" not in swapped                       # Cs is mapped right
+    rc, right = lammps_text(tmp_path / "right", atoms, f"pair_style mlff\npair_coeff * * {many_body_pt} Br Cs Pb\n")
+    assert rc == 0 and "has mass" not in right, right[-2000:]
+    # a mass set by the `mass` command is checked too
+    rc, mass_cmd = lammps_text(tmp_path / "right", atoms, f"pair_style mlff\npair_coeff * * {many_body_pt} Br Cs Pb\n",
+                               tail="mass 2 39.1\nrun 0\n")
+    assert "atom type 2 has mass 39.1 but is mapped to Cs (standard mass 132.905)" in mass_cmd, mass_cmd[-2000:]
