@@ -2,7 +2,8 @@
 
 For every selected frame of a LAMMPS dump, the EFG tensor of every atom comes from an exported
 EFG model (``--model efg.pt``) or from EFG columns already in the dump (``compute efg/atom``:
-``c_ID[1..6]`` = V_xx V_yy V_zz V_xy V_xz V_yz). Then, per site and per species:
+``c_ID[1..6]`` = V_xx V_yy V_zz V_xy V_xz V_yz); with both, ``--efg-source model|columns``
+chooses (no guess), and ``run.json`` records the source used. Then, per site and per species:
 
 - ⟨V⟩, the time-averaged tensor, and C_Q(⟨V⟩), η(⟨V⟩): what NMR measures when the motion is fast
   compared with the quadrupolar frequency (motional averaging, fast-exchange limit);
@@ -22,13 +23,14 @@ for re-analysis), ``run_hist.png``, and ``run_reorientation.png`` when there are
 Under ``mpirun -np N`` the frames are split between ranks and rank 0 writes the same files as
 a serial run.
 """
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from pyexport.outputs import refuse_overwriting_inputs, write_json
 
 from . import nmr
 from .dump import iread, read_type_map
@@ -121,6 +123,30 @@ def molecular_axes_of(atoms, axis: Optional[Tuple[str, str]], dump) -> Optional[
                          "--molecule-axis none switches the molecular analysis off)") from error
 
 
+#: where the EFG tensors come from (``--efg-source``)
+EFG_SOURCES = ("auto", "model", "columns")
+
+
+def choose_efg_source(dump, model_path: Optional[str], columns: Optional[str], source: str = "auto"
+                      ) -> Optional[str]:
+    """The EFG column stem to use, or None for the model. ``columns`` is the stem found in the
+    dump (None: no EFG columns), ``source`` one of :data:`EFG_SOURCES`; "auto" takes the only
+    source there is and refuses to guess when the dump has EFG columns and a model is given too."""
+    if source not in EFG_SOURCES:
+        raise ValueError(f"--efg-source {source!r}: expected one of {', '.join(EFG_SOURCES)}")
+    if source == "model" or (source == "auto" and columns is None):
+        if model_path is None:
+            raise ValueError(f"{dump}: no EFG columns (c_ID[1..6]) in the dump and no --model given"
+                             if columns is None else "--efg-source model needs --model")
+        return None
+    if columns is None:
+        raise ValueError(f"{dump}: --efg-source columns, but the dump has no EFG columns (c_ID[1..6])")
+    if source == "auto" and model_path is not None:
+        raise ValueError(f"{dump}: two sources of EFG tensors: the dump's columns {columns}[1..6] and the "
+                         f"model {model_path}; choose one with --efg-source columns or --efg-source model")
+    return columns
+
+
 def tensors_from_columns(atoms, stem: str) -> np.ndarray:
     v6 = np.stack([atoms.arrays[f"{stem}[{k}]"] for k in range(1, 7)], axis=1)
     return nmr.from_voigt6(v6)
@@ -131,7 +157,7 @@ def tensors_from_columns(atoms, stem: str) -> np.ndarray:
 # ------------------------------------------------------------------------------------------
 def evaluate_frames(dump, types, index: str, model_path: Optional[str], columns: Optional[str],
                     batch_atoms: int, progress: bool, rank: int = 0, size: int = 1,
-                    molecule_axis: Optional[str] = "auto"):
+                    molecule_axis: Optional[str] = "auto", efg_source: str = "auto"):
     """Evaluate the frames of this rank (frame k goes to rank k mod size).
 
     Returns (results, first frame, perovskite sites or None, EFG column stem or None, molecules);
@@ -141,7 +167,7 @@ def evaluate_frames(dump, types, index: str, model_path: Optional[str], columns:
     from tqdm import tqdm
 
     model = None
-    if model_path is not None:
+    if model_path is not None and efg_source != "columns":
         from pyexport.contract import load_model
         model, _ = load_model(model_path, kind="efg")
     frames = iread(dump, types=types, index=index)
@@ -158,15 +184,22 @@ def evaluate_frames(dump, types, index: str, model_path: Optional[str], columns:
     def flush():
         if not pending:
             return
-        if model is not None and columns is None:
+        if columns is None:
             from pyexport.efg_eval import predict_efg
             tensors = predict_efg(model, [a for _, a in pending], batch_atoms=batch_atoms)
         else:
             tensors = [tensors_from_columns(a, columns) for _, a in pending]
         for (k, a), v in zip(pending, tensors):
+            v = np.asarray(v, dtype=np.float64)
+            bad = np.flatnonzero(~np.isfinite(v).all(axis=(1, 2)))
+            if len(bad):
+                source = f"dump columns {columns}[1..6]" if columns else f"model {model_path}"
+                raise ValueError(f"{dump}: frame {k} (timestep {a.info.get('timestep')}): the EFG tensor of "
+                                 f"atom {int(bad[0])} (from 0 in id order) from the {source} is not finite: "
+                                 f"{v[bad[0]].tolist()}")
             results["frame"].append(k)
             results["timestep"].append(int(a.info.get("timestep", k)))
-            results["tensors"].append(np.asarray(v, dtype=np.float64))
+            results["tensors"].append(v)
             results["cells"].append(a.cell.array.copy())
             results["scaled"].append(np.linalg.solve(a.cell.array.T, a.positions.T).T)
             if all(k in a.arrays for k in ("vx", "vy", "vz")):
@@ -180,9 +213,7 @@ def evaluate_frames(dump, types, index: str, model_path: Optional[str], columns:
     for k, atoms in enumerate(frames):
         if first is None:
             first = atoms
-            columns = efg_columns(atoms, columns)   # EFG already in the dump: use it
-            if columns is None and model is None:
-                raise ValueError(f"{dump}: no EFG columns (c_ID[1..6]) in the dump and no --model given")
+            columns = choose_efg_source(dump, model_path, efg_columns(atoms, columns), efg_source)
             try:
                 sites = find_perovskite(atoms)
             except ValueError as error:
@@ -375,19 +406,24 @@ def molecule_statistics(axes: np.ndarray, axis: Tuple[str, str], timesteps: Sequ
 
 def analyze(dump, model=None, types=None, isotopes=None, index=":", every=1, columns=None,
             batch_atoms=4000, temperature=None, md_timestep_ps=None, output=None, progress=True,
-            comm=None, molecule_axis="auto") -> Optional[dict]:
+            comm=None, molecule_axis="auto", efg_source="auto") -> Optional[dict]:
     """Run the analysis; returns the report dict (on rank 0; None on other ranks) and writes
     ``output`` (.json), with ``.npz`` and ``_hist.png`` beside it, when given.
     ``md_timestep_ps`` (the MD time step) enables the vibrational DOS from the dump's velocities
     and puts the molecular reorientation times in ps. ``molecule_axis``: "auto", "none" or
-    "TAIL-HEAD" (see :func:`parse_molecule_axis`)."""
+    "TAIL-HEAD" (see :func:`parse_molecule_axis`). ``efg_source``: "auto", "model" or "columns"
+    (see :func:`choose_efg_source`); the report records the source used."""
     start_time = time.time()
+    if output:
+        refuse_overwriting_inputs([dump, model, types if isinstance(types, str) else None],
+                                  output_files(output))
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     type_map = parse_types(types) if isinstance(types, str) or types is None else types
     if every > 1:
         index = _compose_every(index, every)
     results, first, sites, columns, molecules = evaluate_frames(dump, type_map, index, model, columns, batch_atoms,
-                                                                progress, rank, size, molecule_axis)
+                                                                progress, rank, size, molecule_axis,
+                                                                efg_source)
     if comm is not None:
         gathered = comm.gather(results, root=0)
         if rank != 0:
@@ -422,7 +458,7 @@ def analyze(dump, model=None, types=None, isotopes=None, index=":", every=1, col
     report = {
         "efgmd": "efg analyze",
         "dump": str(dump),
-        "model": str(model) if model else None,
+        "model": None if columns else str(model),         # the model used, None when columns were
         "efg_source": f"dump columns {columns}[1..6]" if columns else "model",
         "temperature_K": temperature,
         "n_frames": int(tensors.shape[0]),
@@ -438,7 +474,8 @@ def analyze(dump, model=None, types=None, isotopes=None, index=":", every=1, col
         "perovskite": ({"B": sites.b_symbol, "X": sites.x_symbol, "repeats": sites.repeats.tolist()}
                        if sites is not None else None),
         "conventions": "V in V/Å², VASP order xx yy zz xy xz yz; |Vzz|>=|Vyy|>=|Vxx|; "
-                       "C_Q = e Q Vzz / h (MHz, signed); eta = (Vxx - Vyy)/Vzz",
+                       "C_Q = e Q Vzz / h (MHz, signed); eta = (Vxx - Vyy)/Vzz; "
+                       "null = no number (undefined or not computed)",
         "wall_time_s": time.time() - start_time,
     }
     if molecules is not None:
@@ -461,6 +498,12 @@ def _compose_every(index: str, every: int) -> str:
     return f"{parts[0]}:{parts[1]}:{step * every}"
 
 
+def output_files(output) -> List[Path]:
+    """Every file :func:`write_outputs` may write for ``output`` (run.json)."""
+    stem = Path(output).with_suffix("")
+    return [Path(output), Path(f"{stem}.npz"), Path(f"{stem}_hist.png"), Path(f"{stem}_reorientation.png")]
+
+
 def write_outputs(report: dict, tensors: np.ndarray, output) -> None:
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -472,16 +515,8 @@ def write_outputs(report: dict, tensors: np.ndarray, output) -> None:
     if "C1" in report.get("molecules", {}):
         report["reorientation_png"] = f"{stem.name}_reorientation.png"
         plot_reorientation(report["molecules"], f"{stem}_reorientation.png")
-    output.write_text(json.dumps(report, indent=1, default=_json_default))
+    write_json(output, report)
     plot_histograms(report, f"{stem}_hist.png")
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value)}")
 
 
 def plot_histograms(report: dict, path) -> None:
@@ -555,6 +590,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--index", default=":", help="frames start:stop:step (default all)")
     p.add_argument("--every", type=int, default=1, help="use every N-th selected frame")
     p.add_argument("--efg-columns", dest="columns", help="stem of EFG dump columns, e.g. c_efg")
+    p.add_argument("--efg-source", choices=EFG_SOURCES, default="auto",
+                   help="where the EFG tensors come from: the dump's EFG columns or --model; 'auto' "
+                        "(default) takes the only one there is and refuses when there are both")
     p.add_argument("--temperature", type=float, help="temperature of the run (K), recorded for efg scan")
     p.add_argument("--md-timestep", dest="md_timestep_ps", type=float,
                    help="MD time step (ps) of the run: with velocities in the dump, gives the vibrational DOS")
@@ -590,7 +628,8 @@ def run(args) -> int:
                      index=args.index, every=args.every, columns=args.columns,
                      batch_atoms=args.batch_atoms, temperature=args.temperature,
                      md_timestep_ps=args.md_timestep_ps, output=args.output,
-                     progress=not args.no_progress, comm=comm, molecule_axis=args.molecule_axis)
+                     progress=not args.no_progress, comm=comm, molecule_axis=args.molecule_axis,
+                     efg_source=args.efg_source)
     if report is not None:
         for element, entry in report["species"].items():
             if entry["isotope"]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
+from pyexport.outputs import refuse_overwriting_inputs, same_file, write_json
 
 STATISTICS = ("quantum", "classical")
 
@@ -269,7 +270,12 @@ def write_report(out: Path, harmonic: dict, scan: dict, rows: List[dict], figure
     return text
 
 
+#: files ``efg compare`` writes into its output folder, besides copies of the input PNGs
+REPORT_FILES = ("compare.json", "report.md", "msd_vs_T.png", "cq_vs_T.png", "eta_vs_T.png", "dos.png")
+
+
 def compare(harmonic_path, scan_path, output) -> dict:
+    refuse_overwriting_inputs([harmonic_path, scan_path], [Path(output) / name for name in REPORT_FILES])
     harmonic = _load(harmonic_path)
     scan = _load(scan_path)
     if harmonic.get("command") != "efg harmonic":
@@ -301,17 +307,19 @@ def compare(harmonic_path, scan_path, output) -> dict:
         src = harmonic.get("outputs", {}).get(key)
         if src and (Path(src) if Path(src).is_absolute() else harmonic_dir / Path(src).name).is_file():
             src = Path(src) if Path(src).is_absolute() else harmonic_dir / Path(src).name
-            shutil.copy(src, out / src.name)
+            if not same_file(src, out / src.name):     # report written beside the harmonic run
+                shutil.copy(src, out / src.name)
             figures[title] = src.name
     scan_dir = Path(scan_path).resolve().parent
     for name in scan.get("plots", []):
         if (scan_dir / name).is_file():
-            shutil.copy(scan_dir / name, out / name)
+            if not same_file(scan_dir / name, out / name):
+                shutil.copy(scan_dir / name, out / name)
             figures[f"efg scan: {name}"] = name
     write_report(out, harmonic, scan, rows, figures)
     result = {"efgmd": "efg compare", "harmonic": str(harmonic_path), "scan": str(scan_path),
               "rows": rows, "n_departing": int(sum(r["departs"] for r in rows)), "figures": figures}
-    (out / "compare.json").write_text(json.dumps(result, indent=1))
+    write_json(out / "compare.json", result)
     return result
 
 

@@ -42,7 +42,6 @@ MSD in Å²; EFG in V/Å²; C_Q in MHz; temperatures in K.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import re
@@ -56,6 +55,7 @@ import numpy as np
 from ase import Atoms, units
 
 from efg.analyze import parse_isotopes
+from pyexport.outputs import refuse_overwriting_inputs, write_json
 from efg.nmr import (cq_mhz, eta, from_voigt6, normalize_isotope, quadrupole_moment_mb,
                      to_voigt6, vzz)
 from efg.statistics import jackknife
@@ -948,6 +948,10 @@ def run_harmonic(potential, structure, supercell, output, temperatures="100:500:
 
     t_start = time.perf_counter()
     timings: Dict[str, float] = {}
+    stem = Path(output).with_suffix("")
+    refuse_overwriting_inputs([potential, structure, efg_model],
+                              [output] + [f"{stem}_{name}" for name in ("bands.png", "msd.png", "modes.png",
+                                                                        "phonopy.yaml")])
     temps = parse_temperatures(temperatures)
     statistics = list(dict.fromkeys(statistics))
     for stat in statistics:
@@ -1134,7 +1138,7 @@ def run_harmonic(potential, structure, supercell, output, temperatures="100:500:
         "outputs": outputs,
         "timings_s": timings,
     }
-    output.write_text(json.dumps(_jsonable(report), indent=1, allow_nan=False))
+    write_json(output, report)
     return report
 
 
@@ -1162,25 +1166,6 @@ def _space_group(phonon) -> str:
     symbol = ds.international if hasattr(ds, "international") else ds["international"]
     number = ds.number if hasattr(ds, "number") else ds["number"]
     return f"{symbol} ({number})"
-
-
-def _jsonable(obj):
-    """Numbers, lists and dicts for ``json``: arrays to lists, NaN to null."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, complex):
-        return [obj.real, obj.imag]
-    return obj
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence
 
 import numpy as np
+from pyexport.outputs import refuse_overwriting_inputs, write_json
 
 MIN_ERROR_FRACTION = 1e-3     # floor on relative errors so one tiny error bar cannot dominate
 ORDER_PARAMETERS = ("structure:tilt_R_deg", "structure:tilt_M_deg")
@@ -350,7 +351,14 @@ def combine(estimates: List[dict]) -> dict:
     return {"tc_K": mean, "tc_error_K": float(np.hypot(stat, scatter)), "from": [e["name"] for e in good]}
 
 
+#: the PNGs ``efg scan`` writes beside scan.json: <stem>_<name>.png
+PLOT_NAMES = ("cq", "eta", "structure", "molecules")
+
+
 def scan(run_files: Sequence, output=None, plot=True) -> dict:
+    if output:
+        stem = Path(output).with_suffix("")
+        refuse_overwriting_inputs(run_files, [output] + [f"{stem}_{name}.png" for name in PLOT_NAMES])
     runs = [json.loads(Path(f).read_text()) for f in run_files]
     missing = [str(f) for f, r in zip(run_files, runs) if r.get("temperature_K") is None]
     if missing:
@@ -397,7 +405,7 @@ def scan(run_files: Sequence, output=None, plot=True) -> dict:
         output.parent.mkdir(parents=True, exist_ok=True)
         if plot:
             report["plots"] = plot_curves(results, report["transition_temperature_K"], output.with_suffix(""))
-        output.write_text(json.dumps(report, indent=1))
+        write_json(output, report)
     return report
 
 

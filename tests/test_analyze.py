@@ -104,7 +104,7 @@ def test_mpi_analyze_equals_serial(md_dump, tmp_path, columns):
         cmd = [sys.executable, "-m", "efg", "analyze", "--dump", str(dump), "--model", efg_model,
                "--types", "Br,Cs,Pb", "--isotope", "Br=81Br", "-o", str(out), "--no-progress"]
         if columns != "positions only":
-            cmd += ["--efg-columns", "c_efg"]
+            cmd += ["--efg-columns", "c_efg", "--efg-source", "columns"]
         if n > 1:
             cmd = [str(__import__("pathlib").Path(sys.prefix) / "bin" / "mpirun"), "-np", "2"] + cmd
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -281,3 +281,98 @@ def test_perovskite_found_in_strongly_rattled_frames():
     molten.rattle(1.5, seed=1)
     with pytest.raises(ValueError, match="not an ABX3 perovskite"):
         find_perovskite(molten)
+
+
+# --------------------------------------------------------------------------------------------
+# the EFG source is chosen, never guessed; reports are strict JSON; corrupt numbers are refused
+
+
+def _strict_json(path):
+    """The JSON of ``path``, failing on the non-standard NaN / Infinity tokens."""
+    def refuse(token):
+        raise AssertionError(f"{path}: non-standard JSON token {token}")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+@pytest.fixture()
+def tensor_dump_and_model(tmp_path):
+    """A dump with EFG columns (random tensors, 2 frames of 3 Br) and a point-charge EFG model
+    whose tensors differ from the columns."""
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=(2, 3, 3, 3))
+    v = 0.5 * (v + v.transpose(0, 1, 3, 2))
+    v -= np.eye(3) * np.trace(v, axis1=2, axis2=3)[..., None, None] / 3
+    write_tensor_dump(tmp_path / "cols.dump", v)
+    return tmp_path / "cols.dump", export(point_charge_efg_module(), tmp_path / "efg.pt"), v
+
+
+def test_model_and_columns_together_need_a_choice(tensor_dump_and_model, tmp_path, capsys):
+    from efg.cli import main as efg_main
+
+    dump, model, columns = tensor_dump_and_model
+    base = ["analyze", "--dump", str(dump), "--types", "Br", "--isotope", "79Br", "--no-progress",
+            "--model", model]
+    assert efg_main(base + ["-o", str(tmp_path / "auto.json")]) == 1
+    err = capsys.readouterr().err
+    assert (f"{dump}: two sources of EFG tensors: the dump's columns c_efg[1..6] and the model {model}; "
+            "choose one with --efg-source columns or --efg-source model") in err
+    assert not (tmp_path / "auto.json").exists()
+
+    assert efg_main(base + ["--efg-source", "columns", "-o", str(tmp_path / "cols.json")]) == 0
+    report = _strict_json(tmp_path / "cols.json")
+    assert report["efg_source"] == "dump columns c_efg[1..6]" and report["model"] is None
+    np.testing.assert_allclose(np.load(tmp_path / "cols.npz")["efg_V_per_A2"], columns, rtol=0, atol=1e-15)
+
+    assert efg_main(base + ["--efg-source", "model", "-o", str(tmp_path / "model.json")]) == 0
+    report = _strict_json(tmp_path / "model.json")
+    assert report["efg_source"] == "model" and report["model"] == model
+    from_model = np.load(tmp_path / "model.npz")["efg_V_per_A2"]
+    assert np.abs(from_model - columns).max() > 0.1           # really the model's tensors
+
+    assert efg_main(["analyze", "--dump", str(dump), "--types", "Br", "--efg-source", "model",
+                     "-o", str(tmp_path / "none.json")]) == 1
+    assert "--efg-source model needs --model" in capsys.readouterr().err
+
+
+def test_report_json_is_strict_with_null_for_no_number(tmp_path):
+    """One frame: no error bars (NaN in memory) must be written as null, never as NaN."""
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(1, 2, 3, 3))
+    write_tensor_dump(tmp_path / "one.dump", 0.5 * (v + v.transpose(0, 1, 3, 2)))
+    analyze(tmp_path / "one.dump", types="Br", isotopes="79Br", progress=False, output=tmp_path / "one.json")
+    report = _strict_json(tmp_path / "one.json")
+    assert report["species"]["Br"]["cq_of_mean_tensor_mhz"]["error"] is None
+    assert "null = no number" in report["conventions"]
+
+
+@pytest.mark.parametrize("token", ["nan", "inf"])
+def test_non_finite_efg_column_is_an_error(tmp_path, token):
+    write_tensor_dump(tmp_path / "t.dump", np.ones((3, 2, 3, 3)))
+    lines = (tmp_path / "t.dump").read_text().splitlines()
+    row = [k for k, line in enumerate(lines) if line.startswith("2 1 ")][1]     # atom 2 of frame 1
+    words = lines[row].split()
+    words[7] = token
+    lines[row] = " ".join(words)
+    (tmp_path / "t.dump").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"t\.dump: frame 1 \(timestep 10\): the EFG tensor of atom 1 .* "
+                                         r"dump columns c_efg\[1\.\.6\] is not finite"):
+        analyze(tmp_path / "t.dump", types="Br", progress=False, output=tmp_path / "t.json")
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_absurd_coordinate_stops_the_analysis(tmp_path, capsys):
+    """A coordinate of 1e300 Å (was: MSD 6.9e26 Å², exit 0) is refused with file and frame."""
+    from efg.cli import main as efg_main
+
+    write_tensor_dump(tmp_path / "t.dump", np.ones((3, 2, 3, 3)))
+    text = (tmp_path / "t.dump").read_text().split("ITEM: TIMESTEP")
+    rows = text[3].splitlines()
+    words = rows[-1].split()
+    words[2] = "1e300"
+    rows[-1] = " ".join(words)
+    text[3] = "\n".join(rows) + "\n"
+    (tmp_path / "t.dump").write_text("ITEM: TIMESTEP".join(text))
+    assert efg_main(["analyze", "--dump", str(tmp_path / "t.dump"), "--types", "Br", "--no-progress",
+                     "-o", str(tmp_path / "t.json")]) == 1
+    assert "(frame 2, timestep 20): coordinate" in capsys.readouterr().err
+    assert not (tmp_path / "t.json").exists()
