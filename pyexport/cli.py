@@ -14,6 +14,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from .outputs import refuse_overwriting_inputs
+
 
 # --------------------------------------------------------------------------------------------
 # fit
@@ -221,9 +223,10 @@ def run_fit_command(args) -> int:
     config = fit_config_from_options(options)
     if not config.data:
         raise ValueError("no data files: give them as arguments or as 'data' in --config")
+    metrics_path = metrics_path_of(config)
+    refuse_overwriting_inputs([config.data, args.config], [config.output, metrics_path])
     ckpt, metrics = run_fit(config)
     write_checkpoint(ckpt, config.output)
-    metrics_path = config.metrics or os.path.splitext(config.output)[0] + ".metrics.json"
     with open(metrics_path, "w") as fh:
         json.dump({**metrics, "fit": {k: v for k, v in ckpt["fit"].items() if k != "split_sources"}}, fh, indent=2)
     if "linear_start" in metrics:
@@ -235,6 +238,11 @@ def run_fit_command(args) -> int:
     if ckpt["fit"].get("lambda_at_grid_edge"):
         print("note: the lowest validation loss is at the edge of the lambda grid; consider widening --lambdas")
     return 0
+
+
+def metrics_path_of(config) -> str:
+    """The metrics JSON of a fit: --metrics, else <output without extension>.metrics.json."""
+    return config.metrics or os.path.splitext(config.output)[0] + ".metrics.json"
 
 
 def format_metrics(metrics: dict) -> str:
@@ -296,10 +304,11 @@ def run_committee_fit_command(args) -> int:
     config = fit_config_from_options(options)
     if not config.data:
         raise ValueError("no data files: give them as arguments or as 'data' in --config")
+    metrics_path = metrics_path_of(config)
+    refuse_overwriting_inputs([config.data, args.config], [config.output, metrics_path])
     committee, report, metrics = fit_committee(config, members)
     meta = write_committee(committee, metrics["elements"], config.output, config.dtype,
                            committee_provenance(committee, report, metrics, config.data))
-    metrics_path = config.metrics or os.path.splitext(config.output)[0] + ".metrics.json"
     with open(metrics_path, "w") as fh:
         json.dump({**metrics, "fit": {k: v for k, v in report.items() if k != "split_sources"}}, fh, indent=2)
     print(f"committee of {meta['committee_size']} cluster models; errors of the committee mean:")
@@ -374,6 +383,7 @@ def add_export_parser(subparsers) -> None:
 def run_export_command(args) -> int:
     from .fit import read_checkpoint_file
 
+    refuse_overwriting_inputs([args.checkpoint], [args.output])
     ckpt = read_checkpoint_file(args.checkpoint)
     fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
     if fmt is None and isinstance(ckpt, dict) and ckpt.get("model") == "efg":
@@ -543,6 +553,7 @@ def plot_parity(parity: dict, metrics: dict, path: str, title: str) -> None:
 def run_eval_command(args) -> int:
     from .fit import read_structures
 
+    refuse_overwriting_inputs([args.model, args.data], [args.output, args.plot])
     structures = read_structures(args.data)
     result = evaluate_file_model(args.model, structures)
     metrics = {"model": args.model, "data": args.data, **result["metrics"]}
@@ -586,6 +597,8 @@ def run_scan_command(args) -> int:
 
     if not os.path.isfile(args.structure):
         raise FileNotFoundError(f"{args.structure}: structure file not found")
+    refuse_overwriting_inputs([args.model, args.structure, args.reference, args.mode_file],
+                              [args.output, args.plot or os.path.splitext(args.output)[0] + ".png"])
     atoms = ase.io.read(args.structure)
     amplitudes = parse_amplitudes(args.amplitudes)
     if args.mode_file:

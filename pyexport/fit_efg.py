@@ -40,6 +40,7 @@ from .fit import elements_of, hash_files, read_checkpoint_file, read_labelled, w
 from .fit import split_indices as fit_split_indices
 from .models.efg import (MODEL_NAME, EFGHyperparameters, EFGModel, build_efg_model,
                          efg_contract_module, model_from_state)
+from .outputs import refuse_overwriting_inputs
 
 CHECKPOINT_VERSION = 1
 #: Largest asymmetry |V − Vᵀ|/2 or |trace|/3 (V/Å²) accepted in a label, plus 1e-3 of its
@@ -600,6 +601,7 @@ def config_from_args(args) -> EFGFitConfig:
 def run_fit_efg(args) -> int:
     """``pyexport fit-efg``: train, write the checkpoint (and metrics JSON), print a summary."""
     config = config_from_args(args)
+    refuse_overwriting_inputs(config.data, [args.output, args.metrics])
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")

@@ -35,6 +35,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .outputs import refuse_overwriting_inputs
+
 __all__ = ["RDFDescriptor", "farthest_point_sampling", "select_frames", "add_select_parser"]
 
 #: Name of the selected frames and of the selection record in the ``select`` output folder.
@@ -254,6 +256,8 @@ def run_select_command(args) -> int:
     from efg.dump import iread
 
     frames_path = os.path.join(args.output, FRAMES_FILE)
+    refuse_overwriting_inputs([args.dump, args.types, args.committee],
+                              [frames_path, os.path.join(args.output, SELECTION_FILE)])
     if os.path.exists(frames_path) and not args.overwrite:
         raise FileExistsError(f"{frames_path} exists; pass --overwrite to replace it")
     if args.candidates is not None and not args.committee:

@@ -135,3 +135,94 @@ def test_fit_efg_checkpoint_loads_safely_and_exports(tmp_path):
     model = tmp_path / "efg.pt"
     assert pyexport_main(["export", str(ckpt), "-o", str(model)]) == 0
     assert load_model(str(model), kind="efg")[1]["elements"] == ["Br", "Cs", "Pb"]
+
+
+# --------------------------------------------------------------------------------------------
+# no command writes over its inputs
+# --------------------------------------------------------------------------------------------
+def _assert_refused(rc, capsys, victim: Path, before: bytes):
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "refusing to write over an input file of this command" in err, err
+    assert victim.read_bytes() == before
+
+
+@pytest.fixture()
+def water(tmp_path):
+    """A copy of the VASP water MD, a symbolic link and a hard link to it."""
+    data = tmp_path / "water.xml"
+    data.write_bytes(VASPRUN.read_bytes())
+    (tmp_path / "symlink.xml").symlink_to(data)
+    os.link(data, tmp_path / "hardlink.xml")
+    return data
+
+
+@pytest.mark.parametrize("option", ["-o", "--metrics"])
+@pytest.mark.parametrize("target", ["water.xml", "symlink.xml", "hardlink.xml", "sub/../water.xml"])
+def test_fit_refuses_to_overwrite_its_data(water, capsys, option, target):
+    (water.parent / "sub").mkdir(exist_ok=True)
+    before = water.read_bytes()
+    argv = ["fit", str(water), "--basis", "tiny", "--cutoff", "4.0", "--no-progress",
+            option, str(water.parent / target)]
+    _assert_refused(pyexport_main(argv), capsys, water, before)
+    _assert_refused(pyexport_main(["committee", "fit", str(water), "--basis", "tiny", "--cutoff", "4.0",
+                                   "--no-progress", option, str(water.parent / target)]), capsys, water, before)
+
+
+def test_fit_refuses_to_overwrite_its_config(water, capsys):
+    config = water.parent / "fit.json"
+    config.write_text('{"data": ["%s"], "basis": "tiny", "cutoff": 4.0}' % water)
+    before = config.read_bytes()
+    _assert_refused(pyexport_main(["fit", "--config", str(config), "--metrics", str(config), "--no-progress"]),
+                    capsys, config, before)
+
+
+def test_fit_efg_refuses_to_overwrite_its_data(tmp_path, capsys):
+    from test_efg_model import labelled_frames, write_training_file
+
+    data = tmp_path / "train.extxyz"
+    write_training_file(data, labelled_frames(3, seed=21))
+    (tmp_path / "link.extxyz").symlink_to(data)
+    before = data.read_bytes()
+    for option, target in (("-o", data), ("-o", tmp_path / "link.extxyz"), ("--metrics", data)):
+        _assert_refused(pyexport_main(["fit-efg", str(data), option, str(target), "--epochs", "1",
+                                       "--no-progress"]), capsys, data, before)
+
+
+def test_export_eval_scan_refuse_to_overwrite_inputs(water, tmp_path, capsys):
+    before = water.read_bytes()
+    _assert_refused(pyexport_main(["export", str(water), "-o", str(water)]), capsys, water, before)
+    _assert_refused(pyexport_main(["eval", "model.pt", str(water), "-o", str(tmp_path / "hardlink.xml")]),
+                    capsys, water, before)
+    _assert_refused(pyexport_main(["eval", "model.pt", str(water), "--plot", str(water)]), capsys, water, before)
+    _assert_refused(pyexport_main(["scan", "model.pt", "--structure", str(water), "--mode", "R-tilt",
+                                   "-o", str(tmp_path / "symlink.xml")]), capsys, water, before)
+
+
+def test_analyze_refuses_to_overwrite_its_dump(tmp_path, capsys):
+    dump = tmp_path / "md.dump"
+    dump.write_bytes(DUMP.read_bytes())
+    (tmp_path / "link.dump").symlink_to(dump)
+    before = dump.read_bytes()
+    for output in (dump, tmp_path / "link.dump"):
+        _assert_refused(efg_main(["analyze", "--dump", str(dump), "--types", "Fe,Ni", "--efg-source", "model",
+                                  "--model", "efg.pt", "-o", str(output), "--no-progress"]), capsys, dump, before)
+    # run.npz beside run.json is an output too
+    npz = tmp_path / "run.npz"
+    npz.write_bytes(b"a model file named like the tensors")
+    _assert_refused(efg_main(["analyze", "--dump", str(dump), "--types", "Fe,Ni", "--model", str(npz),
+                              "-o", str(tmp_path / "run.json"), "--no-progress"]), capsys, npz, npz.read_bytes())
+
+
+def test_efg_scan_compare_harmonic_refuse_to_overwrite_inputs(tmp_path, capsys):
+    run = tmp_path / "run.json"
+    run.write_text('{"temperature_K": 300}')
+    before = run.read_bytes()
+    _assert_refused(efg_main(["scan", str(run), "-o", str(run)]), capsys, run, before)
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "compare.json").write_bytes(before)
+    _assert_refused(efg_main(["compare", str(out / "compare.json"), str(run), "-o", str(out)]),
+                    capsys, out / "compare.json", before)
+    _assert_refused(efg_main(["harmonic", "--potential", "p.pt", "--structure", str(run), "--supercell", "2",
+                              "-o", str(run)]), capsys, run, before)
