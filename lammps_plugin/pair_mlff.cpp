@@ -12,6 +12,7 @@
 #include "mlff_model.h"
 
 #include "atom.h"
+#include "citeme.h"
 #include "comm.h"
 #include "error.h"
 #include "force.h"
@@ -21,10 +22,38 @@
 #include "update.h"
 #include "utils.h"
 
+#include <dlfcn.h>
+
 #include <cmath>
 #include <cstring>
 
 using namespace LAMMPS_NS;
+
+static const char cite_efgmd[] =
+    "efgmd (pair_style mlff, compute efg/atom, compute mlff/uncertainty, compute mlff/grade):\n\n"
+    "@Misc{efgmd,\n"
+    " title = {efgmd: machine-learned potentials and electric field gradients for\n"
+    "          anharmonic crystals, from {VASP} data to {LAMMPS} molecular dynamics and {NMR}},\n"
+    " note = {LAMMPS plugin mlffplugin.so, model contract version 1},\n"
+    " year = {2026}\n"
+    "}\n\n";
+
+namespace {
+
+// The file this code was loaded from: with several copies of mlffplugin.so around (an installed
+// one, one on LAMMPS_PLUGIN_PATH, EFGMD_PLUGIN), LAMMPS's own log does not say which one runs.
+std::string plugin_file()
+{
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void *>(&plugin_file), &info) == 0 || info.dli_fname == nullptr)
+    return "(unknown: dladdr failed)";
+  char *resolved = realpath(info.dli_fname, nullptr);
+  std::string path = resolved ? resolved : info.dli_fname;
+  free(resolved);
+  return path;
+}
+
+}    // namespace
 
 PairMLFF::PairMLFF(LAMMPS *lmp) :
     Pair(lmp), nthreads(1), device("cpu"), graph(std::make_unique<efgmd::ContractGraph>()),
@@ -38,6 +67,9 @@ PairMLFF::PairMLFF(LAMMPS *lmp) :
   no_virial_fdotr_compute = 1;
   // The per-atom virial splits each edge's virial half and half: not a centroid stress.
   centroidstressflag = CENTROID_NOTAVAIL;
+
+  if (lmp->citeme) lmp->citeme->add(cite_efgmd);
+  if (comm->me == 0) utils::logmesg(lmp, "pair_style mlff: plugin {}\n", plugin_file());
 }
 
 PairMLFF::~PairMLFF()

