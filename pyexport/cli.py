@@ -638,6 +638,31 @@ COMMANDS = [add_fit_parser, add_committee_parser, _external("fit_efg", "add_fit_
             _external("vasp_inputs", "add_vasp_inputs_parser")]
 
 
+def add_read_arguments(p) -> None:
+    """``--incomplete`` / ``--unconverged``: how a command reads partly printed and SCF-unconverged
+    VASP steps (:func:`pyexport.data.read_options`)."""
+    from .data import INCOMPLETE_CHOICES, UNCONVERGED_CHOICES
+
+    group = p.add_argument_group("reading VASP data")
+    group.add_argument("--incomplete", choices=INCOMPLETE_CHOICES,
+                       help="steps VASP printed only partly (NWRITE < 2, a run killed mid-step): 'error' "
+                            "(default) refuses the file, 'warn' reads its complete steps and says which were left out")
+    group.add_argument("--unconverged", choices=UNCONVERGED_CHOICES,
+                       help="SCF-unconverged steps (the electronic loop ran all NELM steps): 'warn' (default) "
+                            "keeps them and says how many, 'drop' leaves them out")
+
+
+def _add_read_arguments_where_data_is_read(subparsers) -> None:
+    """``add_read_arguments`` on every (sub)command with DFT data files (``data`` positionals or a
+    ``--reference`` data file), nested ones (``committee fit``) included."""
+    for p in subparsers.choices.values():
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _add_read_arguments_where_data_is_read(action)
+        if any(action.dest in ("data", "reference") for action in p._actions):
+            add_read_arguments(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -647,6 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for register in COMMANDS:
         register(subparsers)
+    _add_read_arguments_where_data_is_read(subparsers)
     return parser
 
 
@@ -656,8 +682,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .data import read_options
+
     try:
-        return int(args.func(args) or 0)
+        with read_options(getattr(args, "incomplete", None), getattr(args, "unconverged", None)):
+            return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, OSError) as exc:
         if args.traceback:
             raise

@@ -168,7 +168,7 @@ def test_outcar_cut_in_the_middle_of_a_line_keeps_the_complete_steps(tmp_path, n
 def test_outcar_cut_inside_a_force_row_names_that_line(tmp_path):
     lines = _lines(H2O_OUTCAR)
     path = _cut(H2O_OUTCAR, tmp_path, 2817, extra=lines[2817][:20])   # line 2818, ion 3
-    with pytest.raises(ParseError, match="in the middle of the line") as err:
+    with pytest.raises(ParseError, match="in the middle of line 2818") as err:
         read(path)
     assert err.value.line == 2818
 

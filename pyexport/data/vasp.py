@@ -85,7 +85,8 @@ def _screen_unconverged(path, frames, unconverged, nelm):
                              + "; no converged step is left")
         warnings.warn(message + "; left out", UnconvergedSCFWarning, stacklevel=3)
         return kept
-    warnings.warn(message + "; kept them (unconverged='drop' leaves them out)",
+    warnings.warn(message + "; kept them (unconverged='drop', or --unconverged "
+                  "drop on pyexport commands, leaves them out)",
                   UnconvergedSCFWarning, stacklevel=3)
     return frames
 
@@ -105,8 +106,9 @@ def _step_ranges(numbers):
 
 def _report_incomplete(path, incomplete, line, message):
     if incomplete == "error":
-        raise ParseError(path, line, message + "; pass incomplete='warn' to "
-                         "read the complete steps only")
+        raise ParseError(path, line, message + "; to read the complete steps "
+                         "only, pass incomplete='warn' (pyexport commands: "
+                         "--incomplete warn)")
     warnings.warn(f"{path}: {message}; returning only the complete steps",
                   IncompleteDataWarning, stacklevel=3)
 
@@ -676,9 +678,9 @@ class _OutcarParser:
         if self.truncated_line is not None:
             _report_incomplete(
                 self.path, incomplete, self.truncated_line,
-                f"file ends inside a table at line {self.truncated_line}"
-                + (" (in the middle of the line)" if self.lines.cut_mid_line else "")
-                + f" (ionic step {self.ionic_step})")
+                f"file ends inside a table"
+                + (" in the middle of" if self.lines.cut_mid_line else " at")
+                + f" line {self.truncated_line} (ionic step {self.ionic_step})")
         elif self.open_step_line is not None and not self.finished:
             _report_incomplete(
                 self.path, incomplete, self.open_step_line,
