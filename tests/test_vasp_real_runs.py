@@ -267,3 +267,21 @@ def test_vasprun_cut_element_name_comes_from_the_pseudopotential():
         np.testing.assert_allclose(a.get_stress(), b.get_stress(), rtol=0, atol=1e-12)
         assert a.get_potential_energy() == pytest.approx(
             b.get_potential_energy(force_consistent=True), abs=1e-9)
+
+
+VASP52_RELAX_OUTCAR = DATA / "atomate" / "OUTCAR.relax1.gz"
+VASP52_RELAX_VASPRUN = DATA / "atomate" / "vasprun.xml.relax1.gz"
+
+
+def test_vasp52_cell_relaxation_steps_equal_the_vasprun_steps():
+    # VASP 5.2.2, Si, ISIF = 3: each step's cell ('VOLUME and BASIS-vectors are now') and force
+    # table follow its energy; all three steps are complete and match the run's vasprun.xml
+    ours, xml = read(VASP52_RELAX_OUTCAR), read(VASP52_RELAX_VASPRUN)
+    assert [a.info["source"]["step"] for a in ours] == [1, 2, 3] == [a.info["source"]["step"] for a in xml]
+    assert [a.get_potential_energy() for a in ours] == _printed_totens(VASP52_RELAX_OUTCAR)
+    assert len({round(a.get_volume(), 3) for a in ours}) == 3     # the cell changes every step
+    for a, b in zip(ours, xml):
+        assert a.get_potential_energy() == pytest.approx(b.get_potential_energy(), abs=1e-6)
+        np.testing.assert_allclose(a.cell[:], b.cell[:], rtol=0, atol=1e-8)
+        np.testing.assert_allclose(a.get_forces(), b.get_forces(), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(a.get_stress(), b.get_stress(), rtol=0, atol=1e-5 * EV_PER_A3_PER_KBAR)
