@@ -93,6 +93,25 @@ MLFFModel::MLFFModel(const std::string &path, const std::string &expected_kind,
       throw std::runtime_error("model file " + path + " has a committee_size that is not an integer >= 2");
     committee_size_ = static_cast<int>(members.toInt());
   }
+  if (module_.hasattr("active_set_size")) {
+    const auto size = module_.attr("active_set_size");
+    if (!size.isInt() || size.toInt() < 0)
+      throw std::runtime_error("model file " + path + " has an active_set_size that is not an integer >= 0");
+    active_set_size_ = static_cast<int>(size.toInt());
+    if (active_set_size_ > 0 && !(module_.hasattr("compute_extrapolation_grade") &&
+                                  module_.attr("compute_extrapolation_grade").isBool()))
+      throw std::runtime_error("model file " + path + " has an active set but no bool attribute "
+                               "compute_extrapolation_grade");
+  }
+}
+
+void MLFFModel::set_extrapolation_grade(bool on)
+{
+  if (on == grade_on_) return;
+  if (on && active_set_size_ <= 0)
+    throw std::runtime_error("model file " + path_ + " has no extrapolation grade (no active set)");
+  module_.setattr("compute_extrapolation_grade", on);
+  grade_on_ = on;
 }
 
 int MLFFModel::species_index(const std::string &symbol) const

@@ -42,6 +42,13 @@ class MLFFModel {
   // committee_forces is (K, N, 3)), or 0 for a single model.
   int committee_size() const { return committee_size_; }
 
+  // Size of the training data's active set (optional attribute active_set_size), or 0: a model
+  // with an active set returns extrapolation_grade (n_local,) while the grade is switched on.
+  int active_set_size() const { return active_set_size_; }
+  // Switch the grade on or off (the model's bool attribute compute_extrapolation_grade); it costs
+  // a share of the model's time, so it is on only for steps that need it.
+  void set_extrapolation_grade(bool on);
+
   // Index of `symbol` in elements(), or -1.
   int species_index(const std::string &symbol) const;
 
@@ -66,6 +73,8 @@ class MLFFModel {
   std::string kind_;
   std::string dtype_;
   int committee_size_ = 0;
+  int active_set_size_ = 0;
+  bool grade_on_ = false;
 };
 
 // Contract inputs built from a LAMMPS full neighbour list.

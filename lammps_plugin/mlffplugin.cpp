@@ -2,6 +2,7 @@
 #include "lammpsplugin_abi.h"
 
 #include "compute_efg_atom.h"
+#include "compute_mlff_grade.h"
 #include "compute_mlff_uncertainty.h"
 #include "pair_mlff.h"
 
@@ -15,6 +16,11 @@ static Pair *pair_mlff_creator(LAMMPS *lmp)
 static Compute *compute_efg_atom_creator(LAMMPS *lmp, int narg, char **arg)
 {
   return new ComputeEFGAtom(lmp, narg, arg);
+}
+
+static Compute *compute_mlff_grade_creator(LAMMPS *lmp, int narg, char **arg)
+{
+  return new ComputeMLFFGrade(lmp, narg, arg);
 }
 
 static Compute *compute_mlff_uncertainty_creator(LAMMPS *lmp, int narg, char **arg)
@@ -46,5 +52,10 @@ extern "C" void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
   plugin.name = "mlff/uncertainty";
   plugin.info = "efgmd per-atom force uncertainty of a committee model of pair_style mlff";
   plugin.creator.v2 = (lammpsplugin_factory2 *) &compute_mlff_uncertainty_creator;
+  (*register_plugin)(&plugin, lmp);
+
+  plugin.name = "mlff/grade";
+  plugin.info = "efgmd per-atom extrapolation grade of the potential of pair_style mlff";
+  plugin.creator.v2 = (lammpsplugin_factory2 *) &compute_mlff_grade_creator;
   (*register_plugin)(&plugin, lmp);
 }

@@ -17,6 +17,7 @@
 #include "error.h"
 #include "force.h"
 #include "memory.h"
+#include "modify.h"
 #include "neigh_list.h"
 #include "neighbor.h"
 #include "update.h"
@@ -80,6 +81,7 @@ PairMLFF::~PairMLFF()
   }
   memory->destroy(member_f);
   memory->destroy(sigma);
+  memory->destroy(grade);
 }
 
 void PairMLFF::allocate()
@@ -175,6 +177,11 @@ void PairMLFF::coeff(int narg, char **arg)
   }
 }
 
+int PairMLFF::active_set_size() const
+{
+  return model ? model->active_set_size() : 0;
+}
+
 int PairMLFF::committee_size() const
 {
   return model ? model->committee_size() : 0;
@@ -196,6 +203,8 @@ void PairMLFF::init_style()
                update->unit_style);
   neighbor->add_request(this, NeighConst::REQ_FULL);
   if (!masses_checked) warn_unlike_masses();
+  grade_wanted = !modify->get_compute_by_style("mlff/grade").empty();
+  grade_step = -1;
 }
 
 /* Warn (rank 0, once per pair_coeff) about every atom type whose mass is set and is not that of
@@ -242,9 +251,12 @@ void PairMLFF::compute(int eflag, int vflag)
 
   // Every output read below is checked first (shape, dtype, finite values): a model that breaks
   // the contract stops the run with its file name instead of corrupting memory or the trajectory.
+  // The grade is asked for only on the steps a compute mlff/grade needs it (see pair_mlff.h).
+  const bool with_grade = grade_wanted && eflag_atom && model->active_set_size() > 0;
   c10::Dict<std::string, torch::Tensor> out;
-  torch::Tensor energy, atom_energy, forces, virial_out, atom_virial, committee_forces;
+  torch::Tensor energy, atom_energy, forces, virial_out, atom_virial, committee_forces, gamma;
   try {
+    model->set_extrapolation_grade(with_grade);
     out = model->forward(graph->pos(), graph->species(), graph->edge_index(), nlocal_rows);
     energy = model->output(out, "energy", {}, step);
     atom_energy = model->output(out, "atom_energy", {nlocal_rows}, step);
@@ -253,6 +265,7 @@ void PairMLFF::compute(int eflag, int vflag)
     if (model->committee_size() > 0)
       committee_forces = model->output(out, "committee_forces", {model->committee_size(), nrows, 3}, step);
     if (vflag_atom && out.contains("atom_virial")) atom_virial = model->output(out, "atom_virial", {nrows, 6}, step);
+    if (with_grade) gamma = model->output(out, "extrapolation_grade", {nlocal_rows}, step);
   } catch (const std::exception &e) {
     error->one(FLERR, "pair_style mlff: {}", e.what());
   }
@@ -280,6 +293,7 @@ void PairMLFF::compute(int eflag, int vflag)
     virial[5] += 0.5 * (w[5] + w[7]);
   }
   if (model->committee_size() > 0) committee_deviation(committee_forces.data_ptr<double>());
+  if (with_grade) store_grade(gamma.data_ptr<double>());
 
   if (vflag_atom) {
     if (!atom_virial.defined())
@@ -338,6 +352,20 @@ void PairMLFF::committee_deviation(const double *committee_forces)
   sigma_step = update->ntimestep;
 }
 
+/* gamma_i of the owned atoms in the graph onto their LAMMPS indices; owned atoms of NULL types get 0. */
+void PairMLFF::store_grade(const double *gamma)
+{
+  if (atom->nmax > nmax_grade) {
+    nmax_grade = atom->nmax;
+    memory->destroy(grade);
+    memory->create(grade, nmax_grade, "pair:grade");
+  }
+  for (int i = 0; i < atom->nlocal; ++i) grade[i] = 0.0;
+  const auto &rows = graph->row_atom();
+  for (int64_t r = 0; r < graph->n_local(); ++r) grade[rows[r]] = gamma[r];
+  grade_step = update->ntimestep;
+}
+
 int PairMLFF::pack_reverse_comm(int n, int first, double *buf)
 {
   const int width = comm_reverse;
@@ -359,5 +387,6 @@ double PairMLFF::memory_usage()
 {
   double bytes = Pair::memory_usage();
   bytes += static_cast<double>(nmax_committee) * (comm_reverse + 1) * sizeof(double);
+  bytes += static_cast<double>(nmax_grade) * sizeof(double);
   return bytes;
 }

@@ -37,10 +37,19 @@ class PairMLFF : public Pair {
   const double *force_uncertainty() const { return sigma; }
   bigint force_uncertainty_step() const { return sigma_step; }
 
+  // Extrapolation grade (compute mlff/grade): active set size of the model (0 = no grade), and
+  // per owned atom gamma_i, valid on the step extrapolation_grade_step() only. It is computed on
+  // the steps where LAMMPS asks for per-atom energies (eflag_atom: the steps a compute mlff/grade,
+  // which has peatomflag set, is invoked on), and only if such a compute exists.
+  int active_set_size() const;
+  const double *extrapolation_grade() const { return grade; }
+  bigint extrapolation_grade_step() const { return grade_step; }
+
  private:
   void allocate();
   void committee_deviation(const double *committee_forces);
   void warn_unlike_masses();
+  void store_grade(const double *gamma);
 
   int nthreads;
   std::string device;
@@ -53,6 +62,11 @@ class PairMLFF : public Pair {
   double **member_f;                   // (nmax, 3K): every member's force on each atom, eV/A
   double *sigma;                       // (nmax): force deviation of each owned atom, eV/A
   bigint sigma_step;                   // timestep of the last sigma, -1 before the first
+
+  bool grade_wanted = false;           // a compute mlff/grade exists (checked in init_style)
+  int nmax_grade = 0;                  // rows allocated in grade
+  double *grade = nullptr;             // (nmax): extrapolation grade of each owned atom
+  bigint grade_step = -1;              // timestep of the last grade, -1 before the first
 };
 
 }    // namespace LAMMPS_NS

@@ -1,6 +1,6 @@
 """Contract models for the tests: a smooth many-body model (EAM-like, for Cs Pb Br) and the
 analytic Morse model that LAMMPS also has natively."""
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 
@@ -102,3 +102,41 @@ class OwnedRowsForces(torch.nn.Module):
         out = self.potential(pos, species, edge_index, n_local)
         out["forces"] = out["forces"][:n_local]
         return out
+
+
+class DensityWithNeighbourSum(torch.nn.Module):
+    """The EAM-like many-body energy plus one strictly local feature per atom,
+    Σ_j exp(−r_ij / Å) over its neighbours within the cutoff (``energy_and_features``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.energy = EmbeddedDensity(CUTOFF, torch.float64)
+
+    def forward(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                n_local: int) -> torch.Tensor:
+        return self.energy(edge_vec, species, edge_index, n_local)
+
+    def energy_and_features(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                            n_local: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        r = torch.linalg.norm(edge_vec, dim=1)
+        neighbour_sum = torch.zeros(n_local, dtype=edge_vec.dtype).index_add(0, edge_index[0], torch.exp(-r))
+        return self.energy(edge_vec, species, edge_index, n_local), neighbour_sum.unsqueeze(1)
+
+
+class FirstFeatureGrade(torch.nn.Module):
+    """A stand-in for :class:`pyexport.models.grade.ExtrapolationGrade`: γ_i is the first feature."""
+
+    size: int
+
+    def __init__(self, size: int = 7):
+        super().__init__()
+        self.size = size
+
+    def forward(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        return features[:, 0]
+
+
+def graded_module():
+    """A potential with an extrapolation grade γ_i = Σ_j exp(−r_ij) (strictly local)."""
+    from pyexport.contract import GradedPotentialModule
+    return GradedPotentialModule(DensityWithNeighbourSum(), FirstFeatureGrade(), ELEMENTS, CUTOFF)
