@@ -66,14 +66,30 @@ def test_linear_response_run_is_one_complete_step(path):
     _assert_agrees_with_ase(frames, path)
 
 
+KILLED_LEPSILON_OUTCAR = DATA / "custodian" / "OUTCAR.lrf_comm.gz"
+
+
 def test_killed_linear_response_run_names_the_response_part(tmp_path):
-    # cut inside the LEPSILON loops (they start at line 18581), long after step 1's energy
+    # cut inside the LEPSILON loops, whose first 'Iteration 1(1)' (line 18586) follows step 1's energy
     path = _cut(LEPSILON_OUTCAR, tmp_path, 30000)
-    with pytest.raises(ParseError, match="linear-response part of the run, LEPSILON = T"):
+    with pytest.raises(ParseError, match=r"linear-response part of the run \(begun at line 18586, "
+                                         r"LEPSILON = T\) after ionic step 1") as err:
         read(path)
+    assert err.value.line == 18586
     with pytest.warns(IncompleteDataWarning):
         frames = read(path, incomplete="warn")
     assert [a.get_potential_energy() for a in frames] == [241.55228287]
+
+
+def test_real_killed_linear_response_run_keeps_its_ionic_step():
+    # custodian's LRF_COMM case: VASP 5.4.1 died in the LEPSILON loops (from line 32568)
+    with pytest.raises(ParseError, match="linear-response part") as err:
+        read(KILLED_LEPSILON_OUTCAR)
+    assert err.value.line == 32568
+    with pytest.warns(IncompleteDataWarning):
+        frames = read(KILLED_LEPSILON_OUTCAR, incomplete="warn")
+    assert [a.get_potential_energy() for a in frames] == _printed_totens(KILLED_LEPSILON_OUTCAR)
+    _assert_agrees_with_ase(frames, KILLED_LEPSILON_OUTCAR)
 
 
 # -- VASP 5.2 prints a step's energy before its stress and forces ----------------------------------

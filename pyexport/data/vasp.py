@@ -432,6 +432,7 @@ class _OutcarParser:
         self.ml_steps = 0
         self.truncated_line = None   # where a table was cut by the end of file
         self.response = []           # LEPSILON / LCHIMAG set in the header
+        self.response_line = None    # where the linear-response loops began
         self.finished = False        # VASP's closing timing summary was printed
 
     # -- the pass ---------------------------------------------------------
@@ -469,13 +470,10 @@ class _OutcarParser:
             self.cell = self._cell()
         elif "Iteration" in stripped and stripped.startswith("-"):
             match = _ION_STEP.search(stripped)
-            if match and (self.open_step_line is None
-                          or int(match.group(1)) != self.ionic_step):
-                self.ionic_step = int(match.group(1))
-                self.open_step_line = self.lines.number
-                self.scf_steps = 0
-            if match:
-                self.scf_steps = max(self.scf_steps, int(match.group(2)))
+            if match and self._starts_response(int(match.group(1))):
+                self.response_line = self.lines.number
+            if match and self.response_line is None:
+                self._electronic_step(int(match.group(1)), int(match.group(2)))
         elif "FORCE on cell =-STRESS" in stripped:
             self.stress_is_ml = stripped.startswith("ML")
         elif stripped.startswith("in kB"):
@@ -687,6 +685,14 @@ class _OutcarParser:
                 f"file ends inside ionic step {self.ionic_step} (begun at line "
                 f"{self.open_step_line}) before its energy was printed"
                 + self._response_note())
+        elif self.response_line is not None and not self.finished:
+            _report_incomplete(
+                self.path, incomplete, self.response_line,
+                f"file ends inside the linear-response part of the run (begun "
+                f"at line {self.response_line}"
+                + (f", {'/'.join(self.response)} = T" if self.response else "")
+                + f") after ionic step {self.steps[-1].number}: the run stopped "
+                f"before VASP's timing summary")
         elif self.open_step_line is not None:
             # A run that VASP finished: the 'Iteration' headers after the last
             # ionic step belong to the linear-response loops (LEPSILON,
@@ -699,6 +705,20 @@ class _OutcarParser:
                              "and forces) found")
         frames = [self._atoms(step) for step in complete]
         return _screen_unconverged(self.path, frames, unconverged, self.nelm)
+
+    def _starts_response(self, ionic_step):
+        """An 'Iteration N(M)' header with the number of a step already closed
+        starts the linear-response loops (LEPSILON, LCHIMAG), which follow the
+        last ionic step; no ionic step begins after them."""
+        return (self.response_line is None and self.open_step_line is None
+                and bool(self.steps) and ionic_step <= self.steps[-1].number)
+
+    def _electronic_step(self, ionic_step, electronic_step):
+        if self.open_step_line is None or ionic_step != self.ionic_step:
+            self.ionic_step = ionic_step
+            self.open_step_line = self.lines.number
+            self.scf_steps = 0
+        self.scf_steps = max(self.scf_steps, electronic_step)
 
     def _response_note(self):
         if not (self.response and self.steps):
