@@ -301,3 +301,14 @@ def test_vasp52_cell_relaxation_steps_equal_the_vasprun_steps():
         np.testing.assert_allclose(a.cell[:], b.cell[:], rtol=0, atol=1e-8)
         np.testing.assert_allclose(a.get_forces(), b.get_forces(), rtol=0, atol=1e-6)
         np.testing.assert_allclose(a.get_stress(), b.get_stress(), rtol=0, atol=1e-5 * EV_PER_A3_PER_KBAR)
+
+
+def test_garbled_total_force_in_a_vdw_table_is_an_error(tmp_path):
+    lines = _lines(GE_VDW_OUTCAR)
+    assert lines[1556].split()[5] == "0.071051"        # line 1557: ion 3
+    lines[1556] = lines[1556].replace("0.071051", "0.07I051", 1)
+    path = tmp_path / "OUTCAR"
+    path.write_text("".join(lines), encoding="latin-1")
+    with pytest.raises(ParseError, match="ion 3") as err:
+        read(path)
+    assert err.value.line == 1557

@@ -58,7 +58,8 @@ _FORMAT_ALIASES = {
 # A Fortran real: optional sign, digits with a decimal point (either side may
 # be empty), optional exponent. Matching instead of splitting on blanks is what
 # separates fixed-width fields that VASP prints fused, e.g. "0.000-19.396".
-_FLOAT = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+)(?:[EeDd][-+]?\d+)?")
+FLOAT_PATTERN = r"[-+]?(?:\d+\.\d*|\.\d+)(?:[EeDd][-+]?\d+)?"
+_FLOAT = re.compile(FLOAT_PATTERN)
 
 
 class ParseError(ValueError):

@@ -40,6 +40,7 @@ from ase.data import chemical_symbols
 
 from .dataset import (
     EV_PER_A3_PER_KBAR,
+    FLOAT_PATTERN,
     IncompleteDataWarning,
     ParseError,
     UnconvergedSCFWarning,
@@ -399,6 +400,8 @@ class _Step:
 
 
 _ION_STEP = re.compile(r"Iteration\s*(\d+)\s*\(\s*(\d+)\s*\)")
+# The 6 numbers (fixed-width fields, possibly fused) a force-table row starts with.
+_SIX_NUMBERS = re.compile(r"\s*(?:" + FLOAT_PATTERN + r"\s*){5}" + FLOAT_PATTERN + r"(?=\s|$)")
 # Linear-response switches (header "Linear response parameters"): their
 # loops print "Iteration N(M)" headers after the last ionic step.
 _RESPONSE_FLAG = re.compile(r"(LEPSILON|LCHIMAG)\s*=\s*([TF])\b")
@@ -563,16 +566,16 @@ class _OutcarParser:
 
         ``vdw``: the table of a van der Waals run, whose 3 more columns hold the
         forces without the vdW term (not needed here, and VASP may print them
-        as ``NaN``): each row must have 9 fields, of which the first 6 are read.
+        as ``NaN``): the 6 numbers a row starts with are read.
         """
         n = self._natoms()
         self._rule("under the POSITION/TOTAL-FORCE header")
         table = np.empty((n, 6))
         for i in range(n):
             text = self.lines.take()
-            fields = text.split()
-            if vdw and len(fields) == 9:
-                text = " ".join(fields[:6])
+            if vdw:
+                leading = _SIX_NUMBERS.match(text)
+                text = leading.group(0) if leading else text
             table[i] = parse_floats(text, 6, self.path, self.lines.number,
                                     f"position and TOTAL-FORCE of ion {i + 1}"
                                     + (" (then 3 FORCE-w/o vdW)" if vdw else ""))
