@@ -14,10 +14,14 @@ Steps that are not complete ab-initio data are never dropped silently:
 - steps VASP printed only partly -- energy without positions and forces
   (``NWRITE`` = 0 or 1 prints the force table for the first and last ionic
   step only), or a last step cut off by the end of the file (a run killed
-  mid-step) -- raise :class:`~pyexport.data.dataset.ParseError` naming the
-  file and line, unless ``incomplete="warn"``: then the complete steps are
-  returned and an :class:`~pyexport.data.dataset.IncompleteDataWarning` lists
-  the steps left out.
+  mid-step, also in the middle of a line) -- raise
+  :class:`~pyexport.data.dataset.ParseError` naming the file and line, unless
+  ``incomplete="warn"``: then the complete steps are returned and an
+  :class:`~pyexport.data.dataset.IncompleteDataWarning` lists the steps left
+  out. The linear-response loops of LEPSILON and LCHIMAG runs print
+  ``Iteration`` headers after the last ionic step; they are no ionic step,
+  and only a run killed inside them (no timing summary at the end) is
+  reported, as such.
 
 Steps whose electronic loop ran all ``NELM`` steps are SCF-unconverged: their
 energies and forces are not those of the electronic ground state (they can be
@@ -319,8 +323,12 @@ def read_outcar(path, incomplete="error", unconverged="warn"):
     vectors`` block printed before it, stress from the step's ``in kB`` line
     (VASP >= 5.3 prints both before the step's energy, VASP 5.2 after it),
     energy from ``free  energy   TOTEN`` and ``atoms.info["energy_sigma0"]``
-    from ``energy(sigma->0)``. Species come from the ``POTCAR:`` lines and
-    ``ions per type``. ``step`` in ``atoms.info["source"]`` is VASP's ionic
+    from ``energy(sigma->0)`` (van der Waals runs: the values before ``w/o
+    vdW``, and the ``TOTAL-FORCE`` columns of their 9-column table). Species
+    come from the ``POTCAR:`` lines and ``ions per type``, checked against
+    ``NIONS`` (VASP prints at most 10 counts: with more species the OUTCAR
+    cannot say which ion is which, and the error points to vasprun.xml).
+    ``step`` in ``atoms.info["source"]`` is VASP's ionic
     step number (the N of ``Iteration N(k)``); ``line`` is the TOTEN line.
 
     EFG output (``LEFG = .TRUE.``) is attached to the step it follows:
