@@ -110,7 +110,7 @@ void ComputeEFGAtom::compute_peratom()
     for (int k = 0; k < 6; ++k) efg[i][k] = 0.0;
 
   neighbor->build_one(list);
-  graph->build(list, atom->x, atom->type, nlocal + atom->nghost, type_to_species, model->cutoff(),
+  graph->build(list, atom->x, atom->type, nlocal + atom->nghost, type_to_species, *model,
                atom->mask, groupbit);
   const bigint step = update->ntimestep;
   if (graph->coincident_i() >= 0)

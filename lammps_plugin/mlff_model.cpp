@@ -93,6 +93,7 @@ MLFFModel::MLFFModel(const std::string &path, const std::string &expected_kind,
       throw std::runtime_error("model file " + path + " has a committee_size that is not an integer >= 2");
     committee_size_ = static_cast<int>(members.toInt());
   }
+  read_pair_cutoffs();
   if (module_.hasattr("active_set_size")) {
     const auto size = module_.attr("active_set_size");
     if (!size.isInt() || size.toInt() < 0)
@@ -103,6 +104,30 @@ MLFFModel::MLFFModel(const std::string &path, const std::string &expected_kind,
       throw std::runtime_error("model file " + path + " has an active set but no bool attribute "
                                "compute_extrapolation_grade");
   }
+}
+
+void MLFFModel::read_pair_cutoffs()
+{
+  const size_t n = elements_.size();
+  pair_cutoff_.assign(n * n, cutoff_);
+  if (!module_.hasattr("pair_cutoffs")) return;
+  const auto value = module_.attr("pair_cutoffs");
+  if (!value.isTensor()) throw std::runtime_error("model file " + path_ + ": pair_cutoffs is not a tensor");
+  const auto table = value.toTensor().detach().to(torch::kCPU, torch::kFloat64).contiguous();
+  const int64_t s = static_cast<int64_t>(n);
+  if (table.dim() != 2 || table.size(0) != s || table.size(1) != s)
+    throw std::runtime_error("model file " + path_ + ": pair_cutoffs has shape " + shape_text(table.sizes()) +
+                             ", expected (" + std::to_string(n) + ", " + std::to_string(n) + ") for its elements");
+  const double *r = table.data_ptr<double>();
+  for (size_t a = 0; a < n; ++a)
+    for (size_t b = 0; b < n; ++b) {
+      const double rab = r[a * n + b];
+      if (!(rab > 0.0 && rab <= cutoff_) || rab != r[b * n + a])
+        throw std::runtime_error("model file " + path_ + ": pair_cutoffs[" + elements_[a] + ", " + elements_[b] +
+                                 "] = " + std::to_string(rab) + " A is not symmetric and in (0, cutoff]");
+      pair_cutoff_[a * n + b] = rab;
+    }
+  has_pair_cutoffs_ = true;
 }
 
 void MLFFModel::set_extrapolation_grade(bool on)
@@ -173,7 +198,7 @@ int ContractGraph::row_of(int atom, const int *type, double **x,
 }
 
 void ContractGraph::build(LAMMPS_NS::NeighList *list, double **x, const int *type, int nall,
-                          const std::vector<int> &type_to_species, double cutoff, const int *mask,
+                          const std::vector<int> &type_to_species, const MLFFModel &model, const int *mask,
                           int groupbit)
 {
   // clear() keeps capacity, so after the first steps no allocation happens here.
@@ -189,7 +214,15 @@ void ContractGraph::build(LAMMPS_NS::NeighList *list, double **x, const int *typ
   const int *ilist = list->ilist;
   const int *numneigh = list->numneigh;
   int **firstneigh = list->firstneigh;
-  const double cutsq = cutoff * cutoff;
+  // squared cutoff of each pair of LAMMPS types, from the model's species pairs
+  const int ntypes = static_cast<int>(type_to_species.size()) - 1;
+  cutsq_.assign((ntypes + 1) * (ntypes + 1), 0.0);
+  for (int a = 1; a <= ntypes; ++a)
+    for (int b = 1; b <= ntypes; ++b)
+      if (type_to_species[a] >= 0 && type_to_species[b] >= 0) {
+        const double r = model.pair_cutoff(type_to_species[a], type_to_species[b]);
+        cutsq_[a * (ntypes + 1) + b] = r * r;
+      }
 
   auto is_centre = [&](int i) {
     return type_to_species[type[i]] >= 0 && (mask == nullptr || (mask[i] & groupbit));
@@ -204,6 +237,7 @@ void ContractGraph::build(LAMMPS_NS::NeighList *list, double **x, const int *typ
     const int i = ilist[ii];
     if (!is_centre(i)) continue;
     const int row_i = atom_row_[i];
+    const double *cutsq_i = cutsq_.data() + type[i] * (ntypes + 1);
     const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
     const int *jlist = firstneigh[i];
     const int jnum = numneigh[i];
@@ -212,7 +246,7 @@ void ContractGraph::build(LAMMPS_NS::NeighList *list, double **x, const int *typ
       if (type_to_species[type[j]] < 0) continue;
       const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
       const double r2 = dx * dx + dy * dy + dz * dz;
-      if (r2 >= cutsq) continue;
+      if (r2 >= cutsq_i[type[j]]) continue;
       if (r2 < kMinDistance * kMinDistance && coincident_i_ < 0) {
         coincident_i_ = i;
         coincident_j_ = j;

@@ -49,6 +49,11 @@ class MLFFModel {
   // a share of the model's time, so it is on only for steps that need it.
   void set_extrapolation_grade(bool on);
 
+  // Cutoff of species pair (a, b) in A: the optional attribute pair_cutoffs (S, S), symmetric,
+  // each <= cutoff(); cutoff() for every pair without it. The model needs no longer edge of the pair.
+  double pair_cutoff(int a, int b) const { return pair_cutoff_[a * elements_.size() + b]; }
+  bool has_pair_cutoffs() const { return has_pair_cutoffs_; }
+
   // Index of `symbol` in elements(), or -1.
   int species_index(const std::string &symbol) const;
 
@@ -65,6 +70,8 @@ class MLFFModel {
                        c10::IntArrayRef shape, int64_t step) const;
 
  private:
+  void read_pair_cutoffs();
+
   std::string path_;
   torch::jit::Module module_;
   torch::Device device_;
@@ -74,6 +81,8 @@ class MLFFModel {
   std::string dtype_;
   int committee_size_ = 0;
   int active_set_size_ = 0;
+  std::vector<double> pair_cutoff_;    // (S * S) A, row-major by species
+  bool has_pair_cutoffs_ = false;
   bool grade_on_ = false;
 };
 
@@ -83,10 +92,11 @@ class MLFFModel {
 class ContractGraph {
  public:
   // type_to_species[t] for LAMMPS type t = 1..ntypes (index 0 unused); -1 = not handled.
+  // Edges are the list's pairs shorter than the model's cutoff of their species pair.
   // With `mask`, only owned atoms with (mask[i] & groupbit) are centres; every mapped atom
   // still counts as a neighbour (the environment of a site does not depend on groups).
   void build(LAMMPS_NS::NeighList *list, double **x, const int *type, int nall,
-             const std::vector<int> &type_to_species, double cutoff, const int *mask = nullptr,
+             const std::vector<int> &type_to_species, const MLFFModel &model, const int *mask = nullptr,
              int groupbit = 0);
 
   // Views over the internal buffers (no copy); valid until the next build().
@@ -117,6 +127,7 @@ class ContractGraph {
   std::vector<double> pos_;
   std::vector<int64_t> species_;
   std::vector<int64_t> edge_src_, edge_dst_, edge_buf_;
+  std::vector<double> cutsq_;    // (ntypes + 1)^2: squared cutoff of each type pair, A^2
 };
 
 }    // namespace efgmd

@@ -171,6 +171,16 @@ void PairMLFF::coeff(int narg, char **arg)
   if (comm->me == 0) {
     utils::logmesg(lmp, "pair_style mlff: loaded {} ({} elements, cutoff {} A, {}, device {}, {} thread(s))\n",
                    path, model->elements().size(), model->cutoff(), model->dtype(), device, nthreads);
+    if (model->has_pair_cutoffs()) {
+      std::string pairs;
+      const auto &el = model->elements();
+      for (size_t a = 0; a < el.size(); ++a)
+        for (size_t b = a; b < el.size(); ++b)
+          if (model->pair_cutoff(a, b) < model->cutoff())
+            pairs += fmt::format(" {}-{} {}", el[a], el[b], model->pair_cutoff(a, b));
+      utils::logmesg(lmp, "pair_style mlff: species-pair cutoffs (A):{}, {} A for the other pairs\n", pairs,
+                     model->cutoff());
+    }
     if (model->committee_size() > 0)
       utils::logmesg(lmp, "pair_style mlff: committee of {} models: forces of the mean, per-atom force "
                      "uncertainty for compute mlff/uncertainty\n", model->committee_size());
@@ -227,7 +237,9 @@ void PairMLFF::warn_unlike_masses()
 double PairMLFF::init_one(int i, int j)
 {
   if (setflag[i][j] == 0) error->all(FLERR, "All pair coeffs are not set");
-  return model->cutoff();
+  // the model's cutoff of this species pair (pair_cutoffs), so the neighbour list is no longer
+  // than the model needs
+  return model->pair_cutoff(type_to_species[i], type_to_species[j]);
 }
 
 void PairMLFF::compute(int eflag, int vflag)
@@ -238,7 +250,7 @@ void PairMLFF::compute(int eflag, int vflag)
   double **f = atom->f;
   const int nall = atom->nlocal + atom->nghost;
   const bigint step = update->ntimestep;
-  graph->build(list, x, atom->type, nall, type_to_species, model->cutoff());
+  graph->build(list, x, atom->type, nall, type_to_species, *model);
   if (graph->coincident_i() >= 0)
     error->one(FLERR, "pair_style mlff: atoms {} and {} are {:.3g} A apart on step {}: no model can "
                "evaluate two atoms at one position (check the data file or an earlier step)",

@@ -14,6 +14,9 @@ post-processor). An exported model is a TorchScript module with
 - committee potentials (optional, :class:`CommitteePotentialModule`): the outputs above are those
   of the committee mean, plus ``committee_forces`` (K, N, 3) eV/Å, each member's forces on every
   row (ghost rows too, summed home like ``forces``); the metadata attribute ``committee_size`` = K.
+- per-species-pair cutoffs (optional): the buffer ``pair_cutoffs`` (S, S) float64 Å, symmetric,
+  each ≤ ``cutoff``; the model needs no edge of species pair (a, b) longer than
+  ``pair_cutoffs[a, b]`` (LAMMPS's neighbour list uses them). Absent means ``cutoff`` everywhere.
 - EFG outputs: ``efg`` (n_local, 3, 3) V/Å², symmetric and traceless.
 
 All outputs are float64 whatever the model's internal ``dtype``. The scripted module carries the
@@ -78,6 +81,7 @@ class PotentialModule(torch.nn.Module):
         _check_metadata_values("potential", elements, cutoff, dtype)
         self.model = energy_model
         _set_metadata(self, "potential", elements, cutoff, dtype)
+        _set_pair_cutoffs(self, self.model, cutoff)
         self.per_atom_virial = per_atom_virial
 
     def forward(self, pos: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
@@ -161,6 +165,7 @@ class CommitteePotentialModule(torch.nn.Module):
             raise ContractError(f"committee_size must be an integer >= 2, got {committee_size}")
         self.model = committee_model
         _set_metadata(self, "potential", elements, cutoff, dtype)
+        _set_pair_cutoffs(self, self.model, cutoff)
         self.per_atom_virial = per_atom_virial
         self.committee_size = int(committee_size)
 
@@ -238,6 +243,22 @@ def _set_metadata(module: torch.nn.Module, kind: str, elements: Sequence[str], c
     module.cutoff = float(cutoff)
     module.dtype = dtype
     module.units = UNITS
+
+
+def _set_pair_cutoffs(module: torch.nn.Module, energy_model: torch.nn.Module, cutoff: float) -> None:
+    """The buffer ``pair_cutoffs`` (S, S) Å of a potential whose energy model's descriptor has
+    per-species-pair cutoffs (``descriptor.pair_cutoff`` of the cluster models, also inside
+    :class:`~pyexport.models.pair.WithCore`, whose core reaches no further than its ``r_core``);
+    nothing when every pair has ``cutoff``."""
+    inner = getattr(energy_model, "model", energy_model)
+    table = getattr(getattr(inner, "descriptor", None), "pair_cutoff", None)
+    if table is None or bool((table >= cutoff).all()):
+        return
+    table = table.detach().to(torch.float64).clone()
+    core = getattr(energy_model, "core", None)
+    if core is not None:
+        table = torch.maximum(table, core.r_core.detach().to(torch.float64))
+    module.register_buffer("pair_cutoffs", table, persistent=False)
 
 
 def _check_metadata_values(kind: str, elements: Sequence[str], cutoff: float, dtype: str) -> None:
