@@ -663,6 +663,24 @@ def _add_read_arguments_where_data_is_read(subparsers) -> None:
             add_read_arguments(p)
 
 
+def _show_data_warning(command: str):
+    """``warnings.showwarning`` that prints the warnings of :mod:`pyexport.data` (steps left out or
+    SCF-unconverged; the message names the file and steps) as ``pyexport <command>: warning: ...``,
+    without the reader's source line; other warnings as before."""
+    import warnings
+
+    from .data import IncompleteDataWarning, UnconvergedSCFWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, (IncompleteDataWarning, UnconvergedSCFWarning)):
+            print(f"pyexport {command}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+    return show
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -682,10 +700,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    import warnings
+
     from .data import read_options
 
     try:
-        with read_options(getattr(args, "incomplete", None), getattr(args, "unconverged", None)):
+        with warnings.catch_warnings(), \
+                read_options(getattr(args, "incomplete", None), getattr(args, "unconverged", None)):
+            warnings.showwarning = _show_data_warning(args.command)
             return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, OSError) as exc:
         if args.traceback:
