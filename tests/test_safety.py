@@ -226,3 +226,13 @@ def test_efg_scan_compare_harmonic_refuse_to_overwrite_inputs(tmp_path, capsys):
                     capsys, out / "compare.json", before)
     _assert_refused(efg_main(["harmonic", "--potential", "p.pt", "--structure", str(run), "--supercell", "2",
                               "-o", str(run)]), capsys, run, before)
+
+
+def test_select_refuses_to_overwrite_its_dump(tmp_path, capsys):
+    """The dump itself named like the selection's frames file, in the output folder."""
+    folder = tmp_path / "selected"
+    folder.mkdir()
+    dump = folder / "frames.extxyz"
+    dump.write_bytes(DUMP.read_bytes())
+    _assert_refused(pyexport_main(["select", "--dump", str(dump), "--types", "Fe,Ni", "-n", "1",
+                                   "-o", str(folder), "--overwrite"]), capsys, dump, DUMP.read_bytes())
