@@ -8,6 +8,7 @@
 #include "compute_efg_atom.h"
 
 #include "mlff_model.h"
+#include "model_file.h"
 #include "neigh_request_abi.h"
 
 #include "atom.h"
@@ -47,12 +48,13 @@ ComputeEFGAtom::ComputeEFGAtom(LAMMPS *lmp, int narg, char **arg) :
     error->all(FLERR, "compute efg/atom requires units metal, the model contract's units (got units {})",
                update->unit_style);
 
-  const std::string path = arg[3];
   try {
-    model = std::make_unique<efgmd::MLFFModel>(path, "efg", device);
+    const auto file = efgmd::broadcast_model_file(lmp, arg[3]);
+    model = std::make_unique<efgmd::MLFFModel>(file.path, file.bytes, "efg", device);
   } catch (const std::exception &e) {
     error->all(FLERR, "compute efg/atom: {}", e.what());
   }
+  const std::string &path = model->path();
   type_to_species.assign(ntypes + 1, -1);
   for (int t = 1; t <= ntypes; ++t) {
     const std::string symbol = arg[3 + t];

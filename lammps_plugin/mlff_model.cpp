@@ -6,7 +6,7 @@
 #include <torch/cuda.h>
 
 #include <cmath>
-#include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 using namespace efgmd;
@@ -41,7 +41,7 @@ void efgmd::set_num_threads(int nthreads)
   at::set_num_threads(nthreads);
 }
 
-MLFFModel::MLFFModel(const std::string &path, const std::string &expected_kind,
+MLFFModel::MLFFModel(const std::string &path, const std::string &bytes, const std::string &expected_kind,
                      const std::string &device) :
     path_(path), device_(torch::kCPU)
 {
@@ -53,12 +53,9 @@ MLFFModel::MLFFModel(const std::string &path, const std::string &expected_kind,
     throw std::runtime_error("unknown device '" + device + "' (use cpu or cuda)");
   }
 
-  std::ifstream probe(path, std::ios::binary);
-  if (!probe) throw std::runtime_error("cannot open model file " + path);
-  probe.close();
-
   try {
-    module_ = torch::jit::load(path, device_);
+    std::istringstream archive(bytes);
+    module_ = torch::jit::load(archive, device_);
   } catch (const c10::Error &e) {
     throw std::runtime_error("cannot read model file " + path +
                              " as a TorchScript archive: " + first_line(e.what_without_backtrace()));

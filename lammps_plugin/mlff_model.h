@@ -28,9 +28,11 @@ void set_num_threads(int nthreads);
 
 class MLFFModel {
  public:
-  // Load `path` on `device` ("cpu" or "cuda") and check that it is a contract model of kind
-  // `expected_kind` ("potential" or "efg"). Throws std::runtime_error naming the file.
-  MLFFModel(const std::string &path, const std::string &expected_kind, const std::string &device);
+  // Load the model file `path`, whose contents are `bytes` (read once, see model_file.h), on
+  // `device` ("cpu" or "cuda") and check that it is a contract model of kind `expected_kind`
+  // ("potential" or "efg"). Throws std::runtime_error naming the file.
+  MLFFModel(const std::string &path, const std::string &bytes, const std::string &expected_kind,
+            const std::string &device);
 
   const std::vector<std::string> &elements() const { return elements_; }
   double cutoff() const { return cutoff_; }

