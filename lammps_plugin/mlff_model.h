@@ -1,4 +1,4 @@
-/* A TorchScript model of the efgmd model contract (shared/DESIGN.md), for LAMMPS styles.
+/* A TorchScript model of the efgmd model contract (the docstring of pyexport/contract.py), for LAMMPS styles.
 
    MLFFModel loads an exported .pt file once, checks its contract attributes, and evaluates
    forward(pos, species, edge_index, n_local). ContractGraph builds those inputs from a LAMMPS

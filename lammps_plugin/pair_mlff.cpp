@@ -1,5 +1,6 @@
-/* pair_style mlff: evaluates an exported efgmd potential (TorchScript, model contract of
-   shared/DESIGN.md) on the owned atoms of each rank. The model sees owned atoms and the ghost
+/* pair_style mlff: evaluates an exported efgmd potential (TorchScript, the model contract of the
+   pyexport/contract.py docstring; user documentation in doc/pair_mlff.rst) on the owned atoms of
+   each rank. The model sees owned atoms and the ghost
    atoms within its cutoff; forces on ghosts go home through LAMMPS's reverse communication,
    which is why newton pair must be on. A committee model (attribute committee_size = K) also
    returns every member's forces; they are summed home the same way (this style's own reverse

@@ -1,4 +1,4 @@
-/* pair_style mlff: production MD with an efgmd TorchScript potential (see README.md here). */
+/* pair_style mlff: production MD with an efgmd TorchScript potential (see doc/pair_mlff.rst). */
 #ifndef EFGMD_PAIR_MLFF_H
 #define EFGMD_PAIR_MLFF_H
 
