@@ -30,7 +30,6 @@ off by hundreds of eV). Each entry records ``atoms.info["scf_converged"]``; an
 which, and ``unconverged="drop"`` leaves them out (default ``"warn"``: kept).
 """
 
-
 from __future__ import annotations
 
 import logging
@@ -80,18 +79,18 @@ def _screen_unconverged(path, frames, unconverged, nelm):
     if not bad:
         return frames
     steps = _step_ranges(a.info["source"]["step"] for a in bad)
-    message = (f"{path}: {len(bad)} of {len(frames)} ionic steps ({steps}) are "
-               f"SCF-unconverged (the electronic loop ran all NELM = {nelm} "
-               f"steps): their energies and forces are not ground-state values")
+    reason = (f"{len(bad)} of {len(frames)} ionic steps ({steps}) are "
+              f"SCF-unconverged (the electronic loop ran all NELM = {nelm} "
+              f"steps): their energies and forces are not ground-state values")
     if unconverged == "drop":
         kept = [a for a in frames if a.info.get("scf_converged") is not False]
         if not kept:
-            raise ParseError(path, None, message.split(": ", 1)[1]
-                             + "; no converged step is left")
-        warnings.warn(message + "; left out", UnconvergedSCFWarning, stacklevel=3)
+            raise ParseError(path, None, reason + "; no converged step is left")
+        warnings.warn(f"{path}: {reason}; left out", UnconvergedSCFWarning,
+                      stacklevel=3)
         return kept
-    warnings.warn(message + "; kept them (unconverged='drop', or --unconverged "
-                  "drop on pyexport commands, leaves them out)",
+    warnings.warn(f"{path}: {reason}; kept them (unconverged='drop', or "
+                  f"--unconverged drop on pyexport commands, leaves them out)",
                   UnconvergedSCFWarning, stacklevel=3)
     return frames
 
