@@ -19,7 +19,10 @@ class MLFFCalculator(Calculator):
     model outputs ``atom_virial``, ``stresses`` (per-atom, eV/Å³, -atom_virial/V so that they
     sum to ``stress``). For a committee model (``pyexport committee fit``) the energy, forces
     and stresses are the committee mean's, and ``force_uncertainty`` (n_atoms,) eV/Å is the
-    members' force deviation σ_i (:func:`pyexport.committee.force_deviation`).
+    members' force deviation σ_i (:func:`pyexport.committee.force_deviation`). For a model with an
+    active set (``pyexport fit`` stores one by default), ``extrapolation_grade`` (n_atoms,) is each
+    atom's γ (≤ 1 inside the training data, ≫ 2 far outside; :mod:`pyexport.models.grade`),
+    computed only when asked for.
 
     Parameters
     ----------
@@ -43,6 +46,9 @@ class MLFFCalculator(Calculator):
         self.committee_size = self.metadata.get("committee_size")
         if self.committee_size is not None:
             self.implemented_properties = self.implemented_properties + ["force_uncertainty"]
+        self.has_grade = int(self.metadata.get("active_set_size", 0)) > 0
+        if self.has_grade:
+            self.implemented_properties = self.implemented_properties + ["extrapolation_grade"]
         if threads is not None:
             torch.set_num_threads(int(threads))
 
@@ -52,7 +58,14 @@ class MLFFCalculator(Calculator):
         inputs = build_inputs(atoms, self.cutoff, self.elements)
         args = (inputs.pos.to(self.device), inputs.species.to(self.device),
                 inputs.edge_index.to(self.device), inputs.n_local)
-        out = self.model(*args)
+        want_grade = self.has_grade and "extrapolation_grade" in properties
+        if want_grade:
+            self.model.compute_extrapolation_grade = True
+        try:
+            out = self.model(*args)
+        finally:
+            if want_grade:
+                self.model.compute_extrapolation_grade = False
         out = {k: v.detach().cpu() for k, v in out.items()}
         check_outputs(out, "potential", inputs.pos.shape[0], inputs.n_local, self.committee_size)
         n = len(atoms)
@@ -61,6 +74,8 @@ class MLFFCalculator(Calculator):
         self.results["free_energy"] = energy
         self.results["energies"] = out["atom_energy"].numpy().copy()
         self.results["forces"] = fold_to_atoms(out["forces"].numpy(), inputs.image_of, n)
+        if want_grade:
+            self.results["extrapolation_grade"] = out["extrapolation_grade"].numpy().copy()
         if self.committee_size is not None:
             from .committee import fold_committee_forces, force_deviation
 

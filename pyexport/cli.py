@@ -28,7 +28,7 @@ FIT_DEFAULTS = {
     "energy_weight": 1000.0, "force_weight": 1.0, "stress_weight": 0.1,
     "split": "0.8,0.1,0.1", "seed": 0, "dtype": "float64", "lambdas": "1e-15:1:16", "lambda_tolerance": 0.02,
     "hidden": "64,64", "epochs": 200, "learning_rate": 1e-3, "batch_atoms": 400, "patience": 20,
-    "lbfgs_steps": 0, "train_linear": False, "core_repulsion": False, "core_strength": 100.0,
+    "lbfgs_steps": 0, "train_linear": False, "core_repulsion": True, "core_strength": 100.0, "active_set": True,
     "output": "model.ckpt", "metrics": None, "threads": None, "progress": True,
 }
 _BASIS_KEYS = ("n_radial_2", "n_radial_3", "l_max_3", "n_radial_4", "l_max_4", "radial_scale")
@@ -79,11 +79,17 @@ def _add_fit_arguments(p, neural: bool) -> None:
         p.add_argument("--batch-atoms", type=int, help="cluster-nn: atoms per batch (400)")
         p.add_argument("--patience", type=int, help="cluster-nn: epochs without validation gain before stopping (20)")
         p.add_argument("--lbfgs-steps", type=int, help="cluster-nn: L-BFGS iterations after Adam (0)")
-        p.add_argument("--core-repulsion", action="store_const", const=True,
-                       help="add a repulsive core below the shortest distance of every species pair in the data "
-                            "(zero on the data, so the fit and its metrics are unchanged; keeps MD from collapsing "
-                            "where the polynomial extrapolates)")
+        core = p.add_mutually_exclusive_group()
+        core.add_argument("--core-repulsion", dest="core_repulsion", action="store_const", const=True,
+                          help="add a repulsive core below the shortest distance of every species pair in the "
+                               "data (the default: zero on the data, so the fit and its metrics are unchanged; "
+                               "keeps MD from collapsing where the polynomial extrapolates)")
+        core.add_argument("--no-core-repulsion", dest="core_repulsion", action="store_const", const=False,
+                          help="export the bare polynomial, with no core (it can dig deep holes at short range)")
         p.add_argument("--core-strength", type=float, help="core repulsion strength A, eV (100)")
+        p.add_argument("--no-active-set", dest="active_set", action="store_const", const=False,
+                       help="do not store the MaxVol active set of the training atoms (the model then has no "
+                            "extrapolation grade; the default stores it)")
         p.add_argument("--train-linear", action="store_const", const=True,
                        help="cluster-nn: train the linear part too (default: kept at the ridge fit)")
     p.add_argument("--metrics", help="metrics JSON path (default: <output>.metrics.json)")
@@ -209,6 +215,7 @@ def fit_config_from_options(options: dict):
                       patience=int(options["patience"]), lbfgs_steps=int(options["lbfgs_steps"]),
                       train_linear=bool(options["train_linear"])),
         core_repulsion=bool(options["core_repulsion"]), core_strength=float(options["core_strength"]),
+        active_set=bool(options["active_set"]),
         output=options["output"], metrics=options["metrics"], progress=bool(options["progress"]))
 
 
@@ -264,7 +271,8 @@ def format_metrics(metrics: dict) -> str:
 # --------------------------------------------------------------------------------------------
 #: Defaults of ``pyexport committee fit``: those of ``fit`` (config files are shared; the
 #: cluster-nn keys are accepted and not used), K members, an exported model as output.
-COMMITTEE_DEFAULTS = {**FIT_DEFAULTS, "members": 4, "output": "committee.pt"}
+COMMITTEE_DEFAULTS = {**FIT_DEFAULTS, "members": 4, "output": "committee.pt", "core_repulsion": False,
+                      "active_set": False}
 
 
 def add_committee_parser(subparsers) -> None:

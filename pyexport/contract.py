@@ -14,6 +14,11 @@ post-processor). An exported model is a TorchScript module with
 - committee potentials (optional, :class:`CommitteePotentialModule`): the outputs above are those
   of the committee mean, plus ``committee_forces`` (K, N, 3) eV/Å, each member's forces on every
   row (ghost rows too, summed home like ``forces``); the metadata attribute ``committee_size`` = K.
+- extrapolation grade (optional, :class:`GradedPotentialModule`): the attribute
+  ``active_set_size`` (int > 0) announces it; while the caller has set the bool attribute
+  ``compute_extrapolation_grade`` to True, forward also returns ``extrapolation_grade`` (n_local,),
+  dimensionless, ≥ 0: ≤ 1 for environments inside the training data's active set, 1–2 mild
+  extrapolation, ≫ 2 an environment the fit never saw (:mod:`pyexport.models.grade`).
 - per-species-pair cutoffs (optional): the buffer ``pair_cutoffs`` (S, S) float64 Å, symmetric,
   each ≤ ``cutoff``; the model needs no edge of species pair (a, b) longer than
   ``pair_cutoffs[a, b]`` (LAMMPS's neighbour list uses them). Absent means ``cutoff`` everywhere.
@@ -43,7 +48,7 @@ KINDS = ("potential", "efg")
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 METADATA_KEYS = ("contract_version", "kind", "elements", "cutoff", "dtype", "units")
 #: Attributes a model may carry in addition (readers that do not know them ignore them).
-OPTIONAL_METADATA_KEYS = ("committee_size",)
+OPTIONAL_METADATA_KEYS = ("committee_size", "active_set_size")
 METADATA_FILE = "metadata.json"
 
 POTENTIAL_OUTPUTS = ("energy", "atom_energy", "forces", "virial")
@@ -96,6 +101,61 @@ class PotentialModule(torch.nn.Module):
         if dE_dr is None:
             dE_dr = torch.zeros_like(edge_vec)
         return _potential_outputs(atom_energy, edge_vec, dE_dr, src, dst, n_all, self.per_atom_virial)
+
+
+class GradedPotentialModule(torch.nn.Module):
+    """A :class:`PotentialModule` that can also report the extrapolation grade of each owned atom.
+
+    ``energy_model`` has ``energy_and_features(edge_vec, species, edge_index, n_local) ->
+    (atom_energy (n_local,), features (n_local, K))`` (``cluster``, ``cluster-nn``, with or without
+    a core); ``grade`` maps (features, species) to γ (n_local,)
+    (:class:`pyexport.models.grade.ExtrapolationGrade`). The attribute ``active_set_size`` (> 0)
+    announces the grade; the grade is computed, and returned as ``extrapolation_grade`` (n_local,)
+    float64, only while the caller has set ``compute_extrapolation_grade = True``: the projection
+    costs about as much as a third of the model, so LAMMPS asks for it only on the steps where
+    ``compute mlff/grade`` needs it. Energies, forces and virials are those of the plain
+    :class:`PotentialModule` of the same energy model, bit for bit.
+    """
+
+    contract_version: int
+    kind: str
+    elements: List[str]
+    cutoff: float
+    dtype: str
+    units: str
+    per_atom_virial: bool
+    active_set_size: int
+    compute_extrapolation_grade: bool
+
+    def __init__(self, energy_model: torch.nn.Module, grade: torch.nn.Module, elements: Sequence[str],
+                 cutoff: float, dtype: str = "float64", per_atom_virial: bool = True):
+        super().__init__()
+        _check_metadata_values("potential", elements, cutoff, dtype)
+        if int(grade.size) < 1:
+            raise ContractError(f"active_set_size must be a positive integer, got {grade.size}")
+        self.model = energy_model
+        self.grade = grade
+        _set_metadata(self, "potential", elements, cutoff, dtype)
+        _set_pair_cutoffs(self, self.model, cutoff)
+        _set_pair_cutoffs(self, self.model, cutoff)
+        self.per_atom_virial = per_atom_virial
+        self.active_set_size = int(grade.size)
+        self.compute_extrapolation_grade = False
+
+    def forward(self, pos: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                n_local: int) -> Dict[str, torch.Tensor]:
+        n_all = pos.shape[0]
+        edge_vec, src, dst = _edge_vectors(pos, edge_index, self.dtype)
+        atom_energy, features = self.model.energy_and_features(edge_vec, species, edge_index, n_local)
+        energy = atom_energy.sum()
+        grads = torch.autograd.grad([energy], [edge_vec], create_graph=self.training, allow_unused=True)
+        dE_dr = grads[0]
+        if dE_dr is None:
+            dE_dr = torch.zeros_like(edge_vec)
+        out = _potential_outputs(atom_energy, edge_vec, dE_dr, src, dst, n_all, self.per_atom_virial)
+        if self.compute_extrapolation_grade:
+            out["extrapolation_grade"] = self.grade(features.detach(), species[:n_local]).to(torch.float64)
+        return out
 
 
 def _edge_vectors(pos: torch.Tensor, edge_index: torch.Tensor, dtype: str
@@ -363,7 +423,7 @@ def check_outputs(outputs: Dict[str, torch.Tensor], kind: str, n_all: int, n_loc
     if missing:
         raise ContractError(f"model outputs lack {missing}")
     shapes = {"energy": (), "atom_energy": (n_local,), "forces": (n_all, 3), "virial": (3, 3),
-              "atom_virial": (n_all, 6), "efg": (n_local, 3, 3)}
+              "atom_virial": (n_all, 6), "efg": (n_local, 3, 3), "extrapolation_grade": (n_local,)}
     if committee_size is not None:
         shapes["committee_forces"] = (committee_size, n_all, 3)
     for key, shape in shapes.items():

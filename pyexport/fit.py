@@ -42,8 +42,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .contract import PotentialModule, build_inputs, species_indices
+from .contract import GradedPotentialModule, PotentialModule, build_inputs, species_indices
 from .models.cluster import ClusterBasis, ClusterDescriptor, ClusterNN, build_energy_model
+from .models.grade import ExtrapolationGrade, active_set_summary, build_active_set
 from .models.pair import CoreRepulsion, WithCore
 
 #: GPa per eV/Å³.
@@ -790,14 +791,21 @@ def model_from_checkpoint(ckpt: dict) -> torch.nn.Module:
     return model.eval()
 
 
-def potential_from_checkpoint(ckpt: dict, dtype: Optional[str] = None) -> PotentialModule:
-    """The contract module of a checkpoint, in the checkpoint's dtype or ``dtype``."""
+def potential_from_checkpoint(ckpt: dict, dtype: Optional[str] = None) -> torch.nn.Module:
+    """The contract module of a checkpoint, in the checkpoint's dtype or ``dtype``: a
+    :class:`GradedPotentialModule` when the checkpoint has an active set, else a
+    :class:`PotentialModule`."""
     dtype = dtype or ckpt["dtype"]
     model = model_from_checkpoint(ckpt)
     if dtype == "float32":
         model = model.to(torch.float32)
     for p in model.parameters():
         p.requires_grad_(False)
+    if ckpt.get("active_set"):
+        grade = ExtrapolationGrade(ckpt["active_set"])
+        if dtype == "float32":
+            grade = grade.to(torch.float32)
+        return GradedPotentialModule(model, grade, ckpt["elements"], ckpt["cutoff"], dtype=dtype)
     return PotentialModule(model, ckpt["elements"], ckpt["cutoff"], dtype=dtype)
 
 
@@ -833,8 +841,9 @@ class FitConfig:
     lambdas: Tuple[float, ...] = DEFAULT_LAMBDAS
     lambda_tolerance: float = 0.02
     nn: NNTraining = field(default_factory=NNTraining)
-    core_repulsion: bool = False     # CoreRepulsion below the data's shortest pair distances
+    core_repulsion: bool = True      # CoreRepulsion below the data's shortest pair distances
     core_strength: float = 100.0     # eV
+    active_set: bool = True          # extrapolation grade (MaxVol active set of the training atoms)
     output: str = "model.ckpt"
     metrics: Optional[str] = None
     progress: bool = True
@@ -898,11 +907,45 @@ def run_fit(config: FitConfig, structures: Optional[Sequence[Structure]] = None)
         metrics["core_repulsion"] = {"strength_eV": core["strength_eV"],
                                      "r_core_A": {f"{a}-{b}": core["r_core_A"][i][j]
                                                   for i, a in enumerate(elements) for j, b in enumerate(elements) if j >= i}}
+    active_set = None
+    if config.active_set:
+        t_active = time.perf_counter()
+        active_set = fit_active_set(model.descriptor, [prepared[i] for i in splits["train"]], elements)
+        report["time_active_set_s"] = time.perf_counter() - t_active
+        metrics["active_set"] = active_set_summary(active_set)
     report["time_total_s"] = time.perf_counter() - t0
     ckpt = make_checkpoint(model, config.model, elements, basis, config.dtype, config.nn.hidden, metrics,
                            data_hash, config.data, report)
     ckpt["core_repulsion"] = core
+    ckpt["active_set"] = active_set
     return ckpt, metrics
+
+
+def species_features(descriptor: ClusterDescriptor, items: Sequence[Prepared], max_atoms: int = 4000
+                     ) -> List[np.ndarray]:
+    """The invariants of every atom of ``items``, grouped by species: a list over species of
+    (n_s, n_features) float64 arrays (what the active set is chosen from)."""
+    per_species: List[List[np.ndarray]] = [[] for _ in range(descriptor.n_species)]
+    with torch.no_grad():
+        for group in batches(items, max_atoms):
+            batch = make_batch(group)
+            src, dst = batch.edge_index[0], batch.edge_index[1]
+            edge_vec = batch.pos.index_select(0, dst) - batch.pos.index_select(0, src)
+            features = descriptor(edge_vec, batch.species, batch.edge_index, batch.n_local).numpy()
+            species = batch.species[: batch.n_local].numpy()
+            for s in range(descriptor.n_species):
+                per_species[s].append(features[species == s])
+    return [np.concatenate(parts) if parts else np.zeros((0, descriptor.n_features)) for parts in per_species]
+
+
+def fit_active_set(descriptor: ClusterDescriptor, train_items: Sequence[Prepared], elements: Sequence[str]) -> dict:
+    """The extrapolation grade's active set (:func:`pyexport.models.grade.build_active_set`) of the
+    training structures' atoms."""
+    features = species_features(descriptor, train_items)
+    missing = [e for e, f in zip(elements, features) if len(f) == 0]
+    if missing:
+        raise ValueError(f"no training atoms of {missing}: no active set (fit with --no-active-set)")
+    return build_active_set(features, elements)
 
 
 def shortest_pair_distances(prepared: Sequence[Prepared], n_species: int) -> List[List[float]]:

@@ -31,7 +31,7 @@ def fits(tmp_path_factory):
     size = [f"--{k.replace('_', '-')}={v}" for k, v in FIT_SIZE.items()]
     pairs = ",".join(f"{k}={v}" for k, v in PAIRS.items())
     out = {"root": root, "frames": ase.io.read(root / "data.xyz", index=":")}     # as the fit reads them
-    for name, extra in (("plain", []), ("core", ["--core-repulsion", "--core-strength", str(STRENGTH)])):
+    for name, extra in (("plain", ["--no-core-repulsion"]), ("core", ["--core-repulsion", "--core-strength", str(STRENGTH)])):
         ckpt = str(root / f"{name}.ckpt")
         assert main(["fit", str(root / "data.xyz"), "--basis", "tiny", "--cutoff", str(CUTOFF), *size,
                      "--pair-cutoff", pairs, "--split", "0.75,0.125,0.125", "--lambdas", "1e-14:1e-8:4",

@@ -308,7 +308,7 @@ def fitted(tmp_path_factory):
     ckpt = str(root / "model.ckpt")
     assert main(["fit", str(root / "data.xyz"), "--basis", "tiny", "--cutoff", str(CUTOFF), *size,
                  "--pair-cutoff", pairs, "--split", "0.75,0.125,0.125", "--lambdas", "1e-14:1e-8:4",
-                 "-o", ckpt, "--no-progress"]) == 0
+                 "--no-core-repulsion", "-o", ckpt, "--no-progress"]) == 0
     assert main(["export", ckpt, "-o", str(root / "model.pt")]) == 0
     return {"root": root, "ckpt": ckpt, "pt": str(root / "model.pt"), "truth": truth, "pairs": pairs}
 

@@ -581,8 +581,14 @@ class ClusterLinear(torch.nn.Module):
 
     def forward(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
                 n_local: int) -> torch.Tensor:
+        return self.energy_and_features(edge_vec, species, edge_index, n_local)[0]
+
+    def energy_and_features(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                            n_local: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Atom energies (n_local,) eV and the invariants B (n_local, n_features) they are
+        linear in (what the extrapolation grade measures, :mod:`pyexport.models.grade`)."""
         features = self.descriptor(edge_vec, species, edge_index, n_local)
-        return _linear_readout(features, species[:n_local], self.coef, self.e0)
+        return _linear_readout(features, species[:n_local], self.coef, self.e0), features
 
 
 class SpeciesMLP(torch.nn.Module):
@@ -636,6 +642,12 @@ class ClusterNN(torch.nn.Module):
 
     def forward(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
                 n_local: int) -> torch.Tensor:
+        return self.energy_and_features(edge_vec, species, edge_index, n_local)[0]
+
+    def energy_and_features(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                            n_local: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Atom energies (n_local,) eV and the invariants B (n_local, n_features) the linear
+        part and the MLPs read (the extrapolation grade is measured on them)."""
         features = self.descriptor(edge_vec, species, edge_index, n_local)
         s = species[:n_local]
         energy = _linear_readout(features, s, self.coef, self.e0)
@@ -644,7 +656,7 @@ class ClusterNN(torch.nn.Module):
             idx = torch.nonzero(s == k).squeeze(1)
             if idx.numel() > 0:
                 energy = energy.index_add(0, idx, self.output_scale * mlp(x.index_select(0, idx)))
-        return energy
+        return energy, features
 
 
 MODEL_TYPES = ("cluster", "cluster-nn")

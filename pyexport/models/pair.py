@@ -6,7 +6,7 @@ and a pair spring model has an analytic harmonic answer for the phonopy baseline
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import torch
 
@@ -149,6 +149,13 @@ class WithCore(torch.nn.Module):
     def forward(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
                 n_local: int) -> torch.Tensor:
         return self.model(edge_vec, species, edge_index, n_local) + self.core(edge_vec, species, edge_index, n_local)
+
+    def energy_and_features(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                            n_local: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The wrapped model's energies plus the core, and its features (for models that have
+        them: ``cluster``, ``cluster-nn``)."""
+        energy, features = self.model.energy_and_features(edge_vec, species, edge_index, n_local)
+        return energy + self.core(edge_vec, species, edge_index, n_local), features
 
 
 def symmetric_table(values: dict, elements: Sequence[str], default: float = 0.0) -> list:

@@ -1,0 +1,177 @@
+"""The extrapolation grade γ of `cluster` potentials (pyexport.models.grade): MaxVol active set of the
+training atoms, stored by `pyexport fit` and exported inside the model.
+
+Data: the relaxed phases and every 10th structure of the shipped CsPbBr3 reference set (7net-0 labels: phases, strains,
+rattles, MD and active-learning frames), fitted with the tiny basis."""
+import lzma
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+import torch
+
+from pyexport.calculator import MLFFCalculator
+from pyexport.cli import main
+from pyexport.contract import GradedPotentialModule, PotentialModule, build_inputs
+from pyexport.fit import load_checkpoint, model_from_checkpoint, potential_from_checkpoint, split_indices
+from pyexport.models.grade import ExtrapolationGrade, grade_numpy, maxvol
+
+REFERENCE = Path(__file__).resolve().parents[1] / "examples" / "cspbbr3" / "reference" / "cspbbr3_7net0.extxyz.xz"
+CUTOFF = 6.5
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("grade")
+    (root / "all.xyz").write_bytes(lzma.decompress(REFERENCE.read_bytes()))
+    everything = ase.io.read(root / "all.xyz", index=":")
+    minima = [a for a in everything if a.info.get("config_type") == "phase_min"]
+    ase.io.write(root / "data.xyz", minima + everything[::10], format="extxyz")
+    ckpt = str(root / "pot.ckpt")
+    assert main(["fit", str(root / "data.xyz"), "--basis", "tiny", "--cutoff", str(CUTOFF),
+                 "--lambdas", "1e-8:1e-2:4", "-o", ckpt, "--no-progress"]) == 0
+    assert main(["export", ckpt, "-o", str(root / "pot.pt")]) == 0
+    frames = ase.io.read(root / "data.xyz", index=":")    # as the fit read them
+    train = split_indices(len(frames), (0.8, 0.1, 0.1), 0)["train"]
+    return {"root": root, "ckpt": ckpt, "pt": str(root / "pot.pt"), "frames": frames,
+            "train": [frames[i] for i in train],
+            "ground": next(a for a in frames if a.info.get("config_type") == "phase_min"
+                           and a.info.get("phase") == "orthorhombic")}
+
+
+def grades(calc, atoms):
+    atoms = atoms.copy()
+    atoms.calc = calc
+    return calc.get_property("extrapolation_grade", atoms)
+
+
+def test_maxvol_spans_every_row_with_coefficients_at_most_one():
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(300, 12)) @ rng.normal(size=(12, 12))
+    chosen = maxvol(rows)
+    assert len(set(chosen.tolist())) == 12
+    coef = rows @ np.linalg.inv(rows[chosen])
+    assert np.abs(coef).max() <= 1.0 + 1e-9
+    assert np.allclose(coef[chosen], np.eye(12), atol=1e-9)
+    # a local maximum of |det|: no single swap increases it
+    det = abs(np.linalg.det(rows[chosen]))
+    for j in range(12):
+        for i in rng.choice(300, 20, replace=False):
+            trial = chosen.copy()
+            trial[j] = i
+            assert abs(np.linalg.det(rows[trial])) <= det * (1.0 + 1e-9)
+
+
+def test_training_structures_are_inside_the_active_set(graded):
+    calc = MLFFCalculator(graded["pt"])
+    worst = max(grades(calc, atoms).max() for atoms in graded["train"])
+    assert worst <= 1.0 + 1e-6
+    assert worst > 0.5     # the active rows themselves sit at 1
+
+
+def test_grade_rises_with_rattle_amplitude(graded):
+    calc = MLFFCalculator(graded["pt"])
+    ground = graded["ground"].repeat((2, 1, 1))
+    noise = np.random.default_rng(0).normal(size=(len(ground), 3))
+    maxima = []
+    for sigma in (0.0, 0.1, 0.2, 0.35, 0.5):
+        atoms = ground.copy()
+        atoms.positions += sigma * noise
+        maxima.append(grades(calc, atoms).max())
+    assert maxima[0] <= 1.0 + 1e-6          # the relaxed ground state is in the data
+    assert all(b > a for a, b in zip(maxima[1:], maxima[2:])), maxima
+    assert maxima[-1] > 2.0
+
+
+def test_grade_rises_with_strain_beyond_the_data(graded):
+    calc = MLFFCalculator(graded["pt"])
+    ground = graded["ground"]
+    maxima = []
+    for strain in (0.0, 0.08, 0.15, 0.25):
+        atoms = ground.copy()
+        atoms.set_cell(atoms.cell.array * (1.0 + strain), scale_atoms=True)
+        maxima.append(grades(calc, atoms).max())
+    assert all(b > a for a, b in zip(maxima, maxima[1:])), maxima
+    assert maxima[-1] > 2.0
+
+
+def test_grade_is_the_active_set_projection_and_leaves_energies_alone(graded):
+    """The exported grade equals max |x W + b| of the checkpoint's arrays on the model's own
+    invariants; with the flag off the module returns no grade; energies and forces are those of
+    the plain PotentialModule bit for bit."""
+    ckpt = load_checkpoint(graded["ckpt"])
+    module = potential_from_checkpoint(ckpt)
+    assert isinstance(module, GradedPotentialModule)
+    plain = PotentialModule(model_from_checkpoint(ckpt), ckpt["elements"], ckpt["cutoff"])
+    atoms = graded["frames"][-1]
+    inputs = build_inputs(atoms, CUTOFF, ckpt["elements"])
+    off = module(*inputs.as_args())
+    assert "extrapolation_grade" not in off
+    module.compute_extrapolation_grade = True
+    on = module(*inputs.as_args())
+    ref = plain(*inputs.as_args())
+    for key in ("energy", "forces", "virial", "atom_virial"):
+        assert torch.equal(on[key], ref[key]), key
+        assert torch.equal(off[key], ref[key]), key
+    model = model_from_checkpoint(ckpt)
+    pos = inputs.pos
+    edge_vec = pos[inputs.edge_index[1]] - pos[inputs.edge_index[0]]
+    _, features = model.energy_and_features(edge_vec, inputs.species, inputs.edge_index, inputs.n_local)
+    expected = grade_numpy(features.detach().numpy(), inputs.species[: inputs.n_local].numpy(), ckpt["active_set"])
+    assert np.allclose(on["extrapolation_grade"].numpy(), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_scripted_float32_grade_follows_float64(graded):
+    ckpt = load_checkpoint(graded["ckpt"])
+    atoms = graded["frames"][3]
+    inputs = build_inputs(atoms, CUTOFF, ckpt["elements"])
+    out = {}
+    for dtype in ("float64", "float32"):
+        module = torch.jit.script(potential_from_checkpoint(ckpt, dtype))
+        module.compute_extrapolation_grade = True
+        out[dtype] = module(*inputs.as_args())["extrapolation_grade"]
+        assert out[dtype].dtype == torch.float64
+    # the projection through A⁻¹ amplifies float32 rounding of the invariants (0.2 % here):
+    # good enough for a threshold quantity
+    assert torch.allclose(out["float32"], out["float64"], rtol=1e-2, atol=1e-3)
+
+
+def test_checkpoint_records_the_active_set(graded):
+    ckpt = load_checkpoint(graded["ckpt"])
+    active = ckpt["active_set"]
+    assert active["weight"].shape[0] == 3 and active["bias"].shape == (3, active["weight"].shape[2])
+    assert active["size"] == sum(v["rank"] for v in active["species"].values())
+    assert ExtrapolationGrade(active).size == active["size"]
+    assert ckpt["metrics"]["active_set"]["size"] == active["size"]
+
+
+def test_model_without_active_set_has_no_grade(graded, tmp_path):
+    from pyexport.contract import export_model
+
+    ckpt = load_checkpoint(graded["ckpt"])
+    ckpt["active_set"] = None          # what `pyexport fit --no-active-set` writes
+    export_model(potential_from_checkpoint(ckpt), tmp_path / "plain.pt")
+    calc = MLFFCalculator(str(tmp_path / "plain.pt"))
+    assert "extrapolation_grade" not in calc.implemented_properties
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    with pytest.raises(PropertyNotImplementedError):
+        grades(calc, graded["ground"])
+
+
+def test_no_active_set_option(graded):
+    from pyexport.cli import build_parser, fit_config_from_options, resolve_fit_options
+
+    options = resolve_fit_options(build_parser().parse_args(["fit", "x.xyz", "--no-active-set"]))
+    assert fit_config_from_options(options).active_set is False
+    options = resolve_fit_options(build_parser().parse_args(["fit", "x.xyz"]))
+    assert fit_config_from_options(options).active_set is True
