@@ -312,3 +312,19 @@ def test_garbled_total_force_in_a_vdw_table_is_an_error(tmp_path):
     with pytest.raises(ParseError, match="ion 3") as err:
         read(path)
     assert err.value.line == 1557
+
+
+def test_compressed_vasprun_cut_short_keeps_the_complete_steps(tmp_path):
+    path = tmp_path / "vasprun.xml.gz"
+    raw = UNCONVERGED_VASPRUN.read_bytes()
+    path.write_bytes(raw[:len(raw) // 2])
+    with pytest.raises(ParseError, match="file ends inside ionic step"):
+        read(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnconvergedSCFWarning)
+        with pytest.warns(IncompleteDataWarning):
+            frames = read(path, incomplete="warn")
+        full = read(UNCONVERGED_VASPRUN)
+    assert 0 < len(frames) < len(full)
+    for a, b in zip(frames, full):
+        assert a.get_potential_energy() == b.get_potential_energy()

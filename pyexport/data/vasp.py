@@ -157,9 +157,11 @@ def read_vasprun(path, incomplete="error", unconverged="warn"):
                 else:
                     frames.append(atoms)
                 elem.clear()
-    except ET.ParseError as err:
-        line = err.position[0]
-        if line < _count_lines(path):
+    except (ET.ParseError, EOFError) as err:
+        # EOFError: a compressed (gzip/bz2/xz) file cut short
+        n_lines = _count_lines(path)
+        line = err.position[0] if isinstance(err, ET.ParseError) else n_lines
+        if line < n_lines:
             raise ParseError(path, line, f"malformed XML: {err}") from None
         _report_incomplete(
             path, incomplete, line,
@@ -306,8 +308,15 @@ def _calculation_line(path, number):
 
 
 def _count_lines(path):
+    """Lines in ``path`` (those before the break of a compressed file cut short)."""
+    count = 0
     with open_text(path) as fh:
-        return sum(1 for _ in fh)
+        try:
+            for _ in fh:
+                count += 1
+        except EOFError:
+            pass
+    return count
 
 
 # --------------------------------------------------------------------------
