@@ -27,6 +27,9 @@ farthest-point, starting with the most uncertain. ``pyexport select --committee 
 does this with the committee's max_i σ_i per frame (:mod:`pyexport.committee`, eV/Å):
 
     pyexport select --dump md.lammpstrj --types Cs,Pb,Br --committee committee.pt -n 50
+
+``--grade potential.pt`` ranks frames the same way by the potential's extrapolation grade,
+max_i γ_i (:mod:`pyexport.models.grade`): frames where the MD left the training data first.
 """
 import json
 import os
@@ -240,11 +243,15 @@ def add_select_parser(subparsers) -> None:
     p.add_argument("--index", default=":", help="frames to consider, start:stop:step as in ASE (':' = all)")
     p.add_argument("--cutoff", type=float, default=6.0, help="descriptor radius r_c, Å (6.0)")
     p.add_argument("--bins", type=int, default=48, help="grid points per species pair (48)")
-    p.add_argument("--committee", help="committee model (pyexport committee fit): keep the --candidates frames "
-                                       "of highest force uncertainty max_i σ_i, pick among them farthest-point, "
-                                       "the most uncertain first")
-    p.add_argument("--candidates", type=int, help="with --committee: how many of the most uncertain frames "
-                                                  "to pick from (default 3·n, at most all frames)")
+    score = p.add_mutually_exclusive_group()
+    score.add_argument("--committee", help="committee model (pyexport committee fit): keep the --candidates frames "
+                                           "of highest force uncertainty max_i σ_i, pick among them farthest-point, "
+                                           "the most uncertain first")
+    score.add_argument("--grade", metavar="MODEL",
+                       help="potential with an active set (pyexport fit stores one): keep the --candidates frames of "
+                            "highest extrapolation grade max_i γ_i, pick among them farthest-point, the highest first")
+    p.add_argument("--candidates", type=int, help="with --committee or --grade: how many of the highest-scoring "
+                                                  "frames to pick from (default 3·n, at most all frames)")
     p.add_argument("-o", "--output", default="selected", help="output folder (selected)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing selection in OUTPUT")
     p.set_defaults(func=run_select_command)
@@ -256,39 +263,35 @@ def run_select_command(args) -> int:
     from efg.dump import iread
 
     frames_path = os.path.join(args.output, FRAMES_FILE)
-    refuse_overwriting_inputs([args.dump, args.types, args.committee],
+    refuse_overwriting_inputs([args.dump, args.types, args.committee, args.grade],
                               [frames_path, os.path.join(args.output, SELECTION_FILE)])
     if os.path.exists(frames_path) and not args.overwrite:
         raise FileExistsError(f"{frames_path} exists; pass --overwrite to replace it")
-    if args.candidates is not None and not args.committee:
-        raise ValueError("--candidates needs --committee (it counts the most uncertain frames)")
-    committee = None
-    if args.committee:
-        from .committee import CommitteeEvaluator
-
-        committee = CommitteeEvaluator(args.committee)
+    if args.candidates is not None and not (args.committee or args.grade):
+        raise ValueError("--candidates needs --committee or --grade (it counts the highest-scoring frames)")
+    score = frame_score(committee=args.committee, grade=args.grade)
     descriptor = None
-    rows, timesteps, uncertainty = [], [], []
+    rows, timesteps, scores = [], [], []
     for position, atoms in enumerate(iread(args.dump, types=args.types, index=args.index)):
         if descriptor is None:
             descriptor = RDFDescriptor(default_elements(atoms), cutoff=args.cutoff, n_bins=args.bins)
         rows.append(descriptor(atoms))
         timesteps.append(int(atoms.info["timestep"]))
-        if committee is not None:
-            uncertainty.append(_frame_uncertainty(committee, atoms, args.dump, position))
+        if score is not None:
+            scores.append(score.of_frame(atoms, args.dump, position))
     if not rows:
         raise ValueError(f"{args.dump}: no frames selected by --index {args.index!r}")
     descriptors = np.stack(rows)
     n = _checked_n(args.n, len(rows))
-    if committee is None:
+    if score is None:
         order, distance = farthest_point_sampling(descriptors, n, first=0)
         method = "farthest-point sampling, first pick = first frame"
     else:
-        order = select_frames(None, n, uncertainty=uncertainty, descriptors=descriptors, candidates=args.candidates)
+        order = select_frames(None, n, uncertainty=scores, descriptors=descriptors, candidates=args.candidates)
         distance = pick_distances(descriptors, order)
         pool = min(len(rows), 3 * n) if args.candidates is None else args.candidates
-        method = (f"the {pool} frames of highest committee force uncertainty (max over atoms of sigma_i), "
-                  "then farthest-point sampling among them, first pick = most uncertain")
+        method = (f"the {pool} frames of highest {score.description}, "
+                  "then farthest-point sampling among them, first pick = highest")
 
     picked = {int(k): rank for rank, k in enumerate(order)}
     chosen = [None] * len(order)
@@ -307,19 +310,18 @@ def run_select_command(args) -> int:
                       "distance": None if not np.isfinite(dist) else float(dist)}
                      for k, dist in zip(order, distance)],
     }
-    if committee is not None:
-        record["committee"] = {"model": os.path.abspath(args.committee), "committee_size": committee.committee_size,
-                               "uncertainty": "max over atoms of sigma_i = sqrt(mean_k |F_k,i - mean F_i|^2), eV/A"}
+    if score is not None:
+        record[score.kind] = score.record()
         for entry in record["selected"]:
-            entry["uncertainty_eV_per_A"] = float(uncertainty[entry["position"]])
+            entry[score.json_key] = float(scores[entry["position"]])
     with open(os.path.join(args.output, SELECTION_FILE), "w") as fh:
         json.dump(record, fh, indent=2)
     print(f"{len(order)} of {len(rows)} frames -> {frames_path}")
     print(f"{'pick':>5} {'position':>9} {'timestep':>12} {'distance':>12}"
-          + (f" {'max σ (eV/Å)':>13}" if committee is not None else ""))
+          + (f" {score.header:>13}" if score is not None else ""))
     for rank, (k, dist) in enumerate(zip(order, distance)):
         print(f"{rank:5d} {int(k):9d} {timesteps[k]:12d} {dist:12.5g}"
-              + (f" {uncertainty[k]:13.5g}" if committee is not None else ""))
+              + (f" {scores[k]:13.5g}" if score is not None else ""))
     return 0
 
 
@@ -332,14 +334,60 @@ def pick_distances(points: np.ndarray, order: Sequence[int]) -> np.ndarray:
     return distance
 
 
-def _frame_uncertainty(committee, atoms, dump: str, position: int) -> float:
-    """max_i σ_i (eV/Å) of one dump frame; errors name the frame."""
-    from .contract import ContractError
+@dataclass
+class FrameScore:
+    """How far a model trusts a frame, as the largest per-atom value of one of its measures:
+    a committee's force deviation σ_i (eV/Å) or a potential's extrapolation grade γ_i."""
 
-    try:
-        return committee.max_force_uncertainty(atoms)
-    except ContractError as exc:
-        raise ValueError(f"{dump}: frame {position} (timestep {atoms.info.get('timestep')}): {exc}") from None
+    kind: str              # "committee" | "grade": the selection.json section
+    model: str
+    description: str       # "committee force uncertainty (...)"
+    header: str            # table column
+    json_key: str          # per selected frame in selection.json
+    per_atom: object       # atoms -> (n_atoms,) values
+    details: dict
+
+    def of_frame(self, atoms, dump: str, position: int) -> float:
+        """The frame's score (max over atoms); errors name the frame."""
+        from .contract import ContractError
+
+        try:
+            return float(np.max(self.per_atom(atoms)))
+        except ContractError as exc:
+            raise ValueError(f"{dump}: frame {position} (timestep {atoms.info.get('timestep')}): {exc}") from None
+
+    def record(self) -> dict:
+        return {"model": os.path.abspath(self.model), **self.details}
+
+
+def frame_score(committee: Optional[str] = None, grade: Optional[str] = None) -> Optional[FrameScore]:
+    """The :class:`FrameScore` of ``--committee`` or ``--grade`` (at most one), or None."""
+    if committee:
+        from .committee import CommitteeEvaluator
+
+        evaluator = CommitteeEvaluator(committee)
+        return FrameScore("committee", committee, "committee force uncertainty (max over atoms of sigma_i)",
+                          "max σ (eV/Å)", "uncertainty_eV_per_A", evaluator.force_uncertainty,
+                          {"committee_size": evaluator.committee_size,
+                           "uncertainty": "max over atoms of sigma_i = sqrt(mean_k |F_k,i - mean F_i|^2), eV/A"})
+    if grade:
+        from .calculator import MLFFCalculator
+
+        calc = MLFFCalculator(grade)
+        if not calc.has_grade:
+            raise ValueError(f"{grade}: this potential has no extrapolation grade (no active set; fit it with "
+                             "`pyexport fit`, which stores one unless --no-active-set, and export it again)")
+
+        def per_atom(atoms):
+            atoms = atoms.copy()
+            atoms.calc = calc
+            return calc.get_property("extrapolation_grade", atoms)
+
+        return FrameScore("grade", grade, "extrapolation grade (max over atoms of gamma_i)", "max γ",
+                          "extrapolation_grade", per_atom,
+                          {"active_set_size": int(calc.metadata["active_set_size"]),
+                           "grade": "max over atoms of gamma_i (<= 1 inside the training data's active set)"})
+    return None
 
 
 def _checked_n(n: int, available: int) -> int:

@@ -230,3 +230,74 @@ def test_select_with_committee_picks_the_most_uncertain_frames(tmp_path, random_
     with pytest.raises(ValueError, match="not a committee model"):
         run_cli(["select", "--dump", str(dump), "--types", "Cs,Pb,Br", "--committee", str(single), "-n", "2",
                  "-o", str(out), "--overwrite"])
+
+
+# --------------------------------------------------------------------------------------------
+# pyexport select --grade
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def graded_potential(tmp_path_factory):
+    """A tiny cluster model (random coefficients) with the active set of gently rattled cubic
+    CsPbBr3: frames rattled harder lie further outside it."""
+    from pyexport.contract import GradedPotentialModule
+    from pyexport.fit import Structure, prepare, species_features
+    from pyexport.models.cluster import ClusterLinear
+    from pyexport.models.grade import ExtrapolationGrade, build_active_set
+
+    elements = ["Cs", "Pb", "Br"]
+    torch.manual_seed(4)
+    model = ClusterLinear(3, ClusterBasis.preset("tiny", cutoff=5.0), elements)
+    with torch.no_grad():
+        model.coef.normal_(0.0, 1e-2)
+    cubic = Atoms("CsPbBr3", scaled_positions=[[.5, .5, .5], [0, 0, 0], [.5, 0, 0], [0, .5, 0], [0, 0, .5]],
+                  cell=np.eye(3) * 5.9, pbc=True).repeat((3, 3, 3))
+    training = []
+    for seed in range(8):
+        atoms = cubic.copy()
+        atoms.rattle(0.04, seed=100 + seed)
+        training.append(Structure(atoms=atoms, energy=0.0, forces=np.zeros((len(atoms), 3)), stress=None, source=""))
+    features = species_features(model.descriptor, prepare(training, elements, 5.0))
+    module = GradedPotentialModule(model, ExtrapolationGrade(build_active_set(features, elements)), elements, 5.0)
+    path = tmp_path_factory.mktemp("graded") / "graded.pt"
+    export_model(module, path)
+    return str(path)
+
+
+def test_select_with_grade_picks_the_frames_furthest_outside_the_data(tmp_path, graded_potential):
+    from pyexport.calculator import MLFFCalculator
+
+    cubic = Atoms("CsPbBr3", scaled_positions=[[.5, .5, .5], [0, 0, 0], [.5, 0, 0], [0, .5, 0], [0, 0, .5]],
+                  cell=np.eye(3) * 5.9, pbc=True).repeat((2, 2, 2))
+    frames = []
+    for seed, amplitude in enumerate([0.03, 0.4, 0.02, 0.15, 0.1, 0.3, 0.04, 0.2]):
+        atoms = cubic.copy()
+        atoms.rattle(amplitude, seed=seed)
+        frames.append(atoms)
+    dump = tmp_path / "md.lammpstrj"
+    write_orthogonal_dump(dump, frames, ["Cs", "Pb", "Br"])
+    calc = MLFFCalculator(graded_potential)
+    expected = []
+    for atoms in read_frames(str(dump), types="Cs,Pb,Br"):
+        atoms.calc = calc
+        expected.append(calc.get_property("extrapolation_grade", atoms).max())
+    expected = np.array(expected)
+    assert expected[1] == expected.max() and expected[1] > 2.0     # the hardest rattle is furthest out
+
+    out = tmp_path / "selected"
+    assert run_cli(["select", "--dump", str(dump), "--types", "Cs,Pb,Br", "--grade", graded_potential,
+                    "-n", "2", "--candidates", "3", "-o", str(out)]) == 0
+    record = json.loads((out / SELECTION_FILE).read_text())
+    picked = [entry["position"] for entry in record["selected"]]
+    assert picked[0] == 1 and set(picked) <= set(np.argsort(-expected)[:3].tolist())
+    for entry in record["selected"]:
+        assert entry["extrapolation_grade"] == pytest.approx(expected[entry["position"]], rel=0, abs=1e-12)
+    assert record["grade"]["active_set_size"] > 0
+
+    single = tmp_path / "single.pt"
+    export_model(many_body_module(), single)
+    with pytest.raises(ValueError, match="single.pt: this potential has no extrapolation grade"):
+        run_cli(["select", "--dump", str(dump), "--types", "Cs,Pb,Br", "--grade", str(single), "-n", "2",
+                 "-o", str(out), "--overwrite"])
+    with pytest.raises(SystemExit):        # one score at a time
+        run_cli(["select", "--dump", str(dump), "--types", "Cs,Pb,Br", "--grade", graded_potential,
+                 "--committee", graded_potential, "-n", "2", "-o", str(out), "--overwrite"])
