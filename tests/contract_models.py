@@ -124,19 +124,24 @@ class DensityWithNeighbourSum(torch.nn.Module):
 
 
 class FirstFeatureGrade(torch.nn.Module):
-    """A stand-in for :class:`pyexport.models.grade.ExtrapolationGrade`: γ_i is the first feature."""
+    """A stand-in for :class:`pyexport.models.grade.ExtrapolationGrade`: γ_i is the first feature.
+    With ``announce`` it prints a line each time it runs (to count the steps that pay for it)."""
 
     size: int
+    announce: bool
 
-    def __init__(self, size: int = 7):
+    def __init__(self, size: int = 7, announce: bool = False):
         super().__init__()
         self.size = size
+        self.announce = announce
 
     def forward(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        if self.announce:
+            print("efgmd-test: extrapolation grade evaluated")
         return features[:, 0]
 
 
-def graded_module():
+def graded_module(announce: bool = False):
     """A potential with an extrapolation grade γ_i = Σ_j exp(−r_ij) (strictly local)."""
     from pyexport.contract import GradedPotentialModule
-    return GradedPotentialModule(DensityWithNeighbourSum(), FirstFeatureGrade(), ELEMENTS, CUTOFF)
+    return GradedPotentialModule(DensityWithNeighbourSum(), FirstFeatureGrade(announce=announce), ELEMENTS, CUTOFF)

@@ -79,6 +79,25 @@ print "stopped $(step)" file values.txt
     assert read_values(tmp_path / "values.txt")["stopped"] == 20
 
 
+def test_grade_is_computed_only_on_the_steps_that_use_it(tmp_path):
+    """The grade costs model time: over 40 MD steps with thermo output every 10 steps (which
+    prints c_g) the model evaluates it 5 times (steps 0, 10, 20, 30, 40), not 41; without the
+    compute, never."""
+    announcing = export(graded_module(announce=True), tmp_path / "announcing.pt")
+    atoms = perovskite(reps=(2, 2, 2), rattle=0.05, seed=4)
+    runs = {"with_compute": "compute g all mlff/grade\nthermo_style custom step pe c_g\n",
+            "without_compute": "thermo_style custom step pe\n"}
+    counts = {}
+    for name, lines in runs.items():
+        wd = tmp_path / name
+        wd.mkdir()
+        write_lammps_data(wd / "data.lmp", atoms, TYPE_ORDER)
+        proc = run_lammps(HEADER + f"pair_style mlff\npair_coeff * * {announcing} Br Cs Pb\n" + lines +
+                          "fix nve all nve\ntimestep 0.001\nthermo 10\nrun 40\n", wd)
+        counts[name] = proc.stdout.count("efgmd-test: extrapolation grade evaluated")
+    assert counts == {"with_compute": 5, "without_compute": 0}
+
+
 def test_grade_errors(tmp_path, graded_pt):
     plain = export(many_body_module(), tmp_path / "plain.pt")
     atoms = perovskite(seed=1)
