@@ -2,26 +2,19 @@
 #ifndef EFGMD_COMPUTE_MLFF_GRADE_H
 #define EFGMD_COMPUTE_MLFF_GRADE_H
 
-#include "compute.h"
+#include "compute_mlff_atom_value.h"
 
 namespace LAMMPS_NS {
 
-class ComputeMLFFGrade : public Compute {
+class ComputeMLFFGrade : public ComputeMLFFAtomValue {
  public:
   ComputeMLFFGrade(class LAMMPS *, int, char **);
-  ~ComputeMLFFGrade() override;
 
-  void init() override;
-  double compute_scalar() override;
-  void compute_peratom() override;
-  double memory_usage() override;
-
- private:
-  void check_current();
-
-  class PairMLFF *pair;
-  int nmax;
-  double *grade_atom;    // (nmax): gamma_i of owned atoms in the group, 0 elsewhere
+ protected:
+  void check_model() override;
+  const double *pair_values() const override;
+  bigint pair_values_step() const override;
+  std::string when_computed() const override;
 };
 
 }    // namespace LAMMPS_NS

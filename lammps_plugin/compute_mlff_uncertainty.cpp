@@ -14,86 +14,34 @@
 
 #include "pair_mlff.h"
 
-#include "atom.h"
 #include "error.h"
-#include "force.h"
-#include "memory.h"
-#include "update.h"
-#include "utils.h"
-
-#include <mpi.h>
-
-#include <algorithm>
 
 using namespace LAMMPS_NS;
 
 ComputeMLFFUncertainty::ComputeMLFFUncertainty(LAMMPS *lmp, int narg, char **arg) :
-    Compute(lmp, narg, arg), pair(nullptr), nmax(0), sigma_atom(nullptr)
+    ComputeMLFFAtomValue(lmp, narg, arg, "mlff/uncertainty")
 {
-  if (narg != 3)
-    error->all(FLERR, "compute mlff/uncertainty takes no arguments after the style "
-               "(compute ID group mlff/uncertainty), got {}", narg - 3);
-  scalar_flag = 1;
-  extscalar = 0;
-  peratom_flag = 1;
-  size_peratom_cols = 0;
 }
 
-ComputeMLFFUncertainty::~ComputeMLFFUncertainty()
+void ComputeMLFFUncertainty::check_model()
 {
-  memory->destroy(sigma_atom);
-}
-
-void ComputeMLFFUncertainty::init()
-{
-  // exact match: pair_style mlff, or the only mlff sub-style of pair_style hybrid(/overlay)
-  pair = dynamic_cast<PairMLFF *>(force->pair_match("mlff", 1));
-  if (pair == nullptr)
-    error->all(FLERR, "compute mlff/uncertainty requires pair_style mlff (exactly one, possibly as a "
-               "sub-style of pair_style hybrid) with a committee model");
   if (pair->committee_size() < 2)
     error->all(FLERR, "compute mlff/uncertainty: the model {} of pair_style mlff is not a committee "
                "(it has no committee_size attribute); fit one with `pyexport committee fit`",
                pair->model_path());
 }
 
-void ComputeMLFFUncertainty::check_current()
+const double *ComputeMLFFUncertainty::pair_values() const
 {
-  if (pair->force_uncertainty_step() != update->ntimestep)
-    error->all(FLERR, "compute mlff/uncertainty: pair_style mlff has not computed forces on step {} "
-               "(the uncertainty exists only on steps where the pair style was evaluated)",
-               update->ntimestep);
+  return pair->force_uncertainty();
 }
 
-double ComputeMLFFUncertainty::compute_scalar()
+bigint ComputeMLFFUncertainty::pair_values_step() const
 {
-  invoked_scalar = update->ntimestep;
-  check_current();
-  const double *sigma = pair->force_uncertainty();
-  const int *mask = atom->mask;
-  double local_max = 0.0;
-  for (int i = 0; i < atom->nlocal; ++i)
-    if (mask[i] & groupbit) local_max = std::max(local_max, sigma[i]);
-  MPI_Allreduce(&local_max, &scalar, 1, MPI_DOUBLE, MPI_MAX, world);
-  return scalar;
+  return pair->force_uncertainty_step();
 }
 
-void ComputeMLFFUncertainty::compute_peratom()
+std::string ComputeMLFFUncertainty::when_computed() const
 {
-  invoked_peratom = update->ntimestep;
-  check_current();
-  if (atom->nmax > nmax) {
-    nmax = atom->nmax;
-    memory->destroy(sigma_atom);
-    memory->create(sigma_atom, nmax, "mlff/uncertainty:sigma");
-    vector_atom = sigma_atom;
-  }
-  const double *sigma = pair->force_uncertainty();
-  const int *mask = atom->mask;
-  for (int i = 0; i < atom->nlocal; ++i) sigma_atom[i] = (mask[i] & groupbit) ? sigma[i] : 0.0;
-}
-
-double ComputeMLFFUncertainty::memory_usage()
-{
-  return static_cast<double>(nmax) * sizeof(double);
+  return "the uncertainty exists only on steps where the pair style was evaluated";
 }
