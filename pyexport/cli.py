@@ -502,10 +502,12 @@ def evaluate_file_model(model_path: str, structures) -> dict:
     from .calculator import MLFFCalculator
 
     calc = MLFFCalculator(model_path)
-    e_ref, e_pred, n_atoms, f_ref, f_pred, s_ref, s_pred = [], [], [], [], [], [], []
+    e_ref, e_pred, n_atoms, f_ref, f_pred, s_ref, s_pred, grade = [], [], [], [], [], [], [], []
     for st in structures:
         atoms = st.atoms.copy()
         atoms.calc = calc
+        if calc.has_grade:
+            grade.append(float(calc.get_property("extrapolation_grade", atoms).max()))
         e_pred.append(atoms.get_potential_energy())
         f_pred.append(atoms.get_forces())
         e_ref.append(st.energy)
@@ -524,6 +526,12 @@ def evaluate_file_model(model_path: str, structures) -> dict:
                "energy_mae_meV_per_atom": float(np.mean(np.abs(de))),
                "forces_rmse_meV_per_A": float(np.sqrt(np.mean(df ** 2))),
                "forces_mae_meV_per_A": float(np.mean(np.abs(df)))}
+    if grade:
+        metrics["extrapolation_grade"] = {
+            "max": max(grade), "median_of_structure_max": float(np.median(grade)),
+            "structures_above_1": int(sum(g > 1.0 for g in grade)),
+            "structures_above_2": int(sum(g > 2.0 for g in grade)),
+            "per_structure_max": grade}
     parity = {"energy_per_atom_eV": (np.array(e_ref) / n, np.array(e_pred) / n),
               "forces_eV_per_A": (np.concatenate(f_ref).ravel(), np.concatenate(f_pred).ravel())}
     if s_ref:
@@ -566,6 +574,11 @@ def run_eval_command(args) -> int:
     result = evaluate_file_model(args.model, structures)
     metrics = {"model": args.model, "data": args.data, **result["metrics"]}
     print(format_metrics({"test": result["metrics"]}).replace("test  ", "data  "))
+    grade = result["metrics"].get("extrapolation_grade")
+    if grade:
+        print(f"extrapolation grade (max over atoms per structure): largest {grade['max']:.3g}, median "
+              f"{grade['median_of_structure_max']:.3g}; {grade['structures_above_1']} of {len(structures)} "
+              f"structures above 1, {grade['structures_above_2']} above 2")
     if args.output:
         with open(args.output, "w") as fh:
             json.dump(metrics, fh, indent=2)

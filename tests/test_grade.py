@@ -175,3 +175,15 @@ def test_no_active_set_option(graded):
     assert fit_config_from_options(options).active_set is False
     options = resolve_fit_options(build_parser().parse_args(["fit", "x.xyz"]))
     assert fit_config_from_options(options).active_set is True
+
+
+def test_eval_reports_the_grade_of_every_structure(graded, tmp_path):
+    out = tmp_path / "eval.json"
+    assert main(["eval", graded["pt"], str(graded["root"] / "data.xyz"), "-o", str(out)]) == 0
+    import json
+
+    grade = json.loads(out.read_text())["extrapolation_grade"]
+    calc = MLFFCalculator(graded["pt"])
+    expected = [grades(calc, atoms).max() for atoms in graded["frames"]]
+    assert np.allclose(grade["per_structure_max"], expected, rtol=0, atol=1e-12)
+    assert grade["structures_above_1"] == sum(g > 1.0 for g in expected)
