@@ -8,7 +8,7 @@ import pytest
 
 from contract_models import OwnedRowsForces, export, many_body_module
 from lammps_run import run_lammps
-from pyexport.lammpsdata import write_lammps_data
+from pyexport.lammps.data_file import write_lammps_data
 from test_pair_mlff import HEADER, TYPE_ORDER, perovskite
 
 
@@ -194,3 +194,19 @@ def test_model_found_in_lammps_potentials_and_read_by_rank_0_only(tmp_path, many
     proc = run_lammps((tmp_path / "in.lmp").read_text(), tmp_path, check=False)
     assert proc.returncode != 0
     assert "cannot open model file nowhere.pt (not found as given nor in LAMMPS_POTENTIALS)" in proc.stdout
+
+
+def test_citation_is_registered(tmp_path, many_body_pt):
+    """pair_style mlff adds efgmd's BibTeX entry to LAMMPS's citation output (-cite FILE)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    write_lammps_data(tmp_path / "data.lmp", perovskite(seed=10), TYPE_ORDER)
+    (tmp_path / "in.lmp").write_text(HEADER + f"pair_style mlff\npair_coeff * * {many_body_pt} Br Cs Pb\nrun 0\n")
+    env = {k: v for k, v in os.environ.items() if k != "LAMMPS_PLUGIN_PATH"}
+    proc = subprocess.run([str(Path(sys.prefix) / "bin" / "lmp"), "-in", "in.lmp", "-log", "none",
+                           "-cite", "cite.bib"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert "@Misc{efgmd," in (tmp_path / "cite.bib").read_text()
