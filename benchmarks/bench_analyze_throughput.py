@@ -16,7 +16,7 @@ One run:
     the median wall time of the whole process and from the ``wall_time_s`` that analyze reports
     (its work without interpreter start-up and imports);
   - runs ``efg.analyze.analyze`` once in this process with its stages timed (the functions it
-    calls wrapped with timers): reading the dump (``efg.dump.iread``), loading the model,
+    calls wrapped with timers): reading the dump (``pyexport.lammps.dump.iread``), loading the model,
     neighbour lists and image atoms (``pyexport.contract.build_inputs``), the model
     (TorchScript calls with batching; the first two calls, which TorchScript optimises, count
     as in any run), perovskite structure, the statistics after the frames, and the output
@@ -167,7 +167,7 @@ def stage_breakdown(dump: Path, model: Path, out: Path) -> dict:
 def neighbour_search(dump: Path, cutoff: float, repeats: int) -> dict:
     """Median seconds over the frames of the dump: ASE's neighbour list and ours."""
     from ase.neighborlist import primitive_neighbor_list
-    from efg.dump import iread
+    from pyexport.lammps.dump import iread
     from pyexport.neighbors import neighbor_pairs
 
     frames = list(iread(dump, types=TYPES.split(",")))

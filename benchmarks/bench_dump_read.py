@@ -1,7 +1,7 @@
-"""Reading LAMMPS text dumps: efg.dump.iread against ASE's lammps-dump-text reader, same files,
+"""Reading LAMMPS text dumps: pyexport.lammps.dump.iread against ASE's lammps-dump-text reader, same files,
 same run.
 
-Claim: efg.dump reads a large dump much faster than ASE (goal: 10x) with memory flat in the
+Claim: pyexport.lammps.dump reads a large dump much faster than ASE (goal: 10x) with memory flat in the
 file size (bounded by one frame).
 
 The dump is synthetic but written exactly as LAMMPS writes ``dump custom ... id type x y z vx vy
@@ -18,8 +18,8 @@ wander; the CPU-time ratio is the steadier measure of the two readers' cost.
 
 A second table times the conversion of one frame's atom rows alone with the bulk parsers numpy
 offers (``np.loadtxt``, ``np.fromstring(sep=" ")``, ``float`` per token), against
-``efg.dump.iread`` on a file holding just that frame (which also reads the header and builds
-the Atoms): the reason efg.dump converts numbers itself.
+``pyexport.lammps.dump.iread`` on a file holding just that frame (which also reads the header and builds
+the Atoms): the reason pyexport.lammps.dump converts numbers itself.
 
     .venv/bin/python benchmarks/bench_dump_read.py [--mb 100] [--atoms 4000] [--repeats 3]
         [--json bench_dump_read.json]
@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 TYPES = ["Cs", "Pb", "Br"]
-READERS = {"efg": "efg.dump.iread", "ase": "ase.io.iread"}
+READERS = {"efg": "pyexport.lammps.dump.iread", "ase": "ase.io.iread"}
 
 
 def frame_text(rng, step: int, positions, types, box: float) -> str:
@@ -79,14 +79,14 @@ def child(reader: str, path: str) -> None:
     peak RSS in MiB."""
     sys.path.insert(0, str(ROOT))
     import ase.io  # noqa: F401  (both children import the same modules)
-    import efg.dump
+    import pyexport.lammps.dump
 
     start = time.perf_counter()
     cpu_start = time.process_time()
     n_frames = 0
     n_atoms = 0
     if reader == "efg":
-        for atoms in efg.dump.iread(path, types=TYPES):
+        for atoms in pyexport.lammps.dump.iread(path, types=TYPES):
             n_frames += 1
             n_atoms += len(atoms)
     elif reader == "ase":
@@ -119,9 +119,9 @@ def median_cpu_ms(convert, repeats: int) -> float:
 
 def bulk_parsers(tmp: Path, n_atoms: int, repeats: int) -> dict:
     """CPU ms to convert one frame's atom rows with numpy's bulk parsers, and to read the whole
-    frame with efg.dump.iread."""
+    frame with pyexport.lammps.dump.iread."""
     sys.path.insert(0, str(ROOT))
-    import efg.dump
+    import pyexport.lammps.dump
 
     rng = np.random.default_rng(1)
     text = frame_text(rng, 0, rng.random((n_atoms, 3)) * 30.0, rng.integers(1, 4, n_atoms), 30.0)
@@ -140,7 +140,7 @@ def bulk_parsers(tmp: Path, n_atoms: int, repeats: int) -> dict:
         "np.loadtxt (as ASE)": lambda: np.loadtxt(io.BytesIO(rows)),
         "np.fromstring(sep=' ')": fromstring,
         "float() per token": lambda: np.array(rows.split(), dtype=np.float64),
-        "efg.dump.iread, whole frame": lambda: next(efg.dump.iread(path, types=TYPES)),
+        "pyexport.lammps.dump.iread, whole frame": lambda: next(pyexport.lammps.dump.iread(path, types=TYPES)),
     }
     return {name: median_cpu_ms(convert, 5 * repeats) for name, convert in timings.items()}
 
@@ -206,9 +206,9 @@ def main():
 
     print(f"\nOne frame ({args.atoms} atoms, {8 * args.atoms} numbers): CPU ms, median of "
           f"{5 * args.repeats}\n")
-    print("| conversion | CPU ms | vs efg.dump.iread |")
+    print("| conversion | CPU ms | vs pyexport.lammps.dump.iread |")
     print("|---|---|---|")
-    ours = parsers["efg.dump.iread, whole frame"]
+    ours = parsers["pyexport.lammps.dump.iread, whole frame"]
     for name, ms in parsers.items():
         print(f"| {name} | {ms:.2f} | {ms / ours:.1f}x |")
 

@@ -27,7 +27,7 @@ import torch
 from ase import Atoms
 
 from pyexport.contract import PotentialModule, build_inputs, export_model, load_model
-from pyexport.lammpsdata import write_lammps_data
+from pyexport.lammps.data_file import write_lammps_data
 from pyexport.models.pair import EmbeddedDensity
 
 ELEMENTS = ["Cs", "Pb", "Br"]

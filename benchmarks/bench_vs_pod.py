@@ -48,7 +48,7 @@ from pyexport.contract import export_model
 from pyexport.fit import (GPA_PER_EV_A3, FitConfig, NNTraining, Structure, elements_of, error_metrics,
                           model_from_checkpoint, potential_from_checkpoint, predict, prepare, provenance,
                           read_structures, run_fit)
-from pyexport.lammpsdata import write_lammps_data
+from pyexport.lammps.data_file import write_lammps_data
 from pyexport.units import LAMMPS_BAR_PER_EV_A3
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -30,10 +30,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from pyexport import nmr
+from pyexport.lammps.dump import iread, read_type_map
 from pyexport.outputs import refuse_overwriting_inputs, write_json
 
-from . import nmr
-from .dump import iread, read_type_map
 from .molecules import axis_vectors, find_molecular_axes, reorientation_correlation
 from .statistics import estimate
 from .structure import find_perovskite, pseudocubic_lattice, tilt_order_parameters
@@ -45,7 +45,7 @@ MAX_BOND_A = 1.8
 
 def parse_isotopes(text: Optional[str], elements: Sequence[str]) -> Dict[str, str]:
     """``"79Br"`` or ``"Br=79Br,Cs=133Cs"`` → {element: isotope}; elements not named get
-    :func:`efg.nmr.default_isotope` where one exists."""
+    :func:`pyexport.nmr.default_isotope` where one exists."""
     chosen: Dict[str, str] = {}
     if text:
         for item in text.split(","):
@@ -586,7 +586,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--types", help="type→element map: 'Cs,Pb,Br' (types 1, 2, 3) or a LAMMPS data/input "
                                    "file; not needed for dumps with an element column")
     p.add_argument("--isotope", dest="isotopes",
-                   help="isotope(s): '79Br' or 'Br=79Br,Cs=133Cs' (default per element: efg.nmr.default_isotope)")
+                   help="isotope(s): '79Br' or 'Br=79Br,Cs=133Cs' (default per element: pyexport.nmr.default_isotope)")
     p.add_argument("--index", default=":", help="frames start:stop:step (default all)")
     p.add_argument("--every", type=int, default=1, help="use every N-th selected frame")
     p.add_argument("--efg-columns", dest="columns", help="stem of EFG dump columns, e.g. c_efg")

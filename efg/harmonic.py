@@ -56,8 +56,8 @@ from ase import Atoms, units
 
 from efg.analyze import parse_isotopes
 from pyexport.outputs import refuse_overwriting_inputs, write_json
-from efg.nmr import (cq_mhz, eta, from_voigt6, normalize_isotope, quadrupole_moment_mb,
-                     to_voigt6, vzz)
+from pyexport.nmr import (cq_mhz, eta, from_voigt6, normalize_isotope, quadrupole_moment_mb,
+                          to_voigt6, vzz)
 from efg.statistics import jackknife
 
 # torch (through pyexport), phonopy, tqdm and matplotlib are imported inside the functions that
@@ -636,7 +636,7 @@ def efg_statistics(efg: np.ndarray, sites: SiteMap, isotopes: Dict[str, Optional
 
 def site_isotopes(symbols: Sequence[str], isotopes: Sequence[str]) -> Dict[str, Optional[str]]:
     """{element: isotope or None} for the elements of ``symbols``: the isotope named in
-    ``isotopes`` for its element, else the default one (:data:`efg.nmr.DEFAULT_ISOTOPES`), else
+    ``isotopes`` for its element, else the default one (:data:`pyexport.nmr.DEFAULT_ISOTOPES`), else
     None (no quadrupolar isotope known: no C_Q). An isotope of an element the structure lacks,
     or one without a known quadrupole moment, is an error."""
     elements = list(dict.fromkeys(symbols))

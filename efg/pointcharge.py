@@ -17,7 +17,7 @@ so a positive charge on the z axis gives V_zz = +2 q e/(4πε0) / r³ > 0. VASP'
 the same sign: in the shipped pymatgen OUTCAR (tests/data/pymatgen) every H has
 V_zz ≈ +41.7 V/Å², its principal axis along the O–H bond, and a hydroxyl deuteron has a positive
 V_zz in this convention (its measured C_Q is positive, and Q(2H) > 0). Point-charge and VASP
-tensors can therefore be compared component by component, and both feed :mod:`efg.nmr` as they
+tensors can therefore be compared component by component, and both feed :mod:`pyexport.nmr` as they
 are.
 
 Ewald splitting

@@ -152,7 +152,7 @@ def md(folder: Path, temperature: int, seed: int, args, example: Example) -> Dic
 def pick_frames(dump: Path, outcome: Dict, round_index: int, args, elements: Sequence[str]) -> List[Atoms]:
     """Frames from one run: the approach to the runaway if the guard stopped it, otherwise
     evenly spaced frames of the whole run."""
-    from efg.dump import iread
+    from pyexport.lammps.dump import iread
     frames = list(iread(dump, types=list(elements)))
     if not frames:
         return []
@@ -181,7 +181,7 @@ def one_round(round_index: int, data: Path, args, example: Example) -> Dict:
         old.unlink()    # nothing of an interrupted run may be taken for this one's
     t0 = time.time()
     metrics = fit(data, folder, args, example)
-    from pyexport.lammpsdata import write_lammps_data
+    from pyexport.lammps.data_file import write_lammps_data
     write_lammps_data(folder / "start.data", example.starts[args.start](args), example.elements)
     os.environ["OMP_NUM_THREADS"] = "1"
     seeds = {T: args.seed * 1000 + 10 * round_index + T for T in args.temperatures}

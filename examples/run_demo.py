@@ -133,7 +133,7 @@ def main(argv=None):
     step(f"3. LAMMPS {cfg['ensemble'].upper()}, {cfg['supercell']}x{cfg['supercell']}x{cfg['supercell']} supercell "
          f"from the orthorhombic ground state, T = {cfg['temperatures']} K")
     t = time.time()
-    from pyexport.lammpsdata import write_lammps_data
+    from pyexport.lammps.data_file import write_lammps_data
     n = cfg["supercell"]
     write_lammps_data(out / "cspbbr3.data", orthorhombic_supercell(reference, n), ["Cs", "Pb", "Br"])
     md = out / "md"
@@ -165,7 +165,7 @@ def main(argv=None):
 
     step("5. efg analyze at every temperature, then efg scan")
     t = time.time()
-    from efg.dump import count_frames
+    from pyexport.lammps.dump import count_frames
     shutil.rmtree(out / "analyze", ignore_errors=True)   # no report of an earlier run may be scanned
     runs, halted = [], {}
     for T in cfg["temperatures"]:

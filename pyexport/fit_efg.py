@@ -21,7 +21,7 @@ model can represent.
 
 Metrics (``--metrics metrics.json``), per split: component RMSE and MAE in V/Å² (all atoms and
 per species, with the label standard deviation for scale), C_Q MAE in MHz per isotope (the
-default isotope of each element from :mod:`efg.nmr`, or ``--isotopes``), and eta MAE per
+default isotope of each element from :mod:`pyexport.nmr`, or ``--isotopes``), and eta MAE per
 species.
 """
 import argparse
@@ -217,8 +217,8 @@ def species_loss_weights(mean_square: torch.Tensor, count: torch.Tensor, element
 # Metrics
 # --------------------------------------------------------------------------------------------
 def default_isotopes(elements: Sequence[str]) -> Dict[str, str]:
-    """element -> isotope for every element with a default quadrupolar isotope (efg.nmr)."""
-    from efg import nmr
+    """element -> isotope for every element with a default quadrupolar isotope (pyexport.nmr)."""
+    from . import nmr
 
     out = {}
     for e in elements:
@@ -232,7 +232,7 @@ def default_isotopes(elements: Sequence[str]) -> Dict[str, str]:
 def parse_isotopes(text: Optional[str], elements: Sequence[str]) -> Dict[str, str]:
     """``"Br=81Br,Cs=133Cs"`` -> {element: isotope} over the defaults; checks that every isotope
     has a quadrupole moment and belongs to its element."""
-    from efg import nmr
+    from . import nmr
 
     isotopes = default_isotopes(elements)
     if not text:
@@ -261,7 +261,7 @@ def efg_metrics(pred: Sequence[np.ndarray], label: Sequence[np.ndarray], symbols
     standard deviation; per isotope the C_Q MAE (MHz) and mean |C_Q| of the labels; per species
     the eta MAE.
     """
-    from efg import nmr
+    from . import nmr
 
     out: dict = {"n_structures": len(pred), "n_atoms": int(sum(len(p) for p in pred))}
     if not pred:
@@ -577,7 +577,7 @@ def add_fit_efg_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--species-weights", default="inverse-variance",
                    help="per-species loss weights, 'inverse-variance' or e.g. 'Cs=1,Pb=1,Br=0.05'")
     p.add_argument("--isotopes", default=None,
-                   help="isotopes for the C_Q metrics, e.g. 'Br=81Br,Cs=133Cs' (default: efg.nmr defaults)")
+                   help="isotopes for the C_Q metrics, e.g. 'Br=81Br,Cs=133Cs' (default: pyexport.nmr defaults)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice); for cells of a few dozen atoms one "
                         "thread is usually fastest")

@@ -260,7 +260,7 @@ def add_select_parser(subparsers) -> None:
 def run_select_command(args) -> int:
     import ase.io
 
-    from efg.dump import iread
+    from .lammps.dump import iread
 
     frames_path = os.path.join(args.output, FRAMES_FILE)
     refuse_overwriting_inputs([args.dump, args.types, args.committee, args.grade],

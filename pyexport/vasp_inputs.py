@@ -9,8 +9,8 @@ Each job folder holds
 - ``INCAR``: :data:`DEFAULT_INCAR` (energy, forces and stress of one structure), then the tags
   of an INCAR template (``--incar``), then ``--set TAG=VALUE``; each later source overrides
   the earlier. With ``--efg``: ``LEFG = .TRUE.`` and ``QUAD_EFG``, one nuclear quadrupole moment
-  (mb) per species in POTCAR order, from :data:`efg.nmr.QUADRUPOLE_MOMENTS` (isotope
-  :func:`efg.nmr.default_isotope` unless ``--isotope Br=81Br``; ``--quad El=Q`` gives Q in mb;
+  (mb) per species in POTCAR order, from :data:`pyexport.nmr.QUADRUPOLE_MOMENTS` (isotope
+  :func:`pyexport.nmr.default_isotope` unless ``--isotope Br=81Br``; ``--quad El=Q`` gives Q in mb;
   0 for elements without a quadrupolar stable isotope, :data:`NO_QUADRUPOLAR_ISOTOPE`);
 - ``KPOINTS``: a Γ-centred mesh, N_i = max(1, ⌈|b_i| / kspacing⌉) with |b_i| including 2π (the
   rule of VASP's KSPACING), or a fixed ``--kpts`` mesh;
@@ -63,7 +63,7 @@ DEFAULT_INCAR: "OrderedDict[str, str]" = OrderedDict([
 
 #: Elements none of whose stable isotopes has spin > 1/2, hence no quadrupole moment: QUAD_EFG
 #: gets 0 for them (VASP's QUAD_EFG page does the same for Si). Other elements missing from
-#: :data:`efg.nmr.QUADRUPOLE_MOMENTS` are an error (give ``--quad El=Q``), never a silent 0.
+#: :data:`pyexport.nmr.QUADRUPOLE_MOMENTS` are an error (give ``--quad El=Q``), never a silent 0.
 NO_QUADRUPOLAR_ISOTOPE = frozenset({
     "C", "F", "Si", "P", "Fe", "Se", "Y", "Ag", "Cd", "Sn", "Te", "W", "Pt", "Tl", "Pb",
 })
@@ -255,11 +255,11 @@ def quadrupole_moments(species: Sequence[str], isotopes: Optional[Mapping[str, s
     """``(Q in mb, source)`` per species, in ``species`` order (the QUAD_EFG values).
 
     For each element: ``quad_mb[element]`` if given; else the table value of
-    ``isotopes[element]`` or of :func:`efg.nmr.default_isotope`; else 0 for elements in
+    ``isotopes[element]`` or of :func:`pyexport.nmr.default_isotope`; else 0 for elements in
     :data:`NO_QUADRUPOLAR_ISOTOPE`. ``source`` says which ("79Br", "given", "no quadrupolar
     isotope"). Anything else raises ``ValueError`` naming the element.
     """
-    from efg.nmr import DEFAULT_ISOTOPES, normalize_isotope, quadrupole_moment_mb
+    from .nmr import DEFAULT_ISOTOPES, normalize_isotope, quadrupole_moment_mb
 
     isotopes = dict(isotopes or {})
     quad_mb = dict(quad_mb or {})
@@ -283,7 +283,7 @@ def quadrupole_moments(species: Sequence[str], isotopes: Optional[Mapping[str, s
             sources.append("no quadrupolar isotope")
         else:
             raise ValueError(f"no quadrupole moment for {element}: give the isotope "
-                             f"(--isotope {element}=<A>{element}, if it is in efg.nmr's table) "
+                             f"(--isotope {element}=<A>{element}, if it is in pyexport.nmr's table) "
                              f"or Q itself (--quad {element}=<Q in mb>)")
     return values, sources
 
@@ -479,7 +479,7 @@ def read_structures(source: str, types: Optional[str] = None) -> List:
         raise FileNotFoundError(f"{source}: no such file or folder")
     if re.search(r"\.(ext)?xyz(\.gz|\.bz2|\.xz)?$", source):
         return ase.io.read(source, index=":", format="extxyz")
-    from efg.dump import read_frames
+    from .lammps.dump import read_frames
     return read_frames(source, types=types)
 
 
@@ -513,7 +513,7 @@ def add_vasp_inputs_parser(subparsers) -> None:
     p.add_argument("--types", help="LAMMPS dump only: element of each atom type (Cs,Pb,Br)")
     p.add_argument("--efg", action="store_true", help="also compute EFGs: LEFG = .TRUE. and QUAD_EFG")
     p.add_argument("--isotope", action="append", default=[], metavar="El=ISOTOPE",
-                   help="isotope for QUAD_EFG, e.g. Br=81Br (default: efg.nmr.default_isotope)")
+                   help="isotope for QUAD_EFG, e.g. Br=81Br (default: pyexport.nmr.default_isotope)")
     p.add_argument("--quad", action="append", default=[], metavar="El=Q",
                    help="quadrupole moment for QUAD_EFG in mb, e.g. Pb=0")
     p.add_argument("--incar", help="INCAR template; its tags override the built-in ones")

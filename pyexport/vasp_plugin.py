@@ -49,7 +49,7 @@ like VASP's own OUTCAR, and flushed after every step. Per ionic step: a line
 ``# step <k> total_energy <E> eV``, then one row per ion: step, ion (1-based, POSCAR order),
 element, V_xx V_yy V_zz V_xy V_xz V_yz (V/Å², Cartesian, VASP's OUTCAR order), the principal
 V_zz (|V_zz| ≥ |V_yy| ≥ |V_xx|), eta, the isotope used for C_Q and C_Q (MHz; ``nan`` with isotope
-``-`` for elements without a quadrupolar isotope in :mod:`efg.nmr`).
+``-`` for elements without a quadrupolar isotope in :mod:`pyexport.nmr`).
 """
 import json
 import os
@@ -83,7 +83,7 @@ class PluginConfig:
     device: torch device of both models ("cpu" or "cuda").
     threads: torch intra-op threads. Default 1: the plugin runs inside an MPI job whose ranks
         already occupy the cores.
-    isotopes: element -> isotope for the C_Q column (default :func:`efg.nmr.default_isotope`).
+    isotopes: element -> isotope for the C_Q column (default :func:`pyexport.nmr.default_isotope`).
     """
 
     potential: Optional[str] = None
@@ -268,7 +268,7 @@ def structure(constants, additions) -> None:
     """``PLUGINS/STRUCTURE``: append the configured EFG model's tensors for the structure of
     this ionic step to the EFG log. ``additions`` (the structure VASP continues with) is left
     untouched."""
-    from efg import nmr
+    from . import nmr
 
     from .efg_eval import predict_efg
 
@@ -303,7 +303,7 @@ _EFG_LOG_HEADER = (
 
 
 def _isotope(symbol: str, config: PluginConfig) -> str:
-    from efg.nmr import DEFAULT_ISOTOPES, normalize_isotope
+    from .nmr import DEFAULT_ISOTOPES, normalize_isotope
 
     if symbol in config.isotopes:
         return normalize_isotope(config.isotopes[symbol])

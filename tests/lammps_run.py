@@ -52,7 +52,7 @@ def read_values(path):
 def mlff_single_point(model, atoms, type_order, workdir, nprocs: int = None) -> dict:
     """`run 0` of pair_style mlff with ``model`` on ``atoms`` (types in ``type_order``) in
     ``workdir``: {"pe": eV, "pxx", "pyz": bar, "forces": (N, 3) eV/Å in atom order}."""
-    from pyexport.lammpsdata import write_lammps_data
+    from pyexport.lammps.data_file import write_lammps_data
 
     workdir = Path(workdir)
     write_lammps_data(workdir / "data.lmp", atoms, type_order)

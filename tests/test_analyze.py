@@ -10,10 +10,10 @@ from ase import Atoms
 
 from contract_models import export, many_body_module, point_charge_efg_module
 from lammps_run import run_lammps
-from pyexport.lammpsdata import write_lammps_data
+from pyexport.lammps.data_file import write_lammps_data
 from test_pair_mlff import HEADER, TYPE_ORDER, perovskite
 
-from efg import nmr
+from pyexport import nmr
 from efg.analyze import analyze
 from efg.statistics import estimate, integrated_autocorrelation_time
 from efg.structure import find_perovskite, tilt_order_parameters
@@ -64,7 +64,7 @@ def test_in_situ_compute_equals_post_processing(md_dump):
     assert from_model["efg_source"] == "model" and from_model["n_frames"] == 41
     a = np.load(wd / "run.npz")["efg_V_per_A2"]
     b = np.stack([nmr.from_voigt6(np.stack([f.arrays[f"c_efg[{k}]"] for k in range(1, 7)], 1))
-                  for f in __import__("efg.dump", fromlist=["iread"]).iread(wd / "md.dump", types="Br,Cs,Pb".split(","))])
+                  for f in __import__("pyexport.lammps.dump", fromlist=["iread"]).iread(wd / "md.dump", types="Br,Cs,Pb".split(","))])
     assert np.abs(a - b).max() <= 1e-10
     assert np.abs(a).max() > 0.1
     sa, sb = from_model["species"]["Br"], from_columns["species"]["Br"]

@@ -19,7 +19,7 @@ from pyexport.calculator import MLFFCalculator
 from pyexport.cli import main
 from pyexport.committee import CommitteeEvaluator, force_deviation
 from pyexport.contract import PotentialModule, build_inputs, fold_to_atoms, load_model
-from pyexport.lammpsdata import write_lammps_data
+from pyexport.lammps.data_file import write_lammps_data
 from pyexport.models.cluster import ClusterBasis, ClusterLinear
 from pyexport.structures import cspbbr3, rattled
 

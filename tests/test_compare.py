@@ -8,7 +8,7 @@ import pytest
 from contract_models import export, point_charge_efg_module
 from lammps_run import run_lammps
 from pyexport.contract import PotentialModule, export_model
-from pyexport.lammpsdata import write_lammps_data
+from pyexport.lammps.data_file import write_lammps_data
 from pyexport.models.pair import HarmonicSprings, symmetric_table
 from test_harmonic import A_PEROVSKITE, cubic_perovskite
 

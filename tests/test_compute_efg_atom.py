@@ -5,7 +5,7 @@ import pytest
 from contract_models import export, many_body_module, point_charge_efg_module
 from lammps_run import read_dump_sorted, run_lammps
 from pyexport.contract import build_inputs, load_model
-from pyexport.lammpsdata import write_lammps_data
+from pyexport.lammps.data_file import write_lammps_data
 from test_pair_mlff import HEADER, TYPE_ORDER, perovskite
 
 VOIGT6 = [(0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)]   # VASP order xx yy zz xy xz yz

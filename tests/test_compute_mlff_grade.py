@@ -6,7 +6,7 @@ import pytest
 from contract_models import export, graded_module, many_body_module
 from lammps_run import read_dump_sorted, read_values, run_lammps
 from pyexport.contract import build_inputs, load_model
-from pyexport.lammpsdata import write_lammps_data
+from pyexport.lammps.data_file import write_lammps_data
 from test_pair_mlff import HEADER, TYPE_ORDER, perovskite
 
 

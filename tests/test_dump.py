@@ -1,4 +1,4 @@
-"""efg.dump, the streaming LAMMPS text dump reader, against LAMMPS itself and ASE's reader.
+"""pyexport.lammps.dump, the streaming LAMMPS text dump reader, against LAMMPS itself and ASE's reader.
 
 Reference values come from LAMMPS (the coordinates, box and velocities it holds, through its
 Python module) and from ASE's ``lammps-dump-text`` reader on the same files; nothing is
@@ -17,8 +17,8 @@ import ase.io
 import numpy as np
 import pytest
 
-from efg.dump import (DumpFormatError, TruncatedDumpError, TruncatedDumpWarning, count_frames, iread,
-                      read_frames, read_type_map)
+from pyexport.lammps.dump import (DumpFormatError, TruncatedDumpError, TruncatedDumpWarning,
+                                  count_frames, iread, read_frames, read_type_map)
 from lammps_helpers import lammps_instance
 
 DATA = Path(__file__).parent / "data"
@@ -579,7 +579,7 @@ def test_bad_types_argument(lammps_run):
 
 def _plain_decimal_tokens(rng):
     """[sign]digits[.digits] with 1..18 digits and the point at every place (and none): the
-    tokens efg.dump converts eight bytes at a time, and the lengths on either side of its
+    tokens pyexport.lammps.dump converts eight bytes at a time, and the lengths on either side of its
     16-byte limit and of the 2**53 mantissa limit."""
     tokens = []
     for n_digits in range(1, 19):

@@ -17,7 +17,7 @@ from ase.calculators.lj import LennardJones
 from ase.calculators.singlepoint import SinglePointCalculator
 from e3nn import o3
 
-from efg import nmr
+from pyexport import nmr
 from efg.pointcharge import ewald_efg
 from pyexport.contract import EFGModule, build_inputs, export_model, load_model
 from pyexport.efg_eval import frame_groups, join_inputs, predict_efg
@@ -217,7 +217,7 @@ def test_strictly_local_and_smooth_at_the_cutoff():
 # --------------------------------------------------------------------------------------------
 def test_learns_point_charge_efgs_of_displaced_cspbbr3(trained, training_frames):
     """Held-out cells: component RMSE ≤ 5 % of the label standard deviation, 79Br C_Q MAE ≤ 3 %
-    of the mean |C_Q|; recomputed here from the predictions with efg.nmr."""
+    of the mean |C_Q|; recomputed here from the predictions with pyexport.nmr."""
     ckpt, metrics, model = trained
     test_sources = set(ckpt["training"]["split_sources"]["test"])
     assert len(test_sources) >= 10

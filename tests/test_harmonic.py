@@ -24,12 +24,12 @@ from scipy import constants
 from contract_models import export, many_body_module, point_charge_efg_module
 from lammps_run import run_lammps
 from efg import harmonic
-from efg.dump import iread
-from efg.nmr import cq_mhz, eta, to_voigt6
+from pyexport.lammps.dump import iread
+from pyexport.nmr import cq_mhz, eta, to_voigt6
 from pyexport.calculator import MLFFCalculator
 from pyexport.contract import PotentialModule, export_model, load_model
 from pyexport.efg_eval import predict_efg
-from pyexport.lammpsdata import write_lammps_data
+from pyexport.lammps.data_file import write_lammps_data
 from pyexport.models.pair import HarmonicSprings, symmetric_table
 
 A_FCC = 5.26                       # Å, conventional fcc lattice parameter
@@ -424,7 +424,7 @@ run 10000
 
 def test_md_msd_at_low_temperature_equals_harmonic_msd(models, tmp_path):
     """pair_style mlff + Langevin (zero net force, so the centre of mass stays put) at 30 K on a
-    3x3x3 conventional fcc cell; the dump read with efg.dump; MSD about the lattice positions,
+    3x3x3 conventional fcc cell; the dump read with pyexport.lammps.dump; MSD about the lattice positions,
     centre-of-mass motion removed, 10 blocks for the error. The harmonic answer: classical
     statistics on the MD cell's q-points, acoustic Γ modes out (the COM does not move)."""
     t = 30.0

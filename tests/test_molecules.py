@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from efg import nmr
+from pyexport import nmr
 from efg.analyze import analyze
 from efg.compare import write_report
 from efg.molecules import (DECORRELATED_BELOW, axis_vectors, find_molecular_axes,

@@ -1,4 +1,4 @@
-"""efg.nmr: principal values, eta, C_Q, the quadrupole-moment table, six-component storage.
+"""pyexport.nmr: principal values, eta, C_Q, the quadrupole-moment table, six-component storage.
 
 The VASP cross-checks read the LEFG tables of two shipped OUTCARs (tests/data/README.md):
 pymatgen/OUTCAR (Ca2Al8Si4H4O24, VASP 5.4.1, QUAD_EFG 146.6 mb on Al) and
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from efg import nmr
+from pyexport import nmr
 
 DATA = Path(__file__).parent / "data"
 PYMATGEN_OUTCAR = DATA / "pymatgen" / "OUTCAR"

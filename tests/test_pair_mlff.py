@@ -10,7 +10,7 @@ from contract_models import CUTOFF, MORSE, export, many_body_module, morse_modul
 from lammps_run import read_dump_sorted, read_values, run_lammps
 from pyexport.calculator import MLFFCalculator
 from pyexport.contract import CONTRACT_VERSION, EFGModule, export_model
-from pyexport.lammpsdata import write_lammps_data
+from pyexport.lammps.data_file import write_lammps_data
 from pyexport.units import LAMMPS_BAR_PER_EV_A3 as EV_PER_A3_IN_BAR
 
 TYPE_ORDER = ["Br", "Cs", "Pb"]          # LAMMPS types 1..3, permuted against the model's Cs Pb Br

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from efg import nmr
+from pyexport import nmr
 from efg.pointcharge import COULOMB_V_A, ewald_efg, ewald_parameters
 
 CSPBBR3_CHARGES = {"Cs": 1.0, "Pb": 2.0, "Br": -1.0}

@@ -10,7 +10,7 @@ import torch
 from ase import Atoms
 
 from contract_models import many_body_module
-from efg.dump import read_frames
+from pyexport.lammps.dump import read_frames
 from pyexport.committee import ClusterCommittee, CommitteeEvaluator, write_committee
 from pyexport.contract import export_model
 from pyexport.models.cluster import ClusterBasis

@@ -10,8 +10,8 @@ import pytest
 from ase import Atoms
 from ase.calculators.vasp import Vasp
 
-from efg.dump import read_frames
-from efg.nmr import quadrupole_moment_mb
+from pyexport.lammps.dump import read_frames
+from pyexport.nmr import quadrupole_moment_mb
 from pyexport.select import add_select_parser
 from pyexport.vasp_inputs import (DEFAULT_INCAR, IncarError, add_vasp_inputs_parser, kpoint_mesh, read_incar,
                                   write_vasp_inputs)

@@ -19,7 +19,7 @@ import pytest
 from ase import Atoms
 
 from contract_models import export, many_body_module, point_charge_efg_module
-from efg import nmr
+from pyexport import nmr
 from pyexport import vasp_plugin
 from pyexport.calculator import MLFFCalculator
 from pyexport.contract import build_inputs, fold_to_atoms, load_model

@@ -229,7 +229,7 @@ def plot(results: Dict, path: Path) -> None:
 
 def run_compare(args) -> None:
     from concurrent.futures import ThreadPoolExecutor
-    from pyexport.lammpsdata import write_lammps_data
+    from pyexport.lammps.data_file import write_lammps_data
     args.work.mkdir(parents=True, exist_ok=True)
     data = args.work / "cubic_222.data"
     write_lammps_data(data, start_cell(), ELEMENTS)

@@ -78,7 +78,7 @@ def cation_check(dump, n_atoms_per_cell=12):
     in structures.py order (the data file's, dumps sorted by id)."""
     sys.path.insert(0, str(HERE))
     from structures import intact_molecules
-    from efg.dump import iread
+    from pyexport.lammps.dump import iread
     n, broken, first = 0, 0, None
     for atoms in iread(dump, types=",".join(ELEMENTS)):
         n += 1
@@ -201,7 +201,7 @@ def main(argv=None):
     t = time.time()
     import ase.io
     from pyexport.data.dataset import decompressed_text
-    from pyexport.lammpsdata import write_lammps_data
+    from pyexport.lammps.data_file import write_lammps_data
     reference = ase.io.read(decompressed_text(REFERENCE), index=":", format="extxyz")
     start = tetragonal_supercell(reference, cfg["supercell"])
     write_lammps_data(out / "mapbi3.data", start, ELEMENTS)

@@ -63,7 +63,7 @@ def write_lammps_data(path, atoms, species_order: Sequence[str], comment: str = 
     for k, (t, p) in enumerate(zip(types, positions), start=1):
         lines.append(f"{k} {t} {p[0]:.17g} {p[1]:.17g} {p[2]:.17g}")
     if velocities:
-        from .units import A_PER_PS_PER_ASE_VELOCITY
+        from ..units import A_PER_PS_PER_ASE_VELOCITY
         v = atoms.get_velocities() @ rotation.T * A_PER_PS_PER_ASE_VELOCITY
         lines += ["", "Velocities", ""]
         lines += [f"{k} {x:.17g} {y:.17g} {z:.17g}" for k, (x, y, z) in enumerate(v, start=1)]

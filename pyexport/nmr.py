@@ -1,11 +1,15 @@
-"""NMR quantities of electric-field-gradient (EFG) tensors: principal values, V_zz, eta, C_Q.
+"""NMR quantities of electric-field-gradient (EFG) tensors: principal values, V_zz, eta, C_Q;
+nuclear quadrupole moments and isotope names.
 
-Conventions (DESIGN.md, "NMR conventions"):
+In the lower layer (``pyexport``) because the data side needs it too: EFG labels from VASP
+(``QUAD_EFG``), the EFG model's metrics in C_Q.
+
+Conventions:
 
 - An EFG tensor ``V`` is a (..., 3, 3) array in V/Å², ``V_ab = ∂_a ∂_b φ`` with φ the
-  electrostatic potential (a positive charge on the z axis gives V_zz > 0; see
-  :mod:`efg.pointcharge`). It is symmetric and traceless; every function here symmetrises its
-  input, ``(V + Vᵀ)/2``, and leaves the trace alone.
+  electrostatic potential (a positive charge on the z axis gives V_zz > 0). It is symmetric
+  and traceless; every function here symmetrises its input, ``(V + Vᵀ)/2``, and leaves the
+  trace alone.
 - Principal values are ordered ``|V_zz| ≥ |V_yy| ≥ |V_xx|`` and
   ``eta = (V_xx − V_yy) / V_zz ∈ [0, 1]``. VASP names the two smaller values the other way
   round (``|V_zz| > |V_xx| > |V_yy|``, ``eta = (V_yy − V_xx) / V_zz``): the same V_zz and the

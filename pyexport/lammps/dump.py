@@ -1,6 +1,6 @@
 """Streaming reader for LAMMPS text dump files (``dump custom``/``dump atom``, ``write_dump``).
 
-    from efg.dump import iread
+    from pyexport.lammps.dump import iread
     for atoms in iread("md.dump.gz", types=["Cs", "Pb", "Br"], index="1000::10"):
         ...
 
@@ -69,25 +69,24 @@ times its text size: token offsets, values, the Atoms) plus the read buffer, not
 Negative indices need the number of frames first, which costs one extra pass over the file
 (headers only, no numbers converted).
 """
-import bz2
-import gzip
-import lzma
-import math
 import re
 import warnings
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Union
 
 import numpy as np
 from ase import Atoms
-from ase.data import atomic_masses, atomic_numbers, chemical_symbols
+from ase.data import atomic_numbers, chemical_symbols
+
+from .dump_tokens import PAD, Workspace, parse_numbers, tokenize
+from .line_blocks import BlockLines, open_binary
+from .type_maps import ELEMENT_SYMBOLS, TypesArg, element_from_mass, read_type_map, type_map_from_arg
 
 __all__ = ["DumpFormatError", "TruncatedDumpError", "TruncatedDumpWarning", "iread", "read_frames", "count_frames",
            "read_type_map"]
 
-TypesArg = Union[None, str, PathLike, Sequence[str], Mapping[int, str]]
 IndexArg = Union[int, slice, str]
 
 
@@ -113,7 +112,6 @@ _SCALED = {"xs", "xsu"}
 _INT_COLUMNS = {"id", "type", "mol", "proc", "procp1", "ix", "iy", "iz"}
 _INT_PREFIXES = ("i_", "i2_")
 _STRING_COLUMNS = {"element", "typelabel"}
-_ORIGINAL_ELEMENTS = set(chemical_symbols[1:])
 #: coordinates further than this many box lengths from the box are refused as corrupt: unwrapped
 #: MD coordinates drift by a few box lengths at most (diffusion over a whole run)
 MAX_BOX_LENGTHS = 1000.0
@@ -121,464 +119,6 @@ MAX_BOX_LENGTHS = 1000.0
 
 def _is_int_column(name: str) -> bool:
     return name in _INT_COLUMNS or name.startswith(_INT_PREFIXES)
-
-
-# ---------------------------------------------------------------------------------------------
-# decimal text -> float64, vectorised
-
-_POW10 = 10.0 ** np.arange(23)              # exact powers of ten
-_SHIFTED_POW10 = 10.0 ** np.arange(-1, 64)   # _SHIFTED_POW10[k + 1] == 10**k
-_TWO53 = 2.0 ** 53
-_MAX_FAST_TOKEN = 24     # longer tokens go through Python's float
-_PAD = 32                # spaces around a block so that windows never leave the buffer
-_BATCH_TOKENS = 1 << 16  # bounds the (width, tokens) work arrays to a few MiB
-_FEW_TOKENS = 100        # fewer than this go straight to Python's float (quicker than arrays)
-
-
-class _Workspace:
-    """Reusable work arrays: numbers parsed frame after frame need the same large temporaries,
-    and allocating them anew each time costs more in page faults than the arithmetic."""
-
-    def __init__(self):
-        self._arrays: Dict[str, np.ndarray] = {}
-
-    def get(self, name: str, shape: Tuple[int, ...], dtype) -> np.ndarray:
-        size = math.prod(shape)
-        array = self._arrays.get(name)
-        if array is None or array.size < size or array.dtype != np.dtype(dtype):
-            array = np.empty(max(size, 1), dtype)
-            self._arrays[name] = array
-        return array[:size].reshape(shape)
-
-
-def _tokenize(text: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Start and end offsets of the whitespace-separated tokens of ``text`` (uint8, starting and
-    ending with whitespace)."""
-    # Python's bytes.split() whitespace: space, \t \n \v \f \r; other control bytes (NUL
-    # from a crashed write) stay inside tokens and so cannot pass as separators
-    space = (text == 32) | ((text - 9) < 5)         # (uint8: bytes below 9 wrap round)
-    edges = np.flatnonzero(space[:-1] != space[1:]) + 1
-    return edges[0::2], edges[1::2]
-
-
-# Plain decimals, 8 bytes at a time. What LAMMPS writes by default (``%g``) is, apart from the
-# e-notation of very small and large numbers, ``[sign]digits[.digits]`` of at most 16 bytes.
-# For those, _parse_plain treats the bytes of a token as one or two little-endian uint64 words
-# (byte j = the j-th character, so the leading digit is the lowest byte) and does the work of a
-# byte loop with a few integer operations per word ("SIMD within a register"): flag the bytes
-# that are not digits, check they are a single '.', close the gap it leaves, and sum the eight
-# digits of a word in three multiply-shift steps. Other tokens go to _parse_general (or, when
-# only a few, straight to Python's float).
-
-_U64 = np.uint64
-_EACH_BYTE = 0x0101010101010101
-_ALL_BITS = _U64(2 ** 64 - 1)
-_ASCII_ZEROS = _U64(0x30 * _EACH_BYTE)     # b"00000000"
-_LOW_7_BITS = _U64(0x7F * _EACH_BYTE)
-_ADD_TO_10 = _U64(0x76 * _EACH_BYTE)        # 0x76 + 10 == 0x80: sets a byte's top bit if >= 10
-_POINT_FLAG = 0x2E ^ 0x30                   # b"." - b"0" as it is left after x ^ _ASCII_ZEROS
-# digits after the point from its flag 1 << 8q: (flag * _DIGITS_AFTER[w]) >> 60 reads a 4-bit
-# field placed so that the shift brings field q to the top; w = 0 for the last word of a token,
-# 1 for the word before it (8 more digits after the point)
-_DIGITS_AFTER = (_U64(sum((7 - q) << (60 - 8 * q) for q in range(8))),
-                 _U64(sum((15 - q) << (60 - 8 * q) for q in range(8))))
-_MAX_PLAIN_TOKEN = 16    # bytes after the sign; longer ones go to _parse_general
-# 10**k and -10**k for the k < 32 that _plain_short/_plain_long return (k > 15: not exact)
-_SIGNED_POW10 = np.concatenate([10.0 ** np.minimum(np.arange(32), 22),
-                                -10.0 ** np.minimum(np.arange(32), 22)])
-
-
-def _words_ending_at(text64: np.ndarray, ends: np.ndarray, before: int = 0) -> np.ndarray:
-    """The 8 bytes ``ends - 8 * (before + 1)`` up to ``ends - 8 * before`` as little-endian
-    uint64 words, each joined from the two aligned words of ``text64`` (the buffer's '<u8'
-    view) it straddles."""
-    offsets = ends - 8 * (before + 1)
-    aligned = offsets >> 3
-    shift = (offsets.view(np.uint64) & _U64(7)) << _U64(3)
-    words = text64[aligned] >> shift
-    aligned += 1
-    words |= text64[aligned] << (_U64(64) - shift)     # numpy: a shift by >= 64 gives 0
-    return words
-
-
-def _eight_digits(x: np.ndarray) -> np.ndarray:
-    """Integer value of words of eight digits (byte values 0..9, leading digit in the lowest
-    byte): pairs, then quadruples, then all eight, each step one multiply and shift. In place."""
-    x *= _U64(10 << 8 | 1)
-    x >>= _U64(8)
-    x &= _U64(0x00FF00FF00FF00FF)
-    x *= _U64(100 << 16 | 1)
-    x >>= _U64(16)
-    x &= _U64(0x0000FFFF0000FFFF)
-    x *= _U64(10000 << 32 | 1)
-    x >>= _U64(32)
-    return x
-
-
-def _digit_words(text64: np.ndarray, ends: np.ndarray, length: np.ndarray, before: int):
-    """Token bytes as digit values (byte - b'0'; a '.' becomes _POINT_FLAG) in the word that ends
-    ``8 * before`` bytes before each token's end; bytes outside the token's last ``length`` are
-    zeroed (leading zeros). Returns (x, flags, ok): flags has 1 in each byte that is not a digit,
-    ok says each of those is a '.'."""
-    x = _words_ending_at(text64, ends, before)
-    x ^= _ASCII_ZEROS
-    in_word = np.maximum(length, _U64(8 * before)) - _U64(8 * before) if before else length
-    x &= ~(_ALL_BITS >> (in_word << _U64(3)))      # (in_word >= 8: all bytes)
-    flags = ((x & _LOW_7_BITS) + _ADD_TO_10 | x) >> _U64(7) & _U64(_EACH_BYTE)
-    ok = (x & flags * _U64(0xFF)) == flags * _U64(_POINT_FLAG)
-    return x, flags, ok
-
-
-def _close_point_gap(x: np.ndarray, below: np.ndarray, flags: np.ndarray) -> np.ndarray:
-    """Move the bytes of ``x`` under the mask ``below`` (the digits before the point) one byte
-    up, onto the point (flagged in ``flags``): x - point + 255 * (x & below). In place."""
-    moved = x & below
-    moved *= _U64(255)
-    x += moved
-    x -= flags * _U64(_POINT_FLAG)
-    return x
-
-
-def _count_bytes(flags: np.ndarray) -> np.ndarray:
-    """Number of flagged bytes (flags 0 or 1 per byte) in each word."""
-    return flags * _U64(_EACH_BYTE) >> _U64(56)
-
-
-def _plain_short(text64: np.ndarray, ends: np.ndarray, length: np.ndarray):
-    """(mantissa, digits after the point, ok) of tokens with 1..8 bytes after the sign."""
-    x, flags, ok = _digit_words(text64, ends, length, 0)
-    points = _count_bytes(flags)
-    ok &= (points <= 1) & (length > points)
-    below = flags - _U64(1)                      # bytes under the point, all when there is none
-    below &= _U64(0) - points                    # ... and then none
-    _close_point_gap(x, below, flags)
-    return _eight_digits(x), flags * _DIGITS_AFTER[0] >> _U64(60), ok
-
-
-def _plain_long(text64: np.ndarray, ends: np.ndarray, length: np.ndarray):
-    """(mantissa, digits after the point, ok) of tokens with 9..16 bytes after the sign: the
-    word holding the last 8 bytes, and the word before it."""
-    last, last_flags, ok = _digit_words(text64, ends, length, 0)
-    ok &= length <= _MAX_PLAIN_TOKEN
-    first, first_flags, first_ok = _digit_words(text64, ends, length, 1)
-    ok &= first_ok
-    points = _count_bytes(last_flags + first_flags)
-    ok &= points <= 1
-    has_point = _U64(0) - points
-    # a point in the last word: all of the first word moves up, its top byte into the last word
-    first_below = (first_flags - _U64(1)) & has_point
-    last_below = np.where(last_flags != 0, last_flags - _U64(1), _U64(0))
-    carry = (first & first_below) >> _U64(56)
-    _close_point_gap(first, first_below, first_flags)
-    _close_point_gap(last, last_below, last_flags)
-    last += carry
-    mantissa = _eight_digits(first)
-    mantissa *= _U64(10 ** 8)
-    mantissa += _eight_digits(last)
-    ok &= mantissa < _U64(2 ** 53)               # exactly a float64
-    after = (last_flags * _DIGITS_AFTER[0] >> _U64(60)) + (first_flags * _DIGITS_AFTER[1] >> _U64(60))
-    return mantissa, after, ok
-
-
-def _parse_plain(text: np.ndarray, starts: np.ndarray, ends: np.ndarray):
-    """float64 values of the tokens ``text[starts[k]:ends[k]]`` that are plain decimals,
-    ``[sign]digits[.digits]`` with at most 16 bytes after the sign. Returns (values, exact),
-    exact[k] saying values[k] is float(token k) (correctly rounded: an exact integer mantissa
-    divided by an exact power of ten, one IEEE operation); the other tokens are left alone.
-    ``text``: 8-byte aligned, a multiple of 8 bytes long, with 16 bytes before the first token."""
-    text64 = text.view("<u8")
-    first = text[starts]
-    negative = first == 45                          # '-'
-    length = (ends - starts).view(np.uint64) - (negative | (first == 43))
-    mantissa, after, exact = _plain_short(text64, ends, length)
-    exact &= length <= 8
-    long = np.flatnonzero(length > 8)
-    if len(long):
-        mantissa[long], after[long], exact[long] = _plain_long(text64, ends[long], length[long])
-    after += negative * _U64(32)                    # the sign goes with the power of ten
-    values = mantissa.astype(np.float64)
-    values /= _SIGNED_POW10[after.view(np.int64)]   # -0 stays -0.0, as float('-0')
-    return values, exact
-
-
-def _parse_general(text: np.ndarray, starts: np.ndarray, ends: np.ndarray, work: _Workspace):
-    """Convert the decimal tokens ``text[starts[k]:ends[k]]`` to float64 without a Python call
-    per token. Returns (values, exact) where ``exact[k]`` says values[k] is the correctly rounded
-    value of a well-formed token; the others (nan, inf, too long, exponent beyond 1e±22,
-    malformed) are left to the caller.
-
-    Method: the bytes of the tokens are laid out right-aligned in a (width, n) uint8 array, the
-    decimal point is squeezed out, and the digits are contracted with powers of ten in float64
-    (exact while the integer mantissa M < 2**53). Then value = M * 10**p with |p| <= 22 is one
-    correctly rounded IEEE operation (Clinger's fast path), the same result strtod gives.
-    """
-    n = len(starts)
-    lengths = ends - starts
-    width = min(int(lengths.max()), _MAX_FAST_TOKEN)
-    clipped = np.minimum(lengths, width)
-    col = np.arange(width, dtype=np.uint8)[:, None]
-    chars = work.get("chars", (width, n), np.uint8)
-    index = ends - width
-    for j in range(width):
-        chars[j] = text[index]
-        index += 1
-    mask = work.get("mask", (width, n), bool)
-    np.greater_equal(col, (width - clipped).astype(np.uint8), out=mask)
-    chars *= mask                                   # bytes of neighbouring tokens -> 0
-
-    first = text[starts]
-    negative = first == 45                          # '-'
-    signed = negative | (first == 43)               # '+'
-
-    # positions (1-based columns, 0 = absent) of the decimal point and of e/E, in one product
-    codes = work.get("codes", (width, n), np.uint8)
-    is_dot = work.get("is_dot", (width, n), bool)
-    np.bitwise_or(chars, np.uint8(32), out=codes)
-    np.equal(codes, 101, out=mask)
-    n_exp_chars = np.count_nonzero(mask)
-    np.equal(chars, 46, out=is_dot)
-    n_dot_chars = np.count_nonzero(is_dot)
-    as_float = work.get("as_float", (width, n), np.float32)
-    if n_exp_chars:
-        np.multiply(mask, np.uint8(128), out=codes)
-        codes += is_dot
-        np.copyto(as_float, codes)
-    else:
-        np.copyto(as_float, is_dot)
-    where = (np.arange(1, width + 1, dtype=np.float32) @ as_float).astype(np.intp)
-    dot_col = where & 127
-    exp_col = np.minimum(where >> 7, width)          # > width only for malformed tokens
-
-    # digit values, non-digits 0, with the columns left of the point moved one to the right
-    digits = codes
-    np.subtract(chars, np.uint8(48), out=digits)
-    np.less(digits, 10, out=mask)
-    n_digit_chars = np.count_nonzero(mask)
-    digits *= mask
-    squeezed = work.get("squeezed", (width, n), np.uint8)
-    if n_dot_chars:
-        squeezed[0] = 0
-        squeezed[1:] = digits[:-1]
-        np.greater_equal(col, dot_col.astype(np.uint8), out=mask)
-        digits -= squeezed                          # uint8 wrap-around is exact here
-        digits *= mask
-        squeezed += digits
-    else:
-        squeezed, digits = digits, squeezed
-
-    weights = _SHIFTED_POW10[width:0:-1]            # 10**(width-1) ... 10**0
-    power = np.zeros(n, np.intp)
-    has_exp = exp_col > 0
-    n_exp_signs = 0
-    if n_exp_chars:
-        rows = np.flatnonzero(has_exp)
-        cols = exp_col[rows]
-        exponent_digits = squeezed[:, rows]
-        exponent_digits *= col >= cols.astype(np.uint8)
-        exponent = (weights @ exponent_digits.astype(np.float64)).astype(np.intp)
-        sign_char = text[starts[rows] + clipped[rows] - width + cols]
-        n_exp_signs = np.count_nonzero((sign_char == 45) | (sign_char == 43))
-        power[rows] = np.where(sign_char == 45, -exponent, exponent)
-        np.less(col, np.where(has_exp, exp_col, 255).astype(np.uint8), out=mask)
-        squeezed *= mask                            # keep the mantissa digits only
-    mantissa_digits = work.get("mantissa", (width, n), np.float64)
-    np.copyto(mantissa_digits, squeezed)
-    scaled = weights @ mantissa_digits              # = M * 10**(digits after the mantissa)
-    if n_exp_chars:
-        mantissa = scaled / _SHIFTED_POW10[np.where(has_exp, width + 2 - exp_col, 1)]
-        mantissa_end = np.where(has_exp, exp_col - 1, width)
-    else:
-        mantissa = scaled
-        mantissa_end = width
-    if n_dot_chars:
-        power -= np.where(dot_col > 0, mantissa_end - dot_col, 0)
-
-    # well-formedness: every byte of a token is accounted for, once
-    lead = text[starts + signed]
-    after_lead = text[starts + signed + 1]
-    exact = ((lead - np.uint8(48)) < 10) | ((lead == 46) & ((after_lead - np.uint8(48)) < 10))
-    last = text[ends - 1]
-    exact &= ((last - np.uint8(48)) < 10) | ((last == 46) & ~has_exp)
-    exact &= (np.abs(power) <= 22) & (scaled < _TWO53) & (lengths <= width)
-    if n_exp_chars:
-        exact &= ~has_exp | (dot_col < exp_col)
-    all_bytes_known = (n_digit_chars + n_dot_chars + n_exp_chars + np.count_nonzero(signed)
-                       + n_exp_signs == int(clipped.sum()))
-    single_marks = (np.count_nonzero(dot_col) == n_dot_chars
-                    and np.count_nonzero(exp_col) == n_exp_chars)
-    if not (all_bytes_known and single_marks):
-        exact &= _rows_well_formed(chars, text, starts, clipped, signed, has_exp, exp_col, width)
-
-    magnitude = np.minimum(np.abs(power), 22)
-    values = np.where(power >= 0, mantissa * _POW10[magnitude], mantissa / _POW10[magnitude])
-    values *= 1.0 - 2.0 * negative                 # -0 stays -0.0, as float('-0')
-    return values, exact
-
-
-def _rows_well_formed(chars, text, starts, clipped, signed, has_exp, exp_col, width):
-    """Per token: every byte is a digit, the sign, the single point, the single e/E or the sign
-    right after it (the slow path of :func:`_parse_general`, taken when a frame holds a token that
-    is not a plain decimal number)."""
-    ones = np.ones(width, np.float32)
-    n_digits = ones @ ((chars - np.uint8(48)) < 10).astype(np.float32)
-    n_dots = ones @ (chars == 46).astype(np.float32)
-    n_exps = ones @ ((chars | np.uint8(32)) == 101).astype(np.float32)
-    after_exp = text[starts + clipped - width + exp_col]
-    exp_signed = has_exp & ((after_exp == 45) | (after_exp == 43))
-    return ((n_digits + n_dots + n_exps + signed + exp_signed == clipped)
-            & (n_dots <= 1) & (n_exps <= 1))
-
-
-def _parse_numbers(text: np.ndarray, starts: np.ndarray, ends: np.ndarray, work: _Workspace):
-    """float64 values of the tokens; returns (values, index of the first token that is not a
-    number or -1). Plain decimals go through :func:`_parse_plain`, the other tokens of a batch
-    through :func:`_parse_general`, what is left (nan, inf, very long or not numbers at all)
-    through Python's float."""
-    values = np.empty(len(starts))
-    for lo in range(0, len(starts), _BATCH_TOKENS):
-        hi = min(lo + _BATCH_TOKENS, len(starts))
-        s, e = starts[lo:hi], ends[lo:hi]
-        batch, exact = _parse_plain(text, s, e)
-        others = np.flatnonzero(~exact)
-        if len(others) > _FEW_TOKENS:
-            batch[others], exact = _parse_general(text, s[others], e[others], work)
-            others = others[~exact]
-        values[lo:hi] = batch
-        others += lo
-        if len(others):
-            tokens = [text[starts[k]:ends[k]].tobytes() for k in others]
-            try:
-                if any(b"_" in token for token in tokens):   # float() takes 1_0; LAMMPS never
-                    raise ValueError
-                values[others] = np.array(tokens, dtype=np.float64)
-            except ValueError:
-                for k, token in zip(others, tokens):
-                    try:
-                        if b"_" in token:
-                            raise ValueError
-                        float(token)
-                    except ValueError:
-                        return values, int(k)
-    return values, -1
-
-
-# ---------------------------------------------------------------------------------------------
-# reading lines in blocks
-
-class _Lines:
-    """The lines of a binary stream, read in blocks of several MiB into one reused buffer, so
-    that a frame's atom rows come back as one array, without a Python call per line.
-    ``line_number`` counts the lines handed out (it is the 1-based number of the last one)."""
-
-    def __init__(self, stream, block_bytes: int = 1 << 22):
-        self._stream = stream
-        self._block_bytes = block_bytes
-        self._buf = np.empty(2 * block_bytes, np.uint8)
-        self._end = 0                            # bytes held: _buf[:_end]
-        self._newlines = np.empty(0, np.int64)   # offsets of b"\n" in _buf, from _pos on
-        self._next = 0                           # index into _newlines of the next line's end
-        self._pos = 0                            # offset of the first unread byte
-        self.line_number = 0
-        self.at_eof = False
-        self.stream_error: Optional[str] = None  # why a compressed stream stopped early
-        self.unterminated_line: Optional[int] = None  # number of a last line without newline
-
-    def _available(self) -> int:
-        return len(self._newlines) - self._next
-
-    def _make_room(self, n_bytes: int) -> None:
-        """Move the unread bytes to the front of the buffer, with room for n_bytes after them
-        (lines handed out before are overwritten)."""
-        kept = self._end - self._pos
-        if kept + n_bytes > len(self._buf):
-            grown = np.empty(max(kept + n_bytes, 2 * len(self._buf)), np.uint8)
-            grown[:kept] = self._buf[self._pos:self._end]
-            self._buf = grown
-        else:
-            self._buf[:kept] = self._buf[self._pos:self._end]
-        self._newlines = self._newlines[self._next:] - self._pos
-        self._next = 0
-        self._pos = 0
-        self._end = kept
-
-    def _read_more(self, n_bytes: int) -> None:
-        self._make_room(n_bytes)
-        first_new = self._end
-        view = memoryview(self._buf)
-        while self._end - first_new < n_bytes and not self.at_eof:
-            try:
-                got = self._stream.readinto1(view[self._end:first_new + n_bytes])
-            except EOFError as exc:                 # compressed stream cut short
-                self.stream_error = str(exc)
-                got = 0
-            if not got:
-                self.at_eof = True
-            self._end += got
-        new = np.flatnonzero(self._buf[first_new:self._end] == 10)
-        new += first_new
-        self._newlines = np.concatenate((self._newlines, new))
-
-    def _ensure(self, n_lines: int) -> bool:
-        while self._available() < n_lines and not self.at_eof:
-            have = self._available()
-            per_line = (self._newlines[self._next + have - 1] + 1 - self._pos) / have if have else 80
-            missing = int((n_lines - have) * per_line * 1.05) + 4096
-            self._read_more(max(missing, self._block_bytes))
-        if (self._available() < n_lines and self.at_eof and self.unterminated_line is None
-                and not self.rest_is_blank()):
-            # a last line without its newline is a line (as for Python's readlines); whether it
-            # is complete is judged by whoever reads it (see unterminated_line)
-            self.unterminated_line = self.line_number + self._available() + 1
-            self._make_room(1)
-            self._buf[self._end] = 10
-            self._newlines = np.append(self._newlines, self._end)
-            self._end += 1
-        return self._available() >= n_lines
-
-    def readline(self) -> Optional[bytes]:
-        """The next line without its newline, or None when no complete line is left."""
-        if not self._ensure(1):
-            return None
-        end = int(self._newlines[self._next])
-        line = self._buf[self._pos:end].tobytes()
-        self._pos = end + 1
-        self._next += 1
-        self.line_number += 1
-        return line
-
-    def read_lines(self, n: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-        """The next ``n`` lines, newlines included, as (bytes (uint8), offsets of their n
-        newlines in it), or None when fewer are left. The bytes are a view of the buffer:
-        valid until the next read."""
-        if n == 0:
-            return np.empty(0, np.uint8), np.empty(0, np.int64)
-        if not self._ensure(n):
-            return None
-        start = self._pos
-        newlines = self._newlines[self._next:self._next + n] - start
-        end = start + int(newlines[-1]) + 1
-        self._pos = end
-        self._next += n
-        self.line_number += n
-        return self._buf[start:end], newlines
-
-    def rest_is_blank(self) -> bool:
-        """At the end of the stream: only whitespace is left after the last complete line."""
-        return not self._buf[self._pos:self._end].tobytes().strip()
-
-
-def _open_binary(path: Path):
-    """(binary stream, compression: "gzip", "bzip2", "xz" or None) of a plain or compressed
-    file, recognised by its first bytes."""
-    with open(path, "rb") as probe:
-        magic = probe.read(6)
-    if magic[:2] == b"\x1f\x8b":
-        return gzip.open(path, "rb"), "gzip"
-    if magic[:3] == b"BZh":
-        return bz2.open(path, "rb"), "bzip2"
-    if magic == b"\xfd7zXZ\x00":
-        return lzma.open(path, "rb"), "xz"
-    return open(path, "rb"), None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -644,7 +184,7 @@ def _box_from_bounds(flags: List[str], rows: List[List[float]], fail):
     return cell, np.array([xlo, ylo, zlo]), pbc
 
 
-def _read_header(lines: _Lines, path, frame: int) -> Optional[_Header]:
+def _read_header(lines: BlockLines, path, frame: int) -> Optional[_Header]:
     """The header of the next frame, None at a clean end of file. Raises _EndInsideFrame when the
     stream ends inside it, DumpFormatError when it is not a dump header."""
     found: dict = {}
@@ -722,153 +262,6 @@ def _read_header(lines: _Lines, path, frame: int) -> Optional[_Header]:
 
 
 # ---------------------------------------------------------------------------------------------
-# type -> element maps
-
-def _symbol(value, where: str) -> str:
-    symbol = str(value).strip()
-    if symbol not in _ORIGINAL_ELEMENTS:
-        raise ValueError(f"{where}: {symbol!r} is not a chemical element symbol")
-    return symbol
-
-
-def _element_from_mass(mass: float, where: str, tolerance: float = 0.1) -> str:
-    """The one element whose standard atomic mass is within ``tolerance`` u of ``mass``."""
-    close = np.flatnonzero(np.abs(atomic_masses[1:] - mass) <= tolerance) + 1
-    if len(close) != 1:
-        near = ", ".join(f"{chemical_symbols[z]} {atomic_masses[z]:.3f}" for z in close) or "none"
-        raise ValueError(f"{where}: mass {mass} u matches {len(close)} elements within "
-                         f"{tolerance} u ({near}); name the element in a comment "
-                         f"(e.g. '1 {mass} # Cs') or give the types explicitly")
-    return chemical_symbols[close[0]]
-
-
-def _strip_comment(line: str) -> Tuple[str, str]:
-    body, _, comment = line.partition("#")
-    return body.strip(), comment.strip()
-
-
-def _read_data_file_types(path: Path, lines: List[str]) -> Dict[int, str]:
-    """From a LAMMPS data file: ``Atom Type Labels`` that are element symbols, else the
-    ``Masses`` section (element named in the line's comment, else matched by mass)."""
-    sections: Dict[str, List[Tuple[int, str]]] = {}
-    current = None
-    for number, line in enumerate(lines, start=1):
-        body, comment = _strip_comment(line)
-        if not body:
-            continue
-        if body in ("Masses", "Atom Type Labels") or re.fullmatch(r"[A-Z][A-Za-z ]*", body):
-            current = body
-            sections.setdefault(current, [])
-            continue
-        if current is not None:
-            sections[current].append((number, line))
-    labels = {}
-    for number, line in sections.get("Atom Type Labels", []):
-        words = _strip_comment(line)[0].split()
-        if len(words) == 2 and words[1] in _ORIGINAL_ELEMENTS:
-            labels[int(words[0])] = words[1]
-    if labels:
-        return labels
-    types = {}
-    for number, line in sections.get("Masses", []):
-        body, comment = _strip_comment(line)
-        words = body.split()
-        where = f"{path}, line {number}"
-        try:
-            type_id, mass = int(words[0]), float(words[1])
-        except (ValueError, IndexError):
-            raise ValueError(f"{where}: expected 'type mass' in the Masses section, "
-                             f"found {line.strip()!r}") from None
-        named = comment.split()[0] if comment else ""
-        types[type_id] = named if named in _ORIGINAL_ELEMENTS else _element_from_mass(mass, where)
-    return types
-
-
-def _read_input_script_types(path: Path, lines: List[str]) -> Dict[int, str]:
-    """From a LAMMPS input script: ``labelmap atom``, else ``pair_coeff * * ... El1 El2 ..``,
-    else ``mass`` commands, else the data file of ``read_data``."""
-    labelmap, pair_coeff, masses, data_files = {}, None, {}, []
-    for number, raw in enumerate(lines, start=1):
-        body, comment = _strip_comment(raw)
-        words = body.split()
-        if not words:
-            continue
-        where = f"{path}, line {number}"
-        if words[0] == "labelmap" and len(words) >= 2 and words[1] == "atom":
-            for type_id, label in zip(words[2::2], words[3::2]):
-                if label in _ORIGINAL_ELEMENTS:
-                    labelmap[int(type_id)] = label
-        elif words[0] == "pair_coeff" and words[1:3] == ["*", "*"] and pair_coeff is None:
-            trailing = []
-            for word in reversed(words[3:]):
-                if word in _ORIGINAL_ELEMENTS or word == "NULL":
-                    trailing.append(word)
-                else:
-                    break
-            if trailing and len(trailing) < len(words) - 3:   # a potential file comes first
-                pair_coeff = {t: s for t, s in enumerate(reversed(trailing), start=1)
-                              if s != "NULL"}
-        elif words[0] == "mass" and len(words) >= 3 and words[1].isdigit():
-            named = comment.split()[0] if comment else ""
-            masses[int(words[1])] = (named if named in _ORIGINAL_ELEMENTS
-                                     else _element_from_mass(float(words[2]), where))
-        elif words[0] == "read_data" and len(words) >= 2:
-            data_files.append(words[1])
-    if labelmap:
-        return labelmap
-    if pair_coeff:
-        return pair_coeff
-    if masses:
-        return masses
-    for name in data_files:
-        candidate = (path.parent / name)
-        if candidate.is_file():
-            return read_type_map(candidate)
-    return {}
-
-
-def read_type_map(path: Union[str, PathLike]) -> Dict[int, str]:
-    """{type: element symbol} from a LAMMPS data file or input script.
-
-    Data file (has a ``Masses`` or ``Atom Type Labels`` section): type labels that are element
-    symbols; else each ``Masses`` line, the element named in its comment (``1 132.905 # Cs``, as
-    ``pyexport`` writes them) or else the one element within 0.1 u of the mass.
-    Input script: ``labelmap atom 1 Cs ..``; else the element list ending
-    ``pair_coeff * * <file> Cs Pb Br`` (NULL entries skipped); else ``mass`` commands as above;
-    else the type map of the file named by ``read_data``.
-    """
-    path = Path(path)
-    lines = path.read_text(errors="replace").splitlines()
-    is_data = any(_strip_comment(line)[0] in ("Masses", "Atom Type Labels") for line in lines)
-    types = (_read_data_file_types if is_data else _read_input_script_types)(path, lines)
-    if not types:
-        raise ValueError(f"{path}: found no type→element map (looked for "
-                         + ("'Masses'/'Atom Type Labels' sections" if is_data else
-                            "'labelmap atom', 'pair_coeff * * file El1 El2 ..', 'mass' and "
-                            "'read_data'") + ")")
-    return types
-
-
-def _type_map(types: TypesArg) -> Optional[Dict[int, str]]:
-    """Normalise the ``types`` argument of :func:`iread` to {type: symbol}."""
-    if types is None:
-        return None
-    if isinstance(types, Mapping):
-        return {int(t): _symbol(s, f"types[{t!r}]") for t, s in types.items()}
-    if isinstance(types, (str, PathLike)):
-        if Path(types).is_file():
-            return read_type_map(types)
-        if isinstance(types, PathLike):
-            raise FileNotFoundError(f"types: no such file {str(types)!r}")
-        words = [w for w in re.split(r"[,\s]+", types) if w]
-        if not words or not all(w in _ORIGINAL_ELEMENTS for w in words):
-            raise ValueError(f"types={types!r} is neither an existing file nor a comma-separated "
-                             f"list of element symbols such as 'Cs,Pb,Br'")
-        return {t: w for t, w in enumerate(words, start=1)}
-    return {t: _symbol(s, f"types[{t - 1}]") for t, s in enumerate(types, start=1)}
-
-
-# ---------------------------------------------------------------------------------------------
 # frame selection
 
 def _normalise_index(index: IndexArg) -> Union[int, slice]:
@@ -925,7 +318,7 @@ class _FrameReader:
     def __init__(self, path, type_map: Optional[Dict[int, str]]):
         self.path = path
         self.type_map = type_map
-        self.work = _Workspace()
+        self.work = Workspace()
         self._warned_units = False
 
     def fail(self, header: _Header, row: int, message: str):
@@ -988,12 +381,12 @@ class _FrameReader:
                                    (str if name in _STRING_COLUMNS else np.float64))
                     for name in names}
         # padded with spaces, 8-byte aligned and a multiple of 8 long (see _parse_plain)
-        text = self.work.get("text", (-(-(len(block) + 2 * _PAD) // 8) * 8,), np.uint8)
-        text[:_PAD] = 32
-        text[_PAD + len(block):] = 32
-        text[_PAD:_PAD + len(block)] = block
-        starts, ends = _tokenize(text)
-        newlines = newlines + _PAD
+        text = self.work.get("text", (-(-(len(block) + 2 * PAD) // 8) * 8,), np.uint8)
+        text[:PAD] = 32
+        text[PAD + len(block):] = 32
+        text[PAD:PAD + len(block)] = block
+        starts, ends = tokenize(text)
+        newlines = newlines + PAD
         # n * n_cols tokens, and row k's first token after newline k-1 and its last before
         # newline k, hold together only if every row has n_cols tokens
         if not (len(starts) == n * n_cols
@@ -1002,7 +395,7 @@ class _FrameReader:
             per_line = np.diff(np.searchsorted(starts, newlines), prepend=0)
             bad = np.flatnonzero(per_line != n_cols)
             row = int(bad[0]) if len(bad) else n - 1
-            line_start = newlines[row - 1] + 1 if row else _PAD
+            line_start = newlines[row - 1] + 1 if row else PAD
             line_text = text[line_start:newlines[row]].tobytes().decode("ascii", "replace")
             self.fail(header, row, f"expected {n_cols} columns ({' '.join(names)}), found "
                                    f"{int(per_line[row])}: {line_text[:100]!r}")
@@ -1015,7 +408,7 @@ class _FrameReader:
                 s, e = starts.ravel(), ends.ravel()
             else:
                 s, e = starts[:, numeric].ravel(), ends[:, numeric].ravel()
-            values, bad = _parse_numbers(text, s, e, self.work)
+            values, bad = parse_numbers(text, s, e, self.work)
             if bad >= 0:
                 row, k = divmod(bad, len(numeric))
                 token = text[s[bad]:e[bad]].tobytes().decode("ascii", "replace")
@@ -1087,14 +480,14 @@ class _FrameReader:
                 raise DumpFormatError(f"{_where(self.path, header.first_row_line - 1, header.frame, header.timestep)}: "
                                       f"a type map was given but the dump has no 'type' column")
             return self._numbers_from_types(header, types)
-        if "typelabel" in columns and all(label in _ORIGINAL_ELEMENTS
+        if "typelabel" in columns and all(label in ELEMENT_SYMBOLS
                                           for label in set(columns["typelabel"])):
             return self._numbers_from_symbols(header, columns["typelabel"], "typelabel")
         if "mass" in columns:
             masses = columns["mass"]
             unique, inverse = np.unique(masses, return_inverse=True)
             where = _where(self.path, header.first_row_line, header.frame, header.timestep)
-            z = np.array([atomic_numbers[_element_from_mass(m, where)] for m in unique])
+            z = np.array([atomic_numbers[element_from_mass(m, where)] for m in unique])
             return z[inverse]
         raise ValueError(
             f"{self.path}: the dump has no 'element' column, so the elements of the atom types "
@@ -1121,7 +514,7 @@ class _FrameReader:
         unique, inverse = np.unique(symbols.astype(str), return_inverse=True)
         z = np.zeros(len(unique), np.int64)
         for k, symbol in enumerate(unique):
-            if symbol not in _ORIGINAL_ELEMENTS:
+            if symbol not in ELEMENT_SYMBOLS:
                 self.fail(header, int(np.flatnonzero(inverse == k)[0]),
                           f"{name} {symbol!r} is not a chemical element symbol")
             z[k] = atomic_numbers[symbol]
@@ -1148,9 +541,9 @@ def _frames(path: Path, type_map, frames: range, parse: bool = True) -> Iterator
     """Walk the file: yield Atoms for the selected frames (or, with parse=False, the header of
     every complete frame). Warns and stops at a frame the file ends inside."""
     reader = _FrameReader(path, type_map)
-    stream, compression = _open_binary(path)
+    stream, compression = open_binary(path)
     with stream:
-        lines = _Lines(stream)
+        lines = BlockLines(stream)
         frame = 0
         header = None
         while frame < frames.stop:
@@ -1178,7 +571,7 @@ def _frames(path: Path, type_map, frames: range, parse: bool = True) -> Iterator
             frame += 1
 
 
-def _truncated(path: Path, compression: Optional[str], lines: _Lines, frame: int,
+def _truncated(path: Path, compression: Optional[str], lines: BlockLines, frame: int,
                timestep: Optional[int], between_frames: bool = False) -> None:
     """The file ends early, after ``frame`` complete frames: inside frame ``frame``, or between
     frames when only the compressed stream shows the cut. A TruncatedDumpWarning that keeps the
@@ -1227,7 +620,7 @@ def iread(path: Union[str, PathLike], types: TypesArg = None,
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such dump file: {str(path)!r}")
-    type_map = _type_map(types)
+    type_map = type_map_from_arg(types)
     selection = _normalise_index(index)
     n_frames = _count_quietly(path) if _needs_count(selection) else None
     frames = _frame_range(selection, n_frames)
