@@ -187,3 +187,35 @@ def test_eval_reports_the_grade_of_every_structure(graded, tmp_path):
     expected = [grades(calc, atoms).max() for atoms in graded["frames"]]
     assert np.allclose(grade["per_structure_max"], expected, rtol=0, atol=1e-12)
     assert grade["structures_above_1"] == sum(g > 1.0 for g in expected)
+
+
+@pytest.mark.parametrize("nprocs", [None, 2])
+def test_lammps_grade_of_the_fitted_potential_equals_python(graded, tmp_path, nprocs):
+    """compute mlff/grade with the real fitted cluster potential, serial and on 2 MPI ranks, on a
+    rattled 2x2x2 supercell of the orthorhombic ground state (ghost atoms on every side)."""
+    from lammps_run import read_dump_sorted, read_values, run_lammps
+    from pyexport.lammps.data_file import write_lammps_data
+
+    atoms = graded["ground"].repeat((2, 2, 2))
+    atoms.rattle(0.15, seed=11)
+    expected = grades(MLFFCalculator(graded["pt"]), atoms)
+    order = ["Cs", "Pb", "Br"]
+    write_lammps_data(tmp_path / "data.lmp", atoms, order)
+    run_lammps(f"""units metal
+atom_style atomic
+boundary p p p
+atom_modify map array
+read_data data.lmp
+pair_style mlff
+pair_coeff * * {graded['pt']} {' '.join(order)}
+compute g all mlff/grade
+thermo_style custom step pe c_g
+run 0
+print "gmax $(c_g:%.17g)" file values.txt
+write_dump all custom grade.dump id c_g modify format float %.17g
+""", tmp_path, nprocs=nprocs)
+    gamma = read_dump_sorted(tmp_path / "grade.dump")["c_g"]
+    # neighbour sums in LAMMPS's order: rounding ~1e-14 in the invariants, amplified by A⁻¹
+    assert np.abs(gamma - expected).max() <= 1e-10
+    assert abs(read_values(tmp_path / "values.txt")["gmax"] - expected.max()) <= 1e-10
+    assert expected.max() > 1.0          # rattled beyond the data somewhere: a grade worth comparing
