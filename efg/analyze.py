@@ -43,31 +43,6 @@ VOIGT6 = [(0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)]
 MAX_BOND_A = 1.8
 
 
-def parse_isotopes(text: Optional[str], elements: Sequence[str]) -> Dict[str, str]:
-    """``"79Br"`` or ``"Br=79Br,Cs=133Cs"`` → {element: isotope}; elements not named get
-    :func:`pyexport.nmr.default_isotope` where one exists."""
-    chosen: Dict[str, str] = {}
-    if text:
-        for item in text.split(","):
-            item = item.strip()
-            if "=" in item:
-                element, isotope = (s.strip() for s in item.split("=", 1))
-            else:
-                isotope = item
-                element = "".join(c for c in item if c.isalpha())
-                if element == "D":
-                    element = "H"
-            nmr.quadrupole_moment_mb(isotope)      # unknown isotope: ValueError listing known ones
-            chosen[element] = isotope
-    for element in elements:
-        if element not in chosen:
-            try:
-                chosen[element] = nmr.default_isotope(element)
-            except ValueError:
-                pass
-    return chosen
-
-
 def parse_types(text: Optional[str]):
     """``--types``: ``Cs,Pb,Br`` (type 1, 2, 3), or a LAMMPS data/input file to read them from."""
     if text is None:
@@ -409,7 +384,8 @@ def analyze(dump, model=None, types=None, isotopes=None, index=":", every=1, col
             comm=None, molecule_axis="auto", efg_source="auto") -> Optional[dict]:
     """Run the analysis; returns the report dict (on rank 0; None on other ranks) and writes
     ``output`` (.json), with ``.npz`` and ``_hist.png`` beside it, when given.
-    ``md_timestep_ps`` (the MD time step) enables the vibrational DOS from the dump's velocities
+    ``isotopes`` {element: isotope} for C_Q; the other elements get their default isotope
+    (:func:`pyexport.nmr.resolve_isotopes`). ``md_timestep_ps`` (the MD time step) enables the vibrational DOS from the dump's velocities
     and puts the molecular reorientation times in ps. ``molecule_axis``: "auto", "none" or
     "TAIL-HEAD" (see :func:`parse_molecule_axis`). ``efg_source``: "auto", "model" or "columns"
     (see :func:`choose_efg_source`); the report records the source used."""
@@ -436,7 +412,7 @@ def analyze(dump, model=None, types=None, isotopes=None, index=":", every=1, col
                    for key, values in results.items()}
 
     symbols = np.array(first.get_chemical_symbols())
-    iso = parse_isotopes(isotopes, list(dict.fromkeys(symbols)))
+    iso = nmr.resolve_isotopes(list(dict.fromkeys(symbols)), isotopes)
     q_mb = np.array([nmr.quadrupole_moment_mb(iso[s]) if s in iso else np.nan for s in symbols])
     tensors = np.stack(results["tensors"])
     if tensors.shape[1:] != (len(symbols), 3, 3):
@@ -585,8 +561,9 @@ def add_parser(subparsers) -> None:
                                    "has compute efg/atom columns")
     p.add_argument("--types", help="type→element map: 'Cs,Pb,Br' (types 1, 2, 3) or a LAMMPS data/input "
                                    "file; not needed for dumps with an element column")
-    p.add_argument("--isotope", dest="isotopes",
-                   help="isotope(s): '79Br' or 'Br=79Br,Cs=133Cs' (default per element: pyexport.nmr.default_isotope)")
+    p.add_argument("--isotope", dest="isotopes", action="append", default=[], metavar="EL=ISO",
+                   help="isotope for C_Q, e.g. Br=81Br (repeatable); other elements get their "
+                        "default isotope (pyexport.nmr.DEFAULT_ISOTOPES)")
     p.add_argument("--index", default=":", help="frames start:stop:step (default all)")
     p.add_argument("--every", type=int, default=1, help="use every N-th selected frame")
     p.add_argument("--efg-columns", dest="columns", help="stem of EFG dump columns, e.g. c_efg")
@@ -624,7 +601,8 @@ def run(args) -> int:
             comm = MPI.COMM_WORLD
     except ImportError:
         pass
-    report = analyze(args.dump, model=args.model, types=args.types, isotopes=args.isotopes,
+    isotopes = nmr.parse_isotope_options(args.isotopes)
+    report = analyze(args.dump, model=args.model, types=args.types, isotopes=isotopes,
                      index=args.index, every=args.every, columns=args.columns,
                      batch_atoms=args.batch_atoms, temperature=args.temperature,
                      md_timestep_ps=args.md_timestep_ps, output=args.output,

@@ -2,7 +2,7 @@
 energy along unstable modes.
 
     efg harmonic --potential potential.pt --structure POSCAR --supercell 4 4 4 \\
-        --temperatures 100:500:50 [--efg-model efg.pt --isotope 79Br] -o harmonic.json
+        --temperatures 100:500:50 [--efg-model efg.pt --isotope Br=79Br] -o harmonic.json
 
 The potential is the same ``.pt`` file that ``pair_style mlff`` runs, evaluated through
 :class:`pyexport.calculator.MLFFCalculator`; the EFG model (optional) is evaluated with
@@ -44,20 +44,18 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from ase import Atoms, units
 
-from efg.analyze import parse_isotopes
 from pyexport.outputs import refuse_overwriting_inputs, write_json
-from pyexport.nmr import (cq_mhz, eta, from_voigt6, normalize_isotope, quadrupole_moment_mb,
-                          to_voigt6, vzz)
+from pyexport.nmr import (cq_mhz, eta, from_voigt6, parse_isotope_options, quadrupole_moment_mb,
+                          resolve_isotopes, to_voigt6, vzz)
 from efg.statistics import jackknife
 
 # torch (through pyexport), phonopy, tqdm and matplotlib are imported inside the functions that
@@ -634,17 +632,14 @@ def efg_statistics(efg: np.ndarray, sites: SiteMap, isotopes: Dict[str, Optional
             "species": species}
 
 
-def site_isotopes(symbols: Sequence[str], isotopes: Sequence[str]) -> Dict[str, Optional[str]]:
-    """{element: isotope or None} for the elements of ``symbols``: the isotope named in
-    ``isotopes`` for its element, else the default one (:data:`pyexport.nmr.DEFAULT_ISOTOPES`), else
-    None (no quadrupolar isotope known: no C_Q). An isotope of an element the structure lacks,
-    or one without a known quadrupole moment, is an error."""
+def site_isotopes(symbols: Sequence[str], isotopes: Optional[Mapping[str, str]] = None
+                  ) -> Dict[str, Optional[str]]:
+    """{element: isotope or None} for the elements of ``symbols``: the isotope chosen in
+    ``isotopes`` {element: isotope}, else the default one (:func:`pyexport.nmr.resolve_isotopes`),
+    else None (no quadrupolar isotope known: no C_Q). An isotope of an element the structure
+    lacks, or one without a known quadrupole moment, is an error."""
     elements = list(dict.fromkeys(symbols))
-    for iso in isotopes:
-        element = re.sub(r"[^A-Za-z]", "", normalize_isotope(iso))
-        if element not in elements:
-            raise ValueError(f"--isotope {iso}: the structure has no {element} (elements: {elements})")
-    chosen = parse_isotopes(",".join(normalize_isotope(iso) for iso in isotopes), elements)
+    chosen = resolve_isotopes(elements, isotopes)
     return {element: chosen.get(element) for element in elements}
 
 
@@ -928,7 +923,7 @@ class NamedMode:
 
 def run_harmonic(potential, structure, supercell, output, temperatures="100:500:50",
                  n_samples: int = 100, statistics: Sequence[str] = STATISTICS,
-                 efg_model=None, isotopes: Sequence[str] = (), efg_samples: int = 20,
+                 efg_model=None, isotopes: Optional[Mapping[str, str]] = None, efg_samples: int = 20,
                  displacement: float = DEFAULT_DISPLACEMENT_A, mesh=80.0, band_points: int = 51,
                  imaginary_tolerance: float = DEFAULT_IMAGINARY_TOLERANCE_THZ,
                  modes: Sequence[NamedMode] = (), mode_max_displacement: float = 0.8,
@@ -1207,8 +1202,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--efg-model", default=None, help="exported EFG model (.pt): EFG over the samples")
     p.add_argument("--efg-samples", type=int, default=20,
                    help="of those, how many get the EFG model (default 20; each is a whole supercell)")
-    p.add_argument("--isotope", action="append", default=[], metavar="ISO",
-                   help="isotope for C_Q, e.g. 79Br (repeatable); other elements use the default isotope")
+    p.add_argument("--isotope", action="append", default=[], metavar="EL=ISO",
+                   help="isotope for C_Q, e.g. Br=81Br (repeatable); other elements get their "
+                        "default isotope (pyexport.nmr.DEFAULT_ISOTOPES)")
     p.add_argument("--displacement", type=float, default=DEFAULT_DISPLACEMENT_A,
                    help="finite displacement, Å (default 0.01)")
     p.add_argument("--mesh", nargs="+", default=["80"], metavar="M",
@@ -1242,7 +1238,7 @@ def main(args) -> int:
         report = run_harmonic(
             potential=args.potential, structure=args.structure, supercell=args.supercell,
             output=args.output, temperatures=args.temperatures, n_samples=args.samples,
-            statistics=statistics, efg_model=args.efg_model, isotopes=args.isotope,
+            statistics=statistics, efg_model=args.efg_model, isotopes=parse_isotope_options(args.isotope),
             efg_samples=args.efg_samples,
             displacement=args.displacement, mesh=_mesh_arg(args.mesh), band_points=args.band_points,
             imaginary_tolerance=args.imaginary_tolerance, modes=args.mode,

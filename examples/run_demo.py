@@ -182,7 +182,7 @@ def main(argv=None):
             index = ":-4"          # the last frames before the stop already feel the runaway
         target = out / "analyze" / f"run_{T}K.json"
         run(py + ["efg", "analyze", "--dump", dump, "--model", out / "efg.pt", "--index", index,
-                  "--types", "Cs,Pb,Br", "--isotope", "Br=79Br,Cs=133Cs", "--temperature", T,
+                  "--types", "Cs,Pb,Br", "--isotope", "Br=79Br", "--isotope", "Cs=133Cs", "--temperature", T,
                   "--md-timestep", cfg["dt_ps"],
                   "-o", target, "--no-progress"])
         runs.append(target)
@@ -198,7 +198,7 @@ def main(argv=None):
     run(py + ["efg", "harmonic", "--potential", out / "potential.pt", "--structure", out / "cubic_unit.vasp",
               "--supercell", "2", "2", "2", "--temperatures",
               f"{cfg['temperatures'][0]}:{cfg['temperatures'][-1]}:{cfg['temperatures'][1] - cfg['temperatures'][0]}",
-              "--efg-model", out / "efg.pt", "--isotope", "79Br", "--isotope", "133Cs", "-o", out / "harmonic.json"])
+              "--efg-model", out / "efg.pt", "--isotope", "Br=79Br", "--isotope", "Cs=133Cs", "-o", out / "harmonic.json"])
     timings["harmonic_s"] = time.time() - t
 
     step("7. harmonic vs MD report")

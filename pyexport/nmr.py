@@ -17,6 +17,10 @@ Conventions:
 - ``C_Q = e Q V_zz / h`` in MHz with V_zz signed, as VASP prints it (``Cq=e*Q*V_zz/h``):
   ``C_Q [MHz] = CQ_MHZ_PER_MB_V_PER_A2 · Q [mb] · V_zz [V/Å²]``, the constant derived from the
   CODATA values of e and h (≈ 2.41799e-3).
+- Isotopes: C_Q needs the quadrupole moment Q of one isotope (:data:`QUADRUPOLE_MOMENTS`).
+  Every command takes them one way, ``--isotope ELEMENT=ISOTOPE`` repeated
+  (:func:`parse_isotope_options`), and every other quadrupolar element gets its default
+  (:data:`DEFAULT_ISOTOPES`: 79Br, 127I, 133Cs, 14N, 2H, ...; :func:`resolve_isotopes`).
 - Six-component (Voigt-like) storage uses VASP's order ``V_xx V_yy V_zz V_xy V_xz V_yz``
   (the OUTCAR table "Electric field gradients (V/A^2)" and ``compute efg/atom``).
 
@@ -26,7 +30,7 @@ labelling; this module takes the one of larger magnitude after rounding (the pos
 exact tie): reproducible, but not physically meaningful.
 """
 import re
-from typing import Dict, NamedTuple, Tuple, Union
+from typing import Dict, Iterable, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from scipy import constants
@@ -126,6 +130,76 @@ def default_isotope(element: str) -> str:
         raise ValueError(f"element {element!r}: no default quadrupolar isotope "
                          f"(known: {known}); name the isotope explicitly")
     return DEFAULT_ISOTOPES[symbol]
+
+
+def isotope_element(isotope: str) -> str:
+    """Element symbol of an isotope name: "79Br" -> "Br", "D" -> "H"."""
+    return re.sub(r"\d", "", normalize_isotope(isotope))
+
+
+def parse_isotope_option(text: str, option: str = "--isotope") -> Tuple[str, str]:
+    """One value of the ``--isotope`` option, ``ELEMENT=ISOTOPE`` -> (element, isotope).
+
+    The one grammar of every command that takes isotopes: ``--isotope Br=81Br``, repeated for
+    more elements (``--isotope Br=81Br --isotope Cs=133Cs``). The isotope is written as
+    :func:`normalize_isotope` accepts it ("81Br", "Br-81", "D") and must be an isotope of the
+    element with a quadrupole moment in :data:`QUADRUPOLE_MOMENTS`; errors name ``option``.
+    """
+    if "," in str(text):
+        raise ValueError(f"{option} {text}: one ELEMENT=ISOTOPE per {option}; repeat the option "
+                         f"for more elements ({option} Br=79Br {option} Cs=133Cs)")
+    element, equals, isotope = str(text).partition("=")
+    element, isotope = element.strip(), isotope.strip()
+    if not equals or not element or not isotope:
+        raise ValueError(f"{option} {text!r}: expected ELEMENT=ISOTOPE, e.g. {option} Br=81Br "
+                         f"(repeat the option for more elements)")
+    try:
+        name = normalize_isotope(isotope)
+        quadrupole_moment_mb(name)
+    except ValueError as exc:
+        raise ValueError(f"{option} {text}: {exc}") from None
+    if isotope_element(name) != element:
+        raise ValueError(f"{option} {text}: {name} is not an isotope of {element!r}")
+    return element, name
+
+
+def parse_isotope_options(values: Iterable[str], option: str = "--isotope") -> Dict[str, str]:
+    """{element: isotope} from the repeated ``--isotope ELEMENT=ISOTOPE`` values (see
+    :func:`parse_isotope_option`), in the order given; an element named twice is an error."""
+    chosen: Dict[str, str] = {}
+    for text in values:
+        element, isotope = parse_isotope_option(text, option)
+        if element in chosen and chosen[element] != isotope:
+            raise ValueError(f"{option}: {element} named twice ({chosen[element]}, {isotope})")
+        chosen[element] = isotope
+    return chosen
+
+
+def resolve_isotopes(elements: Sequence[str], chosen: Optional[Mapping[str, str]] = None,
+                     option: str = "--isotope") -> Dict[str, str]:
+    """{element: isotope} for the quadrupolar elements among ``elements``.
+
+    ``chosen`` {element: isotope} (e.g. from :func:`parse_isotope_options`) comes first, in its
+    order; the other elements follow in ``elements`` order with their :func:`default_isotope`;
+    elements without one (Pb, C, ...) are left out. A chosen element that is not in
+    ``elements``, or an isotope that is not of its element or has no quadrupole moment, is an
+    error naming ``option``.
+    """
+    if isinstance(chosen, str):
+        raise TypeError(f"isotopes={chosen!r}: expected a mapping {{element: isotope}}, "
+                        f"e.g. {{'Br': '81Br'}}")
+    elements = list(dict.fromkeys(elements))
+    isotopes: Dict[str, str] = {}
+    for element, isotope in (chosen or {}).items():
+        element, isotope = parse_isotope_option(f"{element}={isotope}", option)
+        if element not in elements:
+            raise ValueError(f"{option} {element}={isotope}: there is no {element} here "
+                             f"(elements: {', '.join(elements)})")
+        isotopes[element] = isotope
+    for element in elements:
+        if element not in isotopes and element in DEFAULT_ISOTOPES:
+            isotopes[element] = default_isotope(element)
+    return isotopes
 
 
 def _isotope_sort_key(name: str) -> Tuple[str, int]:

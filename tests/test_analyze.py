@@ -45,7 +45,7 @@ run 200
 
 def test_in_situ_compute_equals_post_processing(md_dump):
     wd, efg_model = md_dump
-    from_columns = analyze(wd / "md.dump", types="Br,Cs,Pb", isotopes="79Br", progress=False)
+    from_columns = analyze(wd / "md.dump", types="Br,Cs,Pb", isotopes={"Br": "79Br"}, progress=False)
     assert from_columns["efg_source"] == "dump columns c_efg[1..6]"
     # the same frames without the columns, evaluated by the model
     lines = (wd / "md.dump").read_text().splitlines()
@@ -59,7 +59,7 @@ def test_in_situ_compute_equals_post_processing(md_dump):
         else:
             stripped.append(line)
     (wd / "positions.dump").write_text("\n".join(stripped) + "\n")
-    from_model = analyze(wd / "positions.dump", model=efg_model, types="Br,Cs,Pb", isotopes="79Br",
+    from_model = analyze(wd / "positions.dump", model=efg_model, types="Br,Cs,Pb", isotopes={"Br": "79Br"},
                          progress=False, output=wd / "run.json")
     assert from_model["efg_source"] == "model" and from_model["n_frames"] == 41
     a = np.load(wd / "run.npz")["efg_V_per_A2"]
@@ -147,7 +147,7 @@ def test_motional_averaging_of_hopping_tensor(tmp_path):
     tensors = 0.5 * (tensors + tensors.transpose(0, 1, 3, 2))
     tensors -= np.eye(3) * np.trace(tensors, axis1=2, axis2=3)[..., None, None] / 3
     write_tensor_dump(tmp_path / "hop.dump", tensors)
-    report = analyze(tmp_path / "hop.dump", types="Br", isotopes="79Br", progress=False)
+    report = analyze(tmp_path / "hop.dump", types="Br", isotopes={"Br": "79Br"}, progress=False)
     br = report["species"]["Br"]
     cq0 = nmr.CQ_MHZ_PER_MB_V_PER_A2 * nmr.quadrupole_moment_mb("79Br") * v0
     fraction_z = (state == 0).mean()
@@ -222,7 +222,7 @@ def test_tilt_order_parameters(phase):
 def test_analyze_errors_name_the_problem(tmp_path):
     write_tensor_dump(tmp_path / "t.dump", np.zeros((3, 2, 3, 3)))
     with pytest.raises(ValueError, match="isotope '80Br': no quadrupole moment in the table"):
-        analyze(tmp_path / "t.dump", types="Br", isotopes="80Br", progress=False)
+        analyze(tmp_path / "t.dump", types="Br", isotopes={"Br": "80Br"}, progress=False)
     # six columns of another quantity are never taken for the EFG
     (tmp_path / "noefg.dump").write_text((tmp_path / "t.dump").read_text().replace("c_efg", "c_stress"))
     with pytest.raises(ValueError, match="no EFG columns .* and no --model given"):
@@ -310,7 +310,7 @@ def test_model_and_columns_together_need_a_choice(tensor_dump_and_model, tmp_pat
     from efg.cli import main as efg_main
 
     dump, model, columns = tensor_dump_and_model
-    base = ["analyze", "--dump", str(dump), "--types", "Br", "--isotope", "79Br", "--no-progress",
+    base = ["analyze", "--dump", str(dump), "--types", "Br", "--isotope", "Br=79Br", "--no-progress",
             "--model", model]
     assert efg_main(base + ["-o", str(tmp_path / "auto.json")]) == 1
     err = capsys.readouterr().err
@@ -339,7 +339,7 @@ def test_report_json_is_strict_with_null_for_no_number(tmp_path):
     rng = np.random.default_rng(0)
     v = rng.normal(size=(1, 2, 3, 3))
     write_tensor_dump(tmp_path / "one.dump", 0.5 * (v + v.transpose(0, 1, 3, 2)))
-    analyze(tmp_path / "one.dump", types="Br", isotopes="79Br", progress=False, output=tmp_path / "one.json")
+    analyze(tmp_path / "one.dump", types="Br", isotopes={"Br": "79Br"}, progress=False, output=tmp_path / "one.json")
     report = _strict_json(tmp_path / "one.json")
     assert report["species"]["Br"]["cq_of_mean_tensor_mhz"]["error"] is None
     assert "null = no number" in report["conventions"]

@@ -53,12 +53,12 @@ def pipeline(tmp_path_factory):
         wd.mkdir()
         write_lammps_data(wd / "data.lmp", unit.repeat(3), elements)
         run_lammps(MD.format(model=pot, t=t, t2=2 * t, seed=100 + t), wd)
-        analyze(wd / "md.dump", model=efg, types="Cs,Pb,Br", isotopes="79Br", temperature=float(t),
+        analyze(wd / "md.dump", model=efg, types="Cs,Pb,Br", isotopes={"Br": "79Br"}, temperature=float(t),
                 md_timestep_ps=0.002, output=d / f"run_{t}K.json", progress=False)
         runs.append(d / f"run_{t}K.json")
     scan(runs, d / "scan.json")
     run_harmonic(pot, d / "POSCAR", [3, 3, 3], d / "harmonic.json", temperatures="20:40:20",
-                 efg_model=efg, isotopes=["79Br"], progress=False)
+                 efg_model=efg, isotopes={"Br": "79Br"}, progress=False)
     return d, compare(d / "harmonic.json", d / "scan.json", d / "report")
 
 

@@ -274,7 +274,7 @@ def test_cli_lists_imaginary_modes_and_excludes_them_from_thermal_properties(mod
     with pytest.warns(harmonic.HarmonicWarning) as caught:
         rc = cli(["harmonic", "--potential", models["many_body"], "--structure", str(tmp_path / "POSCAR"),
                   "--supercell", "2", "2", "2", "--temperatures", "200:400:200", "--samples", "6",
-                  "--efg-model", models["efg"], "--efg-samples", "3", "--isotope", "81Br",
+                  "--efg-model", models["efg"], "--efg-samples", "3", "--isotope", "Br=81Br",
                   "--mesh", "6", "6", "6", "--band-points", "11", "--max-unstable-curves", "2",
                   "--mode-points", "5", "--mode", "0.5 0.5 0 0", "--no-progress", "-o", str(out)])
     warned = [str(w.message) for w in caught]
@@ -345,7 +345,7 @@ def test_efg_averages_over_samples(models):
     model, _ = load_model(models["efg"], kind="efg")
     supercell = harmonic.to_ase_atoms(phonon.supercell)
     efg = harmonic.evaluate_efg(model, supercell, u)
-    isotopes = harmonic.site_isotopes(sites.symbols, ["79Br"])
+    isotopes = harmonic.site_isotopes(sites.symbols, {"Br": "79Br"})
     assert isotopes == {"Cs": "133Cs", "Pb": None, "Br": "79Br"}
     stats = harmonic.efg_statistics(efg, sites, isotopes)
     site = stats["sites"]

@@ -81,6 +81,31 @@ def test_default_isotopes():
         nmr.default_isotope("Pb")
 
 
+def test_isotope_option_grammar_is_element_equals_isotope():
+    assert nmr.parse_isotope_options(["Br=81Br", "Cs=Cs-133", "H=D"]) == \
+        {"Br": "81Br", "Cs": "133Cs", "H": "2H"}
+    assert nmr.parse_isotope_options([]) == {}
+    for text, message in [("81Br", r"--isotope '81Br': expected ELEMENT=ISOTOPE, e\.g\. --isotope Br=81Br"),
+                          ("Br=79Br,Cs=133Cs", r"--isotope Br=79Br,Cs=133Cs: one ELEMENT=ISOTOPE per --isotope; repeat"),
+                          ("Br=127I", r"--isotope Br=127I: 127I is not an isotope of 'Br'"),
+                          ("Br=80Br", r"--isotope Br=80Br: isotope '80Br': no quadrupole moment"),
+                          ("=79Br", "expected ELEMENT=ISOTOPE")]:
+        with pytest.raises(ValueError, match=message):
+            nmr.parse_isotope_options([text])
+    with pytest.raises(ValueError, match=r"--isotope: Br named twice \(79Br, 81Br\)"):
+        nmr.parse_isotope_options(["Br=79Br", "Br=81Br"])
+
+
+def test_isotopes_resolved_chosen_first_then_defaults():
+    assert nmr.resolve_isotopes(["Cs", "Pb", "Br"], {"Br": "81Br"}) == {"Br": "81Br", "Cs": "133Cs"}
+    assert list(nmr.resolve_isotopes(["Cs", "Pb", "Br"], {"Br": "81Br"})) == ["Br", "Cs"]
+    assert nmr.resolve_isotopes(["Pb", "Br", "Pb"]) == {"Br": "79Br"}
+    with pytest.raises(ValueError, match=r"--isotope I=127I: there is no I here \(elements: Cs, Pb, Br\)"):
+        nmr.resolve_isotopes(["Cs", "Pb", "Br"], {"I": "127I"})
+    with pytest.raises(TypeError, match="expected a mapping"):
+        nmr.resolve_isotopes(["Br"], "79Br")
+
+
 # --------------------------------------------------------------------------------------------
 # Principal values, eta
 # --------------------------------------------------------------------------------------------

@@ -135,7 +135,7 @@ def reference_md(temperature: int, args) -> Path:
 
 def efg_analyze(dump: Path, temperature: int, output: Path, model: Optional[Path], timestep_fs: float) -> Dict:
     cmd = [sys.executable, "-m", "efg", "analyze", "--dump", dump, "--types", ",".join(ELEMENTS),
-           "--isotope", ISOTOPES, "--temperature", temperature, "--md-timestep", timestep_fs / 1000.0,
+           *(a for iso in ISOTOPES.split(",") for a in ("--isotope", iso)), "--temperature", temperature, "--md-timestep", timestep_fs / 1000.0,
            "--no-progress", "-o", output]
     cmd += ["--model", model] if model else ["--efg-columns", "c_pc"]
     subprocess.run([str(c) for c in cmd], check=True)

@@ -250,7 +250,7 @@ def main(argv=None):
             continue
         target = out / "analyze" / f"run_{T}K.json"
         run(py + ["efg", "analyze", "--dump", dump, "--model", out / "efg.pt", "--types", ",".join(ELEMENTS),
-                  "--isotope", ISOTOPES, "--temperature", T, "--md-timestep", cfg["dt_ps"],
+                  *(a for iso in ISOTOPES.split(",") for a in ("--isotope", iso)), "--temperature", T, "--md-timestep", cfg["dt_ps"],
                   "-o", target, "--no-progress"])
         runs.append(target)
     if len(runs) < 2:
