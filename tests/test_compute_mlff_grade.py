@@ -1,5 +1,6 @@
 """compute mlff/grade: the extrapolation grade of pair_style mlff's potential in LAMMPS against
-the Python evaluation of the same file, on one and two ranks, with fix halt, and its errors."""
+the Python evaluation of the same file, on one and two ranks, with fix halt, and its errors.
+The same comparison with a fitted cluster potential is in test_grade.py."""
 import numpy as np
 import pytest
 
@@ -7,7 +8,6 @@ from contract_models import export, graded_module, many_body_module
 from lammps_run import read_dump_sorted, read_values, run_lammps
 from pyexport.contract import build_inputs, load_model
 from pyexport.lammps.data_file import write_lammps_data
-from test_grade import graded  # noqa: F401  (fixture: a cluster potential fitted with its active set)
 from test_pair_mlff import HEADER, TYPE_ORDER, perovskite
 
 
@@ -50,27 +50,6 @@ write_dump all custom grade.dump id c_g c_g_notcs modify format float %.17g
     assert np.abs(dump["c_g_notcs"][~is_cs] - gamma[~is_cs]).max() <= 1e-12
     assert abs(values["gmax"] - gamma.max()) <= 1e-12
     assert abs(values["gmax_notcs"] - gamma[~is_cs].max()) <= 1e-12
-
-
-@pytest.mark.parametrize("nprocs", [None, 2])
-def test_grade_of_a_fitted_cluster_potential_equals_python(graded, tmp_path, nprocs):  # noqa: F811
-    """The real model: a `cluster` potential fitted to the CsPbBr3 reference data and exported with
-    its active set (the fixture of test_grade.py), on a strained, rattled 2x1x1 supercell of the
-    orthorhombic ground state, where some atoms extrapolate."""
-    atoms = graded["ground"].repeat((2, 1, 1))
-    atoms.set_cell(atoms.cell.array @ np.diag([1.04, 0.98, 1.0]), scale_atoms=True)
-    atoms.rattle(0.15, seed=12)
-    write_lammps_data(tmp_path / "data.lmp", atoms, TYPE_ORDER)
-    run_lammps(HEADER + f"""pair_style mlff
-pair_coeff * * {graded["pt"]} Br Cs Pb
-compute g all mlff/grade
-run 0
-write_dump all custom grade.dump id c_g modify format float %.17g
-""", tmp_path, nprocs=nprocs)
-    gamma = python_grade(graded["pt"], atoms)
-    lammps = read_dump_sorted(tmp_path / "grade.dump")["c_g"]
-    assert np.abs(lammps - gamma).max() <= 1e-10 * max(1.0, gamma.max())
-    assert gamma.max() > 1.0                      # the cell leaves the active set somewhere
 
 
 def test_fix_halt_stops_the_run_when_the_grade_exceeds_a_threshold(tmp_path, graded_pt):
