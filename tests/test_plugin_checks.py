@@ -3,7 +3,6 @@ one position, element maps that contradict the masses, a broken EFGMD_PLUGIN, an
 file and LAMMPS version it reports. Every case runs the real `lmp` of the environment."""
 import re
 
-import numpy as np
 import pytest
 
 from contract_models import OwnedRowsForces, export, many_body_module
@@ -47,7 +46,7 @@ def test_two_atoms_on_one_position_stop_the_run(tmp_path, many_body_pt):
     rc, text = lammps_text(tmp_path, atoms, f"pair_style mlff\npair_coeff * * {many_body_pt} Br Cs Pb\n",
                            tail="fix nve all nve\nrun 300\n")
     assert rc != 0, text[-2000:]
-    assert f"are 0 A apart on step 0" in text and (f"atoms {ids[0]} and {ids[1]}" in text or
+    assert "are 0 A apart on step 0" in text and (f"atoms {ids[0]} and {ids[1]}" in text or
                                                    f"atoms {ids[1]} and {ids[0]}" in text), text[-2000:]
     assert "nan" not in text.lower()
 
