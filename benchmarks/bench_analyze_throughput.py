@@ -143,7 +143,7 @@ def stage_breakdown(dump: Path, model: Path, out: Path) -> dict:
     timer.wrap(pyexport.contract, "load_model", "model loading")
     timer.wrap(pyexport.efg_eval, "build_inputs", "neighbours")
     timer.wrap(pyexport.efg_eval, "predict_efg", "predict_efg")
-    timer.wrap(efg.analyze, "find_perovskite", "structure")
+    timer.wrap(efg.analyze, "find_octahedra", "structure")
     timer.wrap(efg.analyze, "structure_of", "structure")
     timer.wrap(efg.analyze, "evaluate_frames", "evaluate_frames")
     timer.wrap(efg.analyze, "write_outputs", "output files")
@@ -195,7 +195,7 @@ def main():
                         help="CsPbBr3 supercell (5 atoms per cell)")
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--rattle", type=float, default=0.05,
-                        help="rms displacement per component, Å (efg.structure.find_perovskite "
+                        help="rms displacement per component, Å (pyexport.octahedra.find_octahedra "
                              "must still recognise the frames)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each command (median)")
     parser.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads per process")

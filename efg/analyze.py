@@ -11,7 +11,7 @@ chooses (no guess), and ``run.json`` records the source used. Then, per site and
 - standard errors from blocks of ≥ 2τ frames (τ the integrated autocorrelation time) and the
   jackknife; histograms of the instantaneous C_Q and η per species;
 - for perovskites, pseudocubic lattice parameters and octahedral tilt order parameters
-  (:mod:`efg.structure`), which ``efg scan`` follows through the phase transitions;
+  (:mod:`efg.tilts`), which ``efg scan`` follows through the phase transitions;
 - per species, mean-square displacements about the mean positions, and with velocities in the
   dump (and ``--md-timestep``) the vibrational DOS, for ``efg compare`` against phonopy;
 - for molecular cations (MAPbI3: ``--molecule-axis C-N``, on by default when the dump has C and
@@ -32,11 +32,12 @@ import numpy as np
 
 from pyexport import nmr
 from pyexport.lammps.dump import iread, read_type_map
+from pyexport.octahedra import find_octahedra
 from pyexport.outputs import refuse_overwriting_inputs, write_json
 
 from .molecules import axis_vectors, find_molecular_axes, reorientation_correlation
 from .statistics import estimate
-from .structure import find_perovskite, pseudocubic_lattice, tilt_order_parameters
+from .tilts import pseudocubic_lattice, tilt_order_parameters
 
 VOIGT6 = [(0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)]
 #: longest tail–head bond of a molecular axis (Å); C–N of methylammonium is 1.47-1.50 Å
@@ -190,7 +191,7 @@ def evaluate_frames(dump, types, index: str, model_path: Optional[str], columns:
             first = atoms
             columns = choose_efg_source(dump, model_path, efg_columns(atoms, columns), efg_source)
             try:
-                sites = find_perovskite(atoms)
+                sites = find_octahedra(atoms)
             except ValueError as error:
                 sites = None
                 if rank == 0:

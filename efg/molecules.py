@@ -4,7 +4,7 @@ The organic cations of hybrid perovskites reorient on picosecond time scales in 
 phase and lock into a few orientations in the tetragonal and orthorhombic phases. Each molecule
 is followed through its axis, the unit vector u from a *tail* atom to the bonded *head* atom
 (C → N for CH3NH3⁺). The molecules are identified once, on a reference frame (as the octahedra
-in :mod:`efg.structure`); atom indices then follow them through the trajectory.
+in :mod:`pyexport.octahedra`); atom indices then follow them through the trajectory.
 
 Reorientation correlation functions, averaged over molecules and all time origins s:
 

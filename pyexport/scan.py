@@ -15,7 +15,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .structures import displaced, find_octahedra, mode_amplitude
+from .octahedra import find_octahedra
+from .structures import displaced, mode_amplitude
 
 
 def parse_amplitudes(text: str) -> np.ndarray:
@@ -51,7 +52,7 @@ def load_pattern(path: str, n_atoms: int) -> np.ndarray:
 def formula_units(atoms) -> int:
     """Number of BX6 octahedra (perovskite formula units), or the atom count if there are none."""
     try:
-        return len(find_octahedra(atoms).centres)
+        return len(find_octahedra(atoms).b)
     except ValueError:
         return len(atoms)
 

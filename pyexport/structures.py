@@ -14,11 +14,9 @@ largest displacement of any atom**: for the tilts that is the displacement of ev
 displacement. A structure along a mode is ``positions + amplitude · pattern``
 (:func:`displaced`).
 
-The octahedra are found from the structure, not from its lattice: B is the element whose atoms
-each have six nearest neighbours of one element X, clearly closer than the seventh neighbour
-(:func:`find_octahedra`); every X bridging two B atoms links their octahedra. The pseudo-cubic
-axes are the three X–B–X directions of the first octahedron, labelled x, y, z by the Cartesian
-axis each is closest to.
+The octahedra are those of :func:`pyexport.octahedra.find_octahedra` (the B-site grid of a
+pseudocubic supercell); every X bridging two B atoms links their octahedra. The pseudo-cubic
+axes x, y, z are the directions of the cell vectors.
 
 - **Tilts** rotate every octahedron rigidly (to first order) about a pseudo-cubic axis n by an
   angle of sign s_B: X moves by ``s_B · n × (r_X − r_B)``, averaged over the two octahedra
@@ -36,12 +34,13 @@ axis each is closest to.
 These conventions agree with ``examples/cspbbr3/modes.py`` (tilt amplitude = Br displacement,
 polar amplitude = Pb displacement).
 """
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 from ase import Atoms
 from ase.data import atomic_masses, atomic_numbers
+
+from .octahedra import Octahedra, find_octahedra
 
 AXES = {"x": 0, "y": 1, "z": 2}
 MODES = {
@@ -93,107 +92,12 @@ def strained(atoms: Atoms, strain: np.ndarray) -> Atoms:
     return out
 
 
-# --------------------------------------------------------------------------------------------
-# Octahedra
-# --------------------------------------------------------------------------------------------
-@dataclass
-class Octahedra:
-    """BX6 octahedra of a perovskite-like structure.
-
-    ``centres`` (n_B,) atom indices of B; ``ligands`` (n_B, 6) indices of their X atoms;
-    ``bonds`` (n_B, 6, 3) vectors B -> X in Å (minimum image); ``axes`` (3, 3) unit pseudo-cubic
-    axes (rows x, y, z)."""
-
-    b_element: str
-    x_element: str
-    centres: np.ndarray
-    ligands: np.ndarray
-    bonds: np.ndarray
-    axes: np.ndarray
-
-
-def _neighbours(atoms: Atoms, cutoff: float):
-    from ase.neighborlist import neighbor_list
-
-    i, j, d, D = neighbor_list("ijdD", atoms, cutoff)
-    return i, j, d, D
-
-
-def find_octahedra(atoms: Atoms, search_radius: Optional[float] = None) -> Octahedra:
-    """Find the BX6 octahedra (module docstring). ``search_radius`` (Å) bounds the neighbour
-    search; by default 1.6 × the shortest interatomic distance."""
-    if len(atoms) < 5:
-        raise ValueError("structure has fewer than 5 atoms: no perovskite octahedra")
-    if search_radius is None:
-        i, j, d, _ = _neighbours(atoms, 8.0)
-        if len(d) == 0:
-            raise ValueError("no neighbours within 8 Å: cannot find octahedra")
-        search_radius = 1.6 * float(d.min())
-    i, j, d, vec = _neighbours(atoms, search_radius)
-    symbols = np.array(atoms.get_chemical_symbols())
-    candidates = []
-    for element in sorted(set(symbols), key=lambda s: atomic_numbers[s]):
-        found = _octahedra_of(element, symbols, i, j, d, vec)
-        if found is not None:
-            candidates.append(found)
-    if not candidates:
-        raise ValueError("no element has six equal-type nearest neighbours clearly closer than the "
-                         "seventh: not a corner-sharing BX6 network (or the search radius "
-                         f"{search_radius:.2f} Å is too small)")
-    b_element, x_element, centres, ligands, bonds = min(candidates, key=lambda c: np.linalg.norm(c[4], axis=2).mean())
-    return Octahedra(b_element, x_element, centres, ligands, bonds, _pseudocubic_axes(bonds[0]))
-
-
-def _octahedra_of(element, symbols, i, j, d, vec):
-    centres = np.flatnonzero(symbols == element)
-    ligands, bonds, x_element = [], [], None
-    for c in centres:
-        mask = i == c
-        order = np.argsort(d[mask])
-        nj, nd, nv = j[mask][order], d[mask][order], vec[mask][order]
-        if len(nd) < 6:
-            return None
-        six = symbols[nj[:6]]
-        if len(set(six)) != 1 or six[0] == element:
-            return None
-        if len(nd) > 6 and nd[6] < 1.15 * nd[5]:
-            return None
-        if x_element is None:
-            x_element = six[0]
-        elif six[0] != x_element:
-            return None
-        ligands.append(nj[:6])
-        bonds.append(nv[:6])
-    return element, x_element, centres, np.array(ligands), np.array(bonds)
-
-
-def _pseudocubic_axes(bonds: np.ndarray) -> np.ndarray:
-    """Three unit axes from an octahedron's six bond vectors (pairs of opposite bonds), ordered
-    by the Cartesian axis each is closest to and pointing along its positive direction."""
-    units = bonds / np.linalg.norm(bonds, axis=1, keepdims=True)
-    used, axes = set(), []
-    for a in range(6):
-        if a in used:
-            continue
-        b = int(np.argmin(units @ units[a]))
-        if units[a] @ units[b] > -0.7:
-            raise ValueError("octahedron is too distorted to define pseudo-cubic axes")
-        used |= {a, b}
-        axis = units[a] - units[b]
-        axes.append(axis / np.linalg.norm(axis))
-    axes = np.array(axes)
-    order = [int(np.argmax(np.abs(axes[:, k]))) for k in range(3)]
-    if sorted(order) != [0, 1, 2]:
-        raise ValueError("octahedron axes are not aligned closely enough with x, y, z to label them")
-    axes = axes[order]
-    return axes * np.sign(np.diag(axes))[:, None]
-
-
-def _links(octa: Octahedra) -> List[Tuple[int, int, int, np.ndarray]]:
-    """(octahedron a, octahedron b, X atom, B_a -> B_b vector) for every X shared by two B."""
+def _links(octa: Octahedra, bonds: np.ndarray) -> List[Tuple[int, int, int, np.ndarray]]:
+    """(octahedron a, octahedron b, X atom, B_a -> B_b vector) for every X shared by two B;
+    ``bonds`` (N_B, 6, 3) from :meth:`Octahedra.bonds`."""
     owner: Dict[int, List[Tuple[int, np.ndarray]]] = {}
-    for k in range(len(octa.centres)):
-        for x, v in zip(octa.ligands[k], octa.bonds[k]):
+    for k in range(len(octa.b)):
+        for x, v in zip(octa.ligands[k], bonds[k]):
             owner.setdefault(int(x), []).append((k, v))
     links = []
     for x, owners in owner.items():
@@ -206,11 +110,11 @@ def _links(octa: Octahedra) -> List[Tuple[int, int, int, np.ndarray]]:
 # --------------------------------------------------------------------------------------------
 # Patterns
 # --------------------------------------------------------------------------------------------
-def _tilt_signs(octa: Octahedra, axis: np.ndarray, in_phase: bool) -> np.ndarray:
+def _tilt_signs(octa: Octahedra, bonds: np.ndarray, axis: np.ndarray, in_phase: bool) -> np.ndarray:
     """±1 per octahedron: opposite across every link, except same across links along ``axis``
     for an in-phase tilt. Raises if the cell cannot carry the pattern."""
-    n = len(octa.centres)
-    links = _links(octa)
+    n = len(octa.b)
+    links = _links(octa, bonds)
     adjacency: Dict[int, List[Tuple[int, int]]] = {k: [] for k in range(n)}
     for a, b, _, v in links:
         along = abs(v @ axis) / np.linalg.norm(v) > 0.7
@@ -241,18 +145,19 @@ def _tilt_signs(octa: Octahedra, axis: np.ndarray, in_phase: bool) -> np.ndarray
 def tilt_pattern(atoms: Atoms, axis: str = "z", in_phase: bool = False, about_111: bool = False) -> np.ndarray:
     """(N, 3) rigid-octahedron tilt pattern, max displacement 1 (module docstring)."""
     octa = find_octahedra(atoms)
+    axes, bonds = octa.axes(atoms), octa.bonds(atoms)
     if about_111:
-        n = octa.axes.sum(axis=0)
+        n = axes.sum(axis=0)
     else:
         if axis not in AXES:
             raise ValueError(f"axis must be one of {sorted(AXES)}, got {axis!r}")
-        n = octa.axes[AXES[axis]]
+        n = axes[AXES[axis]]
     n = n / np.linalg.norm(n)
-    signs = _tilt_signs(octa, n, in_phase)
+    signs = _tilt_signs(octa, bonds, n, in_phase)
     pattern = np.zeros((len(atoms), 3))
     count = np.zeros(len(atoms))
-    for k in range(len(octa.centres)):
-        for x, bond in zip(octa.ligands[k], octa.bonds[k]):
+    for k in range(len(octa.b)):
+        for x, bond in zip(octa.ligands[k], bonds[k]):
             pattern[x] += signs[k] * np.cross(n, bond)
             count[x] += 1
     moving = count > 0
@@ -265,12 +170,12 @@ def polar_pattern(atoms: Atoms, axis: str = "z") -> np.ndarray:
     if axis not in AXES:
         raise ValueError(f"axis must be one of {sorted(AXES)}, got {axis!r}")
     octa = find_octahedra(atoms)
-    direction = octa.axes[AXES[axis]]
+    direction = octa.axes(atoms)[AXES[axis]]
     symbols = np.array(atoms.get_chemical_symbols())
-    is_b = symbols == octa.b_element
-    is_x = symbols == octa.x_element
-    m_b = atomic_masses[atomic_numbers[octa.b_element]]
-    m_x = atomic_masses[atomic_numbers[octa.x_element]]
+    is_b = symbols == octa.b_symbol
+    is_x = symbols == octa.x_symbol
+    m_b = atomic_masses[atomic_numbers[octa.b_symbol]]
+    m_x = atomic_masses[atomic_numbers[octa.x_symbol]]
     pattern = np.zeros((len(atoms), 3))
     pattern[is_b] = direction
     pattern[is_x] = -direction * (is_b.sum() * m_b) / (is_x.sum() * m_x)

@@ -14,9 +14,10 @@ from pyexport.lammps.data_file import write_lammps_data
 from test_pair_mlff import HEADER, TYPE_ORDER, perovskite
 
 from pyexport import nmr
+from pyexport.octahedra import find_octahedra
 from efg.analyze import analyze
 from efg.statistics import estimate, integrated_autocorrelation_time
-from efg.structure import find_perovskite, tilt_order_parameters
+from efg.tilts import tilt_order_parameters
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -207,7 +208,7 @@ def tilted_perovskite(phi_deg, phase="R", reps=(4, 4, 4), a=5.9):
 def test_tilt_order_parameters(phase):
     phi = 7.0
     atoms = tilted_perovskite(phi, phase)
-    sites = find_perovskite(atoms)
+    sites = find_octahedra(atoms)
     assert (sites.b_symbol, sites.x_symbol) == ("Pb", "Br") and list(sites.repeats) == [4, 4, 4]
     order = tilt_order_parameters(atoms, sites)
     key, other = ("tilt_R_deg", "tilt_M_deg") if phase == "R" else ("tilt_M_deg", "tilt_R_deg")
@@ -215,7 +216,7 @@ def test_tilt_order_parameters(phase):
     assert np.abs(order[key][:2]).max() <= 1e-9 and np.abs(order[other]).max() <= 1e-9
     cubic = tilted_perovskite(0.0)
     cubic.rattle(0.05, seed=2)
-    noise = tilt_order_parameters(cubic, find_perovskite(cubic))
+    noise = tilt_order_parameters(cubic, find_octahedra(cubic))
     assert max(noise["tilt_R_deg"].max(), noise["tilt_M_deg"].max()) < 1.0
 
 
@@ -265,7 +266,7 @@ def test_perovskite_found_in_strongly_rattled_frames():
     for seed in range(10):
         atoms = tilted_perovskite(0.0, reps=(6, 6, 6), a=6.0)
         atoms.rattle(0.15, seed=seed)
-        sites = find_perovskite(atoms)
+        sites = find_octahedra(atoms)
         found += list(sites.repeats) == [6, 6, 6] and len(sites.b) == 216
     assert found == 10
     # B far off-centre (lone-pair-like Pb displacements of 0.9 Å, B-X up to ~4 Å): still octahedra
@@ -274,13 +275,13 @@ def test_perovskite_found_in_strongly_rattled_frames():
     pb = [i for i, s in enumerate(offcentre.get_chemical_symbols()) if s == "Pb"]
     shift = rng.normal(size=(len(pb), 3))
     offcentre.positions[pb] += 0.9 * shift / np.linalg.norm(shift, axis=1)[:, None]
-    sites = find_perovskite(offcentre)
-    reference = find_perovskite(tilted_perovskite(7.0, reps=(4, 4, 4), a=6.0))
+    sites = find_octahedra(offcentre)
+    reference = find_octahedra(tilted_perovskite(7.0, reps=(4, 4, 4), a=6.0))
     assert np.array_equal(sites.x_of_b, reference.x_of_b) and np.array_equal(sites.grid, reference.grid)
     molten = tilted_perovskite(0.0, reps=(2, 2, 2), a=6.0)
     molten.rattle(1.5, seed=1)
     with pytest.raises(ValueError, match="not an ABX3 perovskite"):
-        find_perovskite(molten)
+        find_octahedra(molten)
 
 
 # --------------------------------------------------------------------------------------------
