@@ -45,9 +45,12 @@ import torch
 from ase import Atoms
 
 from pyexport.contract import export_model
-from pyexport.fit import (GPA_PER_EV_A3, FitConfig, NNTraining, Structure, elements_of, error_metrics,
-                          model_from_checkpoint, potential_from_checkpoint, predict, prepare, provenance,
-                          read_structures, run_fit)
+from pyexport.fit import FitConfig, run_fit
+from pyexport.training.checkpoints import model_from_checkpoint, potential_from_checkpoint, provenance
+from pyexport.training.data import Structure, elements_of, prepare, read_structures
+from pyexport.training.metrics import error_metrics, predict
+from pyexport.training.nn import NNTraining
+from pyexport.units import GPA_PER_EV_A3
 from pyexport.lammps.data_file import write_lammps_data
 from pyexport.units import LAMMPS_BAR_PER_EV_A3
 

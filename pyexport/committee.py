@@ -4,7 +4,7 @@
 
 K linear ``cluster`` models (:class:`pyexport.models.cluster.ClusterLinear`) are fitted to K
 bootstrap resamples of the training structures (drawn with replacement from the training split
-of :func:`pyexport.fit.split_indices`), each by the closed-form ridge fit of :mod:`pyexport.fit`
+of :func:`pyexport.training.data.split_indices`), each by the closed-form ridge fit of :mod:`pyexport.training.ridge`
 at the λ that the fit on the whole training split chooses on the validation split. One pass over
 the data builds every design row once; each member's least-squares problem takes the row blocks
 of its resample, a structure drawn m times contributing its rows m times.
@@ -183,7 +183,11 @@ def fit_committee(config, members: int, structures=None) -> Tuple[ClusterCommitt
     """
     from tqdm.auto import tqdm
 
-    from .fit import LeastSquares, _row_counts, design_rows, fit_inputs, ridge_path, split_metrics
+    from .fit import fit_inputs
+    from .training.design import design_rows
+    from .training.loss import row_counts
+    from .training.metrics import split_metrics
+    from .training.ridge import LeastSquares, ridge_path
 
     if int(members) != members or members < 2:
         raise ValueError(f"--members must be at least 2 (a committee of one model has no disagreement), "
@@ -205,9 +209,9 @@ def fit_committee(config, members: int, structures=None) -> Tuple[ClusterCommitt
                          f"{list(config.split)} of {len(structures)} structures leaves {len(train_items)}")
     samples = bootstrap_samples(len(train_items), members, config.seed)
     draws = [np.bincount(sample, minlength=len(train_items)) for sample in samples]
-    whole = LeastSquares(n_columns, config.weights, *_row_counts(train_items))
-    val = LeastSquares(n_columns, config.weights, *_row_counts(val_items))
-    member_eqs = [LeastSquares(n_columns, config.weights, *_row_counts([train_items[i] for i in sample]))
+    whole = LeastSquares(n_columns, config.weights, *row_counts(train_items))
+    val = LeastSquares(n_columns, config.weights, *row_counts(val_items))
+    member_eqs = [LeastSquares(n_columns, config.weights, *row_counts([train_items[i] for i in sample]))
                   for sample in samples]
     bar = tqdm(total=len(train_items) + len(val_items), desc="design rows", disable=not config.progress,
                unit="struct")
@@ -259,7 +263,7 @@ def fit_committee(config, members: int, structures=None) -> Tuple[ClusterCommitt
 def uncertainty_metrics(committee: ClusterCommittee, items) -> dict:
     """σ_i of the atoms of ``items`` next to the committee mean's actual force errors |ΔF_i|
     (meV/Å): a calibration check (σ and |ΔF| of similar size mean the spread is informative)."""
-    from .fit import predict
+    from .training.metrics import predict
 
     member_forces = [predict(committee.member(k), items)["forces"] for k in range(committee.committee_size)]
     sigma, error = [], []

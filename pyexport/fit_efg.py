@@ -1,4 +1,5 @@
-"""Training the equivariant EFG model (:mod:`pyexport.models.efg`): ``pyexport fit-efg``.
+"""Training the equivariant EFG model (:mod:`pyexport.models.efg`), for ``pyexport fit-efg``
+(whose command line is :mod:`pyexport.cli.fit_efg`).
 
 Pipeline: structures with per-atom EFG labels (``atoms.arrays["efg"]`` (N, 3, 3) V/Å², as
 :func:`pyexport.data.read` gives them) -> split into train / validation / test by structure ->
@@ -24,8 +25,6 @@ per species, with the label standard deviation for scale), C_Q MAE in MHz per is
 default isotope of each element from :mod:`pyexport.nmr`, or ``--isotopes``), and eta MAE per
 species.
 """
-import argparse
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -36,13 +35,12 @@ import torch
 
 from .contract import ContractInputs, EFGModule, build_inputs, species_indices
 from .efg_eval import frame_groups, join_inputs
-from .fit import elements_of, hash_files, read_checkpoint_file, read_labelled, write_checkpoint
-from .fit import split_indices as fit_split_indices
 from .models.efg import (MODEL_NAME, EFGHyperparameters, EFGModel, build_efg_model,
                          efg_contract_module, model_from_state)
-from .outputs import refuse_overwriting_inputs
+from .training.checkpoints import checkpoint_header, read_checkpoint
+from .training.data import elements_of, hash_files, read_labelled
+from .training.data import split_indices as fit_split_indices
 
-CHECKPOINT_VERSION = 1
 #: Largest asymmetry |V − Vᵀ|/2 or |trace|/3 (V/Å²) accepted in a label, plus 1e-3 of its
 #: largest component; VASP prints EFGs to 0.001 V/Å², so its tables pass.
 LABEL_TOLERANCE_V_A2 = 0.01
@@ -107,7 +105,7 @@ def read_efg_structures(paths: Sequence[str]) -> List[EFGStructure]:
 
 
 def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> Dict[str, np.ndarray]:
-    """Random split of ``n`` structures into train / val / test (:func:`pyexport.fit.split_indices`;
+    """Random split of ``n`` structures into train / val / test (:func:`pyexport.training.data.split_indices`;
     val gets at least one structure, as early stopping needs it)."""
     for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= f < 1.0:
@@ -479,7 +477,7 @@ def make_checkpoint(model: EFGModel, hp: EFGHyperparameters, elements: Sequence[
                     metrics: dict, data_hash: str, data_files: Sequence[str], splits, sources, report) -> dict:
     from . import __version__
 
-    return {"model": MODEL_NAME, "format_version": CHECKPOINT_VERSION, "elements": list(elements),
+    return {**checkpoint_header("efg"), "model": MODEL_NAME, "elements": list(elements),
             "cutoff": float(hp.cutoff), "dtype": config.dtype, "hyperparameters": hp.as_dict(),
             "state_dict": {k: v.detach().to(torch.float64 if v.is_floating_point() else v.dtype).clone()
                            for k, v in model.state_dict().items()},
@@ -496,12 +494,7 @@ def make_checkpoint(model: EFGModel, hp: EFGHyperparameters, elements: Sequence[
 
 def load_efg_checkpoint(path: str) -> dict:
     """A checkpoint written by ``pyexport fit-efg``; a clear error for anything else."""
-    ckpt = read_checkpoint_file(path)
-    if not isinstance(ckpt, dict) or ckpt.get("model") != MODEL_NAME:
-        raise ValueError(f"{path}: not an EFG checkpoint (written by `pyexport fit-efg`)")
-    if ckpt.get("format_version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: EFG checkpoint format version {ckpt.get('format_version')} is not supported")
-    return ckpt
+    return read_checkpoint(path, "efg")
 
 
 def efg_model_from_checkpoint(ckpt: dict, dtype: str = "float64") -> EFGModel:
@@ -527,111 +520,3 @@ def efg_provenance(ckpt: dict) -> dict:
             "training": {k: v for k, v in ckpt["training"].items() if k not in ("history", "split_sources")},
             "package": "pyexport", "package_version": __version__,
             "trained_with_version": ckpt.get("pyexport_version")}
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-def _parse_weights(text: Optional[str]) -> Optional[Dict[str, float]]:
-    if not text or text == "inverse-variance":
-        return None
-    out = {}
-    for item in text.split(","):
-        if "=" not in item:
-            raise ValueError(f"--species-weights: expected ELEMENT=WEIGHT items like 'Cs=1,Br=0.1', got {item!r}")
-        element, value = (x.strip() for x in item.split("=", 1))
-        try:
-            out[element] = float(value)
-        except ValueError:
-            raise ValueError(f"--species-weights: {value!r} is not a number (item {item!r})") from None
-    return out
-
-
-def add_fit_efg_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``fit-efg`` on an argparse ``subparsers``; the parser's default ``func`` is
-    :func:`run_fit_efg`."""
-    p = subparsers.add_parser(
-        "fit-efg", help="train the equivariant EFG model on per-atom EFG labels",
-        description="Train the e3nn EFG model (one 2e irrep per atom, strictly local) on structures with "
-                    "per-atom EFG tensors (V/Å²): OUTCAR with LEFG tables, extxyz with an 'efg' column.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("data", nargs="+", help="data files (vasprun.xml, OUTCAR, extxyz, ...)")
-    p.add_argument("-o", "--output", default="efg.ckpt", help="checkpoint to write")
-    p.add_argument("--metrics", default=None, help="write the metrics JSON here")
-    p.add_argument("--cutoff", type=float, default=6.0, help="cutoff radius, Å")
-    p.add_argument("--lmax", type=int, default=3, help="largest l of the spherical harmonics (2-4)")
-    p.add_argument("--channels", type=int, default=8, help="channels per l of the neighbour density")
-    p.add_argument("--product-channels", type=int, default=8, help="channels per l in the tensor product")
-    p.add_argument("--n-radial", type=int, default=8, help="Bessel radial basis functions")
-    p.add_argument("--hidden", type=int, default=32, help="width of the radial and gate MLPs")
-    p.add_argument("--epochs", type=int, default=300)
-    p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (halved on validation plateaus)")
-    p.add_argument("--batch-size", type=int, default=1, help="structures per optimiser step")
-    p.add_argument("--patience", type=int, default=40, help="epochs without validation improvement before stopping")
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--test-fraction", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                   help="dtype of the exported model (training is float64)")
-    p.add_argument("--elements", default=None, help="comma-separated element order (default: from the data)")
-    p.add_argument("--species-weights", default="inverse-variance",
-                   help="per-species loss weights, 'inverse-variance' or e.g. 'Cs=1,Pb=1,Br=0.05'")
-    p.add_argument("--isotopes", default=None,
-                   help="isotopes for the C_Q metrics, e.g. 'Br=81Br,Cs=133Cs' (default: pyexport.nmr defaults)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's choice); for cells of a few dozen atoms one "
-                        "thread is usually fastest")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_fit_efg)
-    return p
-
-
-def config_from_args(args) -> EFGFitConfig:
-    elements = [e.strip() for e in args.elements.split(",")] if args.elements else None
-    return EFGFitConfig(
-        data=list(args.data), cutoff=args.cutoff, lmax=args.lmax, channels=args.channels,
-        product_channels=args.product_channels, n_radial=args.n_radial, hidden=args.hidden,
-        elements=elements, species_weights=_parse_weights(args.species_weights),
-        val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed, dtype=args.dtype,
-        training=EFGTraining(epochs=args.epochs, learning_rate=args.lr, batch_frames=args.batch_size,
-                             patience=args.patience),
-        progress=not args.no_progress)
-
-
-def run_fit_efg(args) -> int:
-    """``pyexport fit-efg``: train, write the checkpoint (and metrics JSON), print a summary."""
-    config = config_from_args(args)
-    refuse_overwriting_inputs(config.data, [args.output, args.metrics])
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    structures = read_efg_structures(config.data)
-    elements = list(config.elements) if config.elements else elements_of(structures)
-    config.isotopes = parse_isotopes(args.isotopes, elements)
-    ckpt, metrics, _ = run_efg_fit(config, structures)
-    write_checkpoint(ckpt, args.output)
-    if args.metrics:
-        with open(args.metrics, "w") as fh:
-            json.dump(metrics, fh, indent=2, sort_keys=True)
-    print(format_summary(metrics, args.output))
-    return 0
-
-
-def format_summary(metrics: dict, output: str) -> str:
-    lines = [f"EFG model: {metrics['n_parameters']} parameters, cutoff {metrics['cutoff']} Å, "
-             f"{metrics['epochs_run']} epochs ({metrics['time_train_s']:.1f} s), best epoch {metrics['best_epoch']}"]
-    for split in ("train", "val", "test"):
-        m = metrics.get(split, {})
-        if not m.get("n_atoms"):
-            continue
-        parts = [f"{split:5s} component RMSE {m['component_rmse_V_per_A2']:.4f} V/Å² "
-                 f"({100 * m['relative_component_rmse']:.2f} % of label std)"]
-        for element, s in m["species"].items():
-            text = f"{element}: RMSE {s['component_rmse_V_per_A2']:.4f}, eta MAE {s['eta_mae']:.3f}"
-            if "cq_mae_MHz" in s:
-                text += f", C_Q({s['isotope']}) MAE {s['cq_mae_MHz']:.4g} MHz ({100 * s['relative_cq_mae']:.2f} %)"
-            parts.append(text)
-        lines.append("; ".join(parts))
-    lines.append(f"checkpoint written to {output}")
-    return "\n".join(lines)

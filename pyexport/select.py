@@ -38,9 +38,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .outputs import refuse_overwriting_inputs
-
-__all__ = ["RDFDescriptor", "farthest_point_sampling", "select_frames", "add_select_parser"]
+__all__ = ["RDFDescriptor", "farthest_point_sampling", "select_frames", "select_from_dump", "write_selection"]
 
 #: Name of the selected frames and of the selection record in the ``select`` output folder.
 FRAMES_FILE = "frames.extxyz"
@@ -228,80 +226,67 @@ def select_frames(frames: Optional[Sequence], n: int, uncertainty: Optional[Sequ
 
 
 # --------------------------------------------------------------------------------------------
-# Command line
+# Selection from a LAMMPS dump (``pyexport select``; the command line is pyexport.cli.select)
 # --------------------------------------------------------------------------------------------
-def add_select_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "select", help="pick diverse MD frames for DFT labelling (farthest-point sampling)",
-        description="Pick N frames of a LAMMPS dump by farthest-point sampling of a smoothed per-species-pair "
-                    "radial distribution (see pyexport.select). Writes OUTPUT/frames.extxyz (the frames, in "
-                    "the order picked) and OUTPUT/selection.json; then run `pyexport vasp-inputs OUTPUT`.")
-    p.add_argument("--dump", required=True, help="LAMMPS text dump (.gz/.bz2/.xz too)")
-    p.add_argument("--types", help="element of each atom type: Cs,Pb,Br (type 1 first), or a LAMMPS "
-                                   "data file / input script; not needed if the dump has an element column")
-    p.add_argument("-n", type=int, required=True, help="number of frames to pick")
-    p.add_argument("--index", default=":", help="frames to consider, start:stop:step as in ASE (':' = all)")
-    p.add_argument("--cutoff", type=float, default=6.0, help="descriptor radius r_c, Å (6.0)")
-    p.add_argument("--bins", type=int, default=48, help="grid points per species pair (48)")
-    score = p.add_mutually_exclusive_group()
-    score.add_argument("--committee", help="committee model (pyexport committee fit): keep the --candidates frames "
-                                           "of highest force uncertainty max_i σ_i, pick among them farthest-point, "
-                                           "the most uncertain first")
-    score.add_argument("--grade", metavar="MODEL",
-                       help="potential with an active set (pyexport fit stores one): keep the --candidates frames of "
-                            "highest extrapolation grade max_i γ_i, pick among them farthest-point, the highest first")
-    p.add_argument("--candidates", type=int, help="with --committee or --grade: how many of the highest-scoring "
-                                                  "frames to pick from (default 3·n, at most all frames)")
-    p.add_argument("-o", "--output", default="selected", help="output folder (selected)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing selection in OUTPUT")
-    p.set_defaults(func=run_select_command)
+@dataclass
+class DumpSelection:
+    """Frames picked from a dump: ``frames`` (as written to frames.extxyz, in the order picked),
+    ``order`` (their positions among the frames considered), ``distance`` (descriptor distance
+    of each pick to the nearest earlier one), ``timesteps`` and ``scores`` of every frame
+    considered (scores empty without a model), ``score`` (None or the model's measure) and the
+    ``record`` that becomes selection.json."""
+
+    frames: list
+    order: np.ndarray
+    distance: np.ndarray
+    timesteps: List[int]
+    scores: List[float]
+    score: Optional["FrameScore"]
+    record: dict
 
 
-def run_select_command(args) -> int:
-    import ase.io
-
+def select_from_dump(dump: str, n: int, types: Optional[str] = None, index: str = ":", cutoff: float = 6.0,
+                     bins: int = 48, committee: Optional[str] = None, grade: Optional[str] = None,
+                     candidates: Optional[int] = None) -> DumpSelection:
+    """Pick ``n`` frames of a LAMMPS dump by farthest-point sampling of :class:`RDFDescriptor`
+    (``cutoff`` Å, ``bins`` per pair); with a ``committee`` or ``grade`` model, among the
+    ``candidates`` (default 3·n) highest-scoring frames, the highest first. The dump is read
+    twice (descriptors, then the picked frames), so memory holds one frame at a time."""
     from .lammps.dump import iread
 
-    frames_path = os.path.join(args.output, FRAMES_FILE)
-    refuse_overwriting_inputs([args.dump, args.types, args.committee, args.grade],
-                              [frames_path, os.path.join(args.output, SELECTION_FILE)])
-    if os.path.exists(frames_path) and not args.overwrite:
-        raise FileExistsError(f"{frames_path} exists; pass --overwrite to replace it")
-    if args.candidates is not None and not (args.committee or args.grade):
+    if candidates is not None and not (committee or grade):
         raise ValueError("--candidates needs --committee or --grade (it counts the highest-scoring frames)")
-    score = frame_score(committee=args.committee, grade=args.grade)
+    score = frame_score(committee=committee, grade=grade)
     descriptor = None
     rows, timesteps, scores = [], [], []
-    for position, atoms in enumerate(iread(args.dump, types=args.types, index=args.index)):
+    for position, atoms in enumerate(iread(dump, types=types, index=index)):
         if descriptor is None:
-            descriptor = RDFDescriptor(default_elements(atoms), cutoff=args.cutoff, n_bins=args.bins)
+            descriptor = RDFDescriptor(default_elements(atoms), cutoff=cutoff, n_bins=bins)
         rows.append(descriptor(atoms))
         timesteps.append(int(atoms.info["timestep"]))
         if score is not None:
-            scores.append(score.of_frame(atoms, args.dump, position))
+            scores.append(score.of_frame(atoms, dump, position))
     if not rows:
-        raise ValueError(f"{args.dump}: no frames selected by --index {args.index!r}")
+        raise ValueError(f"{dump}: no frames selected by --index {index!r}")
     descriptors = np.stack(rows)
-    n = _checked_n(args.n, len(rows))
+    n = _checked_n(n, len(rows))
     if score is None:
         order, distance = farthest_point_sampling(descriptors, n, first=0)
         method = "farthest-point sampling, first pick = first frame"
     else:
-        order = select_frames(None, n, uncertainty=scores, descriptors=descriptors, candidates=args.candidates)
+        order = select_frames(None, n, uncertainty=scores, descriptors=descriptors, candidates=candidates)
         distance = pick_distances(descriptors, order)
-        pool = min(len(rows), 3 * n) if args.candidates is None else args.candidates
+        pool = min(len(rows), 3 * n) if candidates is None else candidates
         method = (f"the {pool} frames of highest {score.description}, "
                   "then farthest-point sampling among them, first pick = highest")
 
     picked = {int(k): rank for rank, k in enumerate(order)}
     chosen = [None] * len(order)
-    for position, atoms in enumerate(iread(args.dump, types=args.types, index=args.index)):
+    for position, atoms in enumerate(iread(dump, types=types, index=index)):
         if position in picked:
-            chosen[picked[position]] = _selection_frame(atoms, args.dump, position)
-    os.makedirs(args.output, exist_ok=True)
-    ase.io.write(frames_path, chosen, format="extxyz")
+            chosen[picked[position]] = _selection_frame(atoms, dump, position)
     record = {
-        "dump": os.path.abspath(args.dump), "types": args.types, "index": args.index,
+        "dump": os.path.abspath(dump), "types": types, "index": index,
         "frames_considered": len(rows), "method": method,
         "descriptor": {"kind": "smoothed per-species-pair radial distribution (pyexport.select.RDFDescriptor)",
                        "elements": list(descriptor.elements), "cutoff_A": descriptor.cutoff,
@@ -314,15 +299,19 @@ def run_select_command(args) -> int:
         record[score.kind] = score.record()
         for entry in record["selected"]:
             entry[score.json_key] = float(scores[entry["position"]])
-    with open(os.path.join(args.output, SELECTION_FILE), "w") as fh:
-        json.dump(record, fh, indent=2)
-    print(f"{len(order)} of {len(rows)} frames -> {frames_path}")
-    print(f"{'pick':>5} {'position':>9} {'timestep':>12} {'distance':>12}"
-          + (f" {score.header:>13}" if score is not None else ""))
-    for rank, (k, dist) in enumerate(zip(order, distance)):
-        print(f"{rank:5d} {int(k):9d} {timesteps[k]:12d} {dist:12.5g}"
-              + (f" {scores[k]:13.5g}" if score is not None else ""))
-    return 0
+    return DumpSelection(chosen, order, distance, timesteps, scores, score, record)
+
+
+def write_selection(selection: DumpSelection, output: str) -> str:
+    """OUTPUT/frames.extxyz and OUTPUT/selection.json; returns the frames file's path."""
+    import ase.io
+
+    os.makedirs(output, exist_ok=True)
+    frames_path = os.path.join(output, FRAMES_FILE)
+    ase.io.write(frames_path, selection.frames, format="extxyz")
+    with open(os.path.join(output, SELECTION_FILE), "w") as fh:
+        json.dump(selection.record, fh, indent=2)
+    return frames_path
 
 
 def pick_distances(points: np.ndarray, order: Sequence[int]) -> np.ndarray:

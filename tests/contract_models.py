@@ -70,7 +70,9 @@ def labelled_by(energy_model, atoms, elements, cutoff):
     import numpy as np
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from pyexport.fit import GPA_PER_EV_A3, Structure, batch_forward, make_batch, prepare
+    from pyexport.training.batches import batch_forward, make_batch
+    from pyexport.training.data import Structure, prepare
+    from pyexport.units import GPA_PER_EV_A3
 
     blank = Structure(atoms=atoms, energy=0.0, forces=np.zeros((len(atoms), 3)), stress=np.zeros(6), source="")
     e, f, s = batch_forward(energy_model, make_batch(prepare([blank], elements, cutoff)))

@@ -21,8 +21,9 @@ import pyexport
 from contract_models import labelled_by
 from pyexport.cli import main
 from pyexport.contract import PotentialModule, build_inputs, export_model, load_model
-from pyexport.fit import (load_checkpoint, model_from_checkpoint, potential_from_checkpoint, predict, prepare,
-                          read_structures)
+from pyexport.training.checkpoints import load_checkpoint, model_from_checkpoint, potential_from_checkpoint
+from pyexport.training.data import prepare, read_structures
+from pyexport.training.metrics import predict
 from pyexport.models.cluster import ClusterBasis, ClusterLinear
 from pyexport.structures import cspbbr3, displaced, mode_pattern, rattled
 

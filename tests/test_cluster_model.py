@@ -12,9 +12,14 @@ from ase import Atoms
 from scipy.spatial.transform import Rotation
 
 from pyexport.contract import PotentialModule, build_inputs, export_model, fold_to_atoms, load_model
-from pyexport.fit import (GPA_PER_EV_A3, LossWeights, NNTraining, Structure, _mean_loss, batch_forward,
-                          batches, design_rows, error_metrics, fit_linear, make_batch, predict, prepare,
-                          split_indices, standardise, start_nn, train_nn)
+from pyexport.training.batches import batch_forward, batches, make_batch
+from pyexport.training.data import Structure, prepare, split_indices
+from pyexport.training.design import design_rows
+from pyexport.training.loss import LossWeights, mean_loss
+from pyexport.training.metrics import error_metrics, predict
+from pyexport.training.nn import NNTraining, standardise, start_nn, train_nn
+from pyexport.training.ridge import fit_linear
+from pyexport.units import GPA_PER_EV_A3
 from pyexport.models.cluster import (ClusterBasis, ClusterDescriptor, ClusterLinear, ClusterNN,
                                      RadialBasis, SphericalHarmonics, _coupling_triples, gaunt_tensor)
 from pyexport.structures import cspbbr3, rattled
@@ -368,7 +373,7 @@ def test_cluster_nn_starts_at_the_linear_fit_and_training_lowers_the_loss():
     assert train_losses[-1] < 0.95 * train_losses[0]
     # the model handed back is the state with the best validation loss
     val = [make_batch(g) for g in batches([items[i] for i in splits["val"]], 400)]
-    assert abs(_mean_loss(model, val, LossWeights()) - report["best_val_loss"]) < 1e-12 * report["best_val_loss"]
+    assert abs(mean_loss(model, val, LossWeights()) - report["best_val_loss"]) < 1e-12 * report["best_val_loss"]
     assert report["best_val_loss"] == min(h["val_loss"] for h in report["history"])
 
 
@@ -376,7 +381,8 @@ def test_ridge_choice_takes_the_largest_lambda_within_the_validation_tolerance()
     """A noisy linear problem in the LeastSquares form: rows of 'forces' only."""
     from types import SimpleNamespace
 
-    from pyexport.fit import DesignRows, LeastSquares, ridge_path
+    from pyexport.training.design import DesignRows
+    from pyexport.training.ridge import LeastSquares, ridge_path
 
     rng = np.random.default_rng(0)
     coef = rng.normal(size=12)

@@ -13,7 +13,7 @@ import pytest
 from lammps_run import mlff_single_point
 from pyexport.calculator import MLFFCalculator
 from pyexport.cli import main
-from pyexport.fit import load_checkpoint
+from pyexport.training.checkpoints import load_checkpoint
 from test_pair_cutoffs import (CUTOFF, ELEMENTS, FIT_BASIS, FIT_SIZE, PAIRS, TYPE_ORDER, _label,  # noqa: F401
                                methylammonium_cell, one_thread, random_model)
 
@@ -113,7 +113,8 @@ def test_lammps_agrees_with_python_inside_the_core(fits, tmp_path, nprocs):
 
 def test_committee_refuses_the_core(fits):
     with pytest.raises(ValueError, match="core_repulsion: not available for committees"):
-        from pyexport.cli import run_committee_fit_command, build_parser
+        from pyexport.cli import build_parser
+        from pyexport.cli.committee import run_committee_fit_command
         args = build_parser().parse_args(["committee", "fit", str(fits["root"] / "data.xyz"), "--config",
                                           str(_config(fits["root"]))])
         run_committee_fit_command(args)

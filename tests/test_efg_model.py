@@ -21,7 +21,8 @@ from pyexport import nmr
 from efg.pointcharge import ewald_efg
 from pyexport.contract import EFGModule, build_inputs, export_model, load_model
 from pyexport.efg_eval import frame_groups, join_inputs, predict_efg
-from pyexport.fit_efg import (EFGFitConfig, EFGTraining, add_fit_efg_parser, build_efg_module_from_checkpoint,
+from pyexport.cli.fit_efg import add_fit_efg_parser
+from pyexport.fit_efg import (EFGFitConfig, EFGTraining, build_efg_module_from_checkpoint,
                               efg_model_from_checkpoint, efg_provenance, load_efg_checkpoint,
                               parse_isotopes, run_efg_fit, structures_from_frames)
 from pyexport.models.efg import (EFGHyperparameters, build_efg_model, efg_contract_module,

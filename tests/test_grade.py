@@ -14,7 +14,8 @@ import torch
 from pyexport.calculator import MLFFCalculator
 from pyexport.cli import main
 from pyexport.contract import GradedPotentialModule, PotentialModule, build_inputs
-from pyexport.fit import load_checkpoint, model_from_checkpoint, potential_from_checkpoint, split_indices
+from pyexport.training.checkpoints import load_checkpoint, model_from_checkpoint, potential_from_checkpoint
+from pyexport.training.data import split_indices
 from pyexport.models.grade import ExtrapolationGrade, grade_numpy, maxvol
 
 REFERENCE = Path(__file__).resolve().parents[1] / "examples" / "cspbbr3" / "reference" / "cspbbr3_7net0.extxyz.xz"
@@ -169,7 +170,8 @@ def test_model_without_active_set_has_no_grade(graded, tmp_path):
 
 
 def test_no_active_set_option(graded):
-    from pyexport.cli import build_parser, fit_config_from_options, resolve_fit_options
+    from pyexport.cli import build_parser
+    from pyexport.cli.fit import fit_config_from_options, resolve_fit_options
 
     options = resolve_fit_options(build_parser().parse_args(["fit", "x.xyz", "--no-active-set"]))
     assert fit_config_from_options(options).active_set is False

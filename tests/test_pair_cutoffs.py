@@ -18,10 +18,11 @@ from ase import Atoms
 from contract_models import labelled_by
 from lammps_run import mlff_single_point
 from pyexport.calculator import MLFFCalculator
-from pyexport.cli import main, parse_pair_cutoffs
+from pyexport.cli import main
+from pyexport.cli.fit import parse_pair_cutoffs
 from pyexport.committee import ClusterCommittee
 from pyexport.contract import PotentialModule, build_inputs, fold_to_atoms, load_model
-from pyexport.fit import load_checkpoint, model_from_checkpoint
+from pyexport.training.checkpoints import load_checkpoint, model_from_checkpoint
 from pyexport.models.cluster import ClusterBasis, ClusterDescriptor, ClusterLinear, ClusterNN
 from pyexport.structures import cspbbr3, rattled
 from pyexport.units import LAMMPS_BAR_PER_EV_A3

@@ -19,7 +19,7 @@ import torch
 from efg.cli import main as efg_main
 from pyexport.cli import main as pyexport_main
 from pyexport.contract import load_model
-from pyexport.fit import UnsafeCheckpointError, load_checkpoint, read_checkpoint_file
+from pyexport.training.checkpoints import UnsafeCheckpointError, load_checkpoint, read_checkpoint_file
 from pyexport.fit_efg import load_efg_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,7 +113,8 @@ def fitted(tmp_path_factory):
 
 def test_fit_checkpoint_loads_safely_and_exports(fitted, tmp_path, capsys):
     plain = torch.load(fitted, map_location="cpu", weights_only=True)     # raises if not plain data
-    assert plain["format"] == "pyexport-potential-checkpoint" and plain["elements"] == ["H", "O"]
+    assert plain["format"] == "pyexport-checkpoint" and plain["kind"] == "potential"    # the common header
+    assert plain["format_version"] == 2 and plain["elements"] == ["H", "O"]
     model = tmp_path / "water.pt"
     assert pyexport_main(["export", str(fitted), "-o", str(model)]) == 0
     _, meta = load_model(str(model), kind="potential")
@@ -131,10 +132,34 @@ def test_fit_efg_checkpoint_loads_safely_and_exports(tmp_path):
     assert pyexport_main(["fit-efg", str(data), "-o", str(ckpt), "--epochs", "1", "--cutoff", "5.0", "--lmax", "2",
                           "--channels", "2", "--product-channels", "2", "--hidden", "4", "--n-radial", "4",
                           "--val-fraction", "0.2", "--test-fraction", "0.2", "--no-progress"]) == 0
-    assert torch.load(ckpt, map_location="cpu", weights_only=True)["model"] == "efg"
+    plain = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert (plain["format"], plain["kind"], plain["model"]) == ("pyexport-checkpoint", "efg", "efg")
     model = tmp_path / "efg.pt"
     assert pyexport_main(["export", str(ckpt), "-o", str(model)]) == 0
     assert load_model(str(model), kind="efg")[1]["elements"] == ["Br", "Cs", "Pb"]
+
+
+def test_one_reader_for_every_kind_and_the_version_1_headers(fitted, tmp_path, capsys):
+    """read_checkpoint dispatches by kind; a checkpoint of format version 1 (its own header per
+    kind, before the common one) still loads and exports to the same model."""
+    from pyexport.training.checkpoints import read_checkpoint
+
+    assert read_checkpoint(str(fitted))["kind"] == "potential"
+    with pytest.raises(ValueError, match="not an EFG checkpoint"):
+        load_efg_checkpoint(str(fitted))
+    old = {k: v for k, v in torch.load(fitted, map_location="cpu", weights_only=True).items() if k != "kind"}
+    old.update(format="pyexport-potential-checkpoint", format_version=1)
+    torch.save(old, tmp_path / "v1.ckpt")
+    assert read_checkpoint(str(tmp_path / "v1.ckpt"))["kind"] == "potential"
+    for name in ("v1", "v2"):
+        source = tmp_path / "v1.ckpt" if name == "v1" else fitted
+        assert pyexport_main(["export", str(source), "-o", str(tmp_path / f"{name}.pt")]) == 0
+    _, meta_v1 = load_model(str(tmp_path / "v1.pt"), kind="potential")
+    _, meta_v2 = load_model(str(tmp_path / "v2.pt"), kind="potential")
+    assert meta_v1["metrics"] == meta_v2["metrics"]
+    torch.save({**old, "format_version": 7}, tmp_path / "v7.ckpt")
+    assert pyexport_main(["inspect", str(tmp_path / "v7.ckpt")]) == 1
+    assert "checkpoint format version 7 is not supported" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ from pyexport.lammps.dump import read_frames
 from pyexport.committee import ClusterCommittee, CommitteeEvaluator, write_committee
 from pyexport.contract import export_model
 from pyexport.models.cluster import ClusterBasis
-from pyexport.select import (FRAMES_FILE, SELECTION_FILE, RDFDescriptor, add_select_parser,
-                             farthest_point_sampling, frame_descriptors, select_frames)
+from pyexport.cli.select import add_select_parser
+from pyexport.select import (FRAMES_FILE, SELECTION_FILE, RDFDescriptor, farthest_point_sampling, frame_descriptors,
+                             select_frames)
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 WATER_DUMP = os.path.join(DATA, "mdanalysis", "wat.lammpstrj.bz2")   # 3 frames, 24 atoms, types H O
@@ -240,7 +241,8 @@ def graded_potential(tmp_path_factory):
     """A tiny cluster model (random coefficients) with the active set of gently rattled cubic
     CsPbBr3: frames rattled harder lie further outside it."""
     from pyexport.contract import GradedPotentialModule
-    from pyexport.fit import Structure, prepare, species_features
+    from pyexport.training.data import Structure, prepare
+    from pyexport.training.extrapolation import species_features
     from pyexport.models.cluster import ClusterLinear
     from pyexport.models.grade import ExtrapolationGrade, build_active_set
 

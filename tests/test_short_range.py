@@ -15,7 +15,7 @@ import torch
 
 from pyexport.calculator import MLFFCalculator
 from pyexport.contract import export_model
-from pyexport.fit import load_checkpoint, potential_from_checkpoint
+from pyexport.training.checkpoints import load_checkpoint, potential_from_checkpoint
 from pyexport.short_range import approach_scan, short_range_scans
 from test_grade import graded, one_thread  # noqa: F401  (fixtures: a small fit of the same data)
 

@@ -12,8 +12,9 @@ from ase.calculators.vasp import Vasp
 
 from pyexport.lammps.dump import read_frames
 from pyexport.nmr import quadrupole_moment_mb
-from pyexport.select import add_select_parser
-from pyexport.vasp_inputs import (DEFAULT_INCAR, IncarError, add_vasp_inputs_parser, kpoint_mesh, read_incar,
+from pyexport.cli.select import add_select_parser
+from pyexport.cli.vasp_inputs import add_vasp_inputs_parser
+from pyexport.vasp_inputs import (DEFAULT_INCAR, IncarError, kpoint_mesh, read_incar,
                                   write_vasp_inputs)
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
