@@ -32,6 +32,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from pyexport.lammps.log import elapsed_steps, read_thermo
+
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.prefix) / "bin"
 ELEMENTS = ["Cs", "Pb", "Br"]     # LAMMPS types 1, 2, 3 of in.npt.lmp
@@ -69,37 +71,6 @@ def ground_state_supercell(n: int):
     if n % 2:
         raise SystemExit(f"--supercell {n}: the orthorhombic start needs an even n")
     return ground.repeat((n // 2, n // 2, n // 2))
-
-
-def read_thermo(log: Path) -> Dict[str, np.ndarray]:
-    """The thermo columns of every run section of a LAMMPS log, concatenated (steps restart at 0
-    after equilibration; ``time_ps`` is continuous)."""
-    columns: Dict[str, List[float]] = {}
-    header: Optional[List[str]] = None
-    for line in log.read_text().splitlines():
-        words = line.split()
-        if words[:1] == ["Step"]:
-            header = words
-            continue
-        if header is None:
-            continue
-        if line.startswith("Loop time") or len(words) != len(header):
-            header = None if line.startswith("Loop time") else header
-            continue
-        try:
-            values = [float(w) for w in words]
-        except ValueError:
-            continue
-        for name, value in zip(header, values):
-            columns.setdefault(name, []).append(value)
-    return {k: np.array(v) for k, v in columns.items()}
-
-
-def elapsed_steps(step: np.ndarray) -> np.ndarray:
-    """Steps since the start of the run from thermo's Step column, which restarts at 0 after the
-    equilibration (``reset_timestep 0``)."""
-    offset = np.concatenate([[0.0], np.cumsum(np.where(np.diff(step) < 0, step[:-1], 0.0))])
-    return step + offset
 
 
 def run_one(name: str, temperature: int, seed: int, gbreak: Optional[float], args, data: Path,
