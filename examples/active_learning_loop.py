@@ -10,15 +10,19 @@ reason to be right and can turn attractive. The cure is the usual active-learnin
 
     for each round:
         fit `cluster` to the current set (the example's settings)    pyexport fit / export
-        NPT MD with it at each temperature from the example's start   LAMMPS, pair_style mlff
-        pick frames: the approach to every runaway the guard caught,
-                     evenly spaced frames of every run that survived
+        NPT MD with it at each temperature from the example's start   LAMMPS, pair_style mlff,
+            guarded by temperature, energy and extrapolation grade    fix halt (γ > --gbreak)
+        pick frames: among the approach to every stop a guard caught, or the whole run if none,
+                     the frames of highest max γ (above --gselect), farthest-point among them
         label them with 7net-0 (+ point-charge EFG)                   <example>/make_reference.py --label
         add them to the set
 
-Rounds stop early once every run survives. The fitted potential's stability is what each round
-measures; ``active_learning.json`` records, per round, the fit metrics, which runs halted
-(step, temperature) and how many frames were added.
+Rounds stop early once every run reaches its end with max γ below --gselect (nothing left to
+learn at these temperatures and lengths). ``--gbreak 0`` falls back to the temperature and energy
+guards and evenly spaced frames (what the shipped sets' earlier rounds used). The fitted
+potential's stability is what each round measures; ``active_learning.json`` records, per round,
+the fit metrics, per run where and why it stopped and its max γ, the runs and atom-ps that
+survived, and how many frames were added.
 
 Runs with efgmd installed (pyexport, LAMMPS with the plugin); the labelling runs in the Python
 given by ``--sevenn-python`` (one with the ``reference`` extra, i.e. sevenn). The result
@@ -28,6 +32,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -41,6 +46,7 @@ import numpy as np
 from ase import Atoms
 
 from pyexport.data.dataset import decompressed_text
+from pyexport.lammps.log import elapsed_steps, read_thermo
 
 BIN = Path(sys.prefix) / "bin"
 
@@ -91,6 +97,10 @@ def parse_args(example: Example, description: str, argv: Optional[Sequence[str]]
                    help="frames added from each run (runaway approach or evenly spaced)")
     p.add_argument("--approach-steps", type=int, default=150,
                    help="a halted run contributes frames from this many steps before the halt")
+    p.add_argument("--gbreak", type=float, default=10.0,
+                   help="stop a run when an atom's extrapolation grade exceeds this (0: no grade guard)")
+    p.add_argument("--gselect", type=float, default=2.0,
+                   help="frames whose max extrapolation grade exceeds this are candidates for labelling")
     p.add_argument("--basis", default="small")
     p.add_argument("--cutoff", type=float, default=example.cutoff)
     p.add_argument("--lambdas", default="1e-8:1e-2:7")
@@ -139,31 +149,61 @@ def md(folder: Path, temperature: int, seed: int, args, example: Example) -> Dic
     rc = run([BIN / "lmp", "-in", example.folder / script, "-log", f"log_{temperature}K.lammps", "-nocite",
          "-screen", "none", "-var", "T", temperature, "-var", "model", folder / "potential.pt",
          "-var", "data", folder / "start.data", "-var", "steps", args.steps, "-var", "equil", 0,
-         "-var", "seed", seed, "-var", "every", args.every, *timestep],
+         "-var", "seed", seed, "-var", "every", args.every, "-var", "thermo", args.every,
+         "-var", "gbreak", f"{args.gbreak:g}", *timestep],
         cwd=folder, log=folder / f"screen_{temperature}K.txt", check=False)
     note = folder / f"halted_{temperature}K.txt"
-    log = (folder / f"log_{temperature}K.lammps").read_text()
+    log_path = folder / f"log_{temperature}K.lammps"
+    log = log_path.read_text()
+    thermo = read_thermo(log_path)
+    steps_run = int(elapsed_steps(thermo["Step"])[-1]) if len(thermo.get("Step", [])) else 0
+    n_atoms = int(re.search(r"^\s*(\d+) atoms$", log, re.M).group(1))
+    dt = float(re.search(r"Time step\s*:\s*(\S+)", log).group(1))
+    outcome = {"temperature_K": temperature, "steps_run": steps_run, "atom_ps": steps_run * dt * n_atoms,
+               "max_grade": float(thermo["c_grade"].max()) if len(thermo.get("c_grade", [])) else None}
     errors = [line for line in log.splitlines() if line.startswith("ERROR")]
     if rc != 0 or errors:   # e.g. lost atoms before the guard's next check: a runaway all the same
-        return {"temperature_K": temperature, "halted": f"LAMMPS stopped (rc {rc}): {' '.join(errors[-1:])}"}
-    return {"temperature_K": temperature, "halted": note.read_text().strip() if note.exists() else None}
+        return outcome | {"halted": f"LAMMPS stopped (rc {rc}): {' '.join(errors[-1:])}"}
+    return outcome | {"halted": note.read_text().strip() if note.exists() else None}
 
 
-def pick_frames(dump: Path, outcome: Dict, round_index: int, args, elements: Sequence[str]) -> List[Atoms]:
-    """Frames from one run: the approach to the runaway if the guard stopped it, otherwise
-    evenly spaced frames of the whole run."""
+def pick_frames(dump: Path, outcome: Dict, round_index: int, args, elements: Sequence[str],
+                model: Optional[Path] = None) -> List[Atoms]:
+    """Frames from one run. Candidates: the approach to the stop if a guard stopped the run,
+    otherwise the whole run after its first quarter. With the grade (``model`` and --gbreak > 0):
+    the candidates whose max γ exceeds --gselect, the highest first, farthest-point among the
+    3 × --frames-per-run highest (:func:`pyexport.select.select_frames`); none when the run
+    stayed inside the data. Without it: evenly spaced candidates."""
     from pyexport.lammps.dump import iread
     frames = list(iread(dump, types=list(elements)))
     if not frames:
         return []
     if outcome["halted"]:
         last = frames[-1].info["timestep"]
-        # the final frames are already deep in the runaway, far from anything physical
-        window = [a for a in frames if last - args.approach_steps <= a.info["timestep"] <= last - 2 * args.every]
+        # the final frames of a runaway are already deep in it, far from anything physical
+        end = last if outcome.get("stopped_by_grade") else last - 2 * args.every
+        window = [a for a in frames if last - args.approach_steps <= a.info["timestep"] <= end]
+    else:
+        window = frames[len(frames) // 4:]
+    if model is not None and args.gbreak > 0 and window:
+        from pyexport.select import RDFDescriptor, default_elements, frame_descriptors, frame_score, select_frames
+
+        score = frame_score(grade=str(model))
+        grades = np.array([score.of_frame(a, str(dump), k) for k, a in enumerate(window)])
+        window = [a for a, g in zip(window, grades) if g > args.gselect]
+        grades = grades[grades > args.gselect]
+        if not window:
+            return []
+        n = min(args.frames_per_run, len(window))
+        descriptors = frame_descriptors(window, RDFDescriptor(default_elements(window[0])))
+        order = select_frames(None, n, uncertainty=grades, descriptors=descriptors,
+                              candidates=min(len(window), 3 * n))
+        chosen = [window[k] for k in order]
+    elif outcome["halted"]:
         chosen = window[:: max(1, len(window) // args.frames_per_run)][-args.frames_per_run:]
     else:
-        idx = np.linspace(len(frames) // 4, len(frames) - 1, args.frames_per_run).astype(int)
-        chosen = [frames[i] for i in sorted(set(idx))]
+        idx = np.linspace(0, len(window) - 1, args.frames_per_run).astype(int)
+        chosen = [window[i] for i in sorted(set(idx))]
     picked = []
     for atoms in chosen:
         clean = Atoms(atoms.get_chemical_symbols(), positions=atoms.get_positions(), cell=atoms.cell, pbc=True)
@@ -191,11 +231,16 @@ def one_round(round_index: int, data: Path, args, example: Example) -> Dict:
         print(f"  round {round_index} {o['temperature_K']} K: {o['halted'] or 'ran to the end'}", flush=True)
     picked = []
     for o in outcomes:
-        picked += pick_frames(folder / f"md_{o['temperature_K']}K.dump", o, round_index, args, example.elements)
+        o["stopped_by_grade"] = bool(o["halted"]) and _grade_fired(o, args)
+        picked += pick_frames(folder / f"md_{o['temperature_K']}K.dump", o, round_index, args, example.elements,
+                              folder / "potential.pt")
+    survived = [o for o in outcomes if not o["halted"]]
+    grades = [o["max_grade"] for o in outcomes if o["max_grade"] is not None]
     summary = {"round": round_index, "fit": {k: metrics[k] for k in ("lambda", "val", "test") if k in metrics},
-               "md": outcomes, "n_halted": sum(bool(o["halted"]) for o in outcomes),
-               "frames_added": len(picked)}
-    if summary["n_halted"] == 0:
+               "md": outcomes, "n_halted": len(outcomes) - len(survived), "runs_survived": len(survived),
+               "atom_ps_survived": sum(o["atom_ps"] for o in survived),
+               "max_grade": max(grades) if grades else None, "frames_added": len(picked)}
+    if not picked:
         summary["frames_added"] = 0
         summary["seconds"] = round(time.time() - t0, 1)
         return summary | {"new_frames": []}
@@ -205,6 +250,12 @@ def one_round(round_index: int, data: Path, args, example: Example) -> Dict:
     summary["new_frames"] = ase.io.read(folder / "labelled.extxyz", index=":", format="extxyz")
     summary["seconds"] = round(time.time() - t0, 1)
     return summary
+
+
+def _grade_fired(outcome: Dict, args) -> bool:
+    """Whether the grade guard (rather than temperature or energy) stopped the run: its max γ
+    reached --gbreak."""
+    return args.gbreak > 0 and outcome.get("max_grade") is not None and outcome["max_grade"] > args.gbreak
 
 
 def grow(example: Example, description: str, argv: Optional[Sequence[str]] = None) -> None:
@@ -223,7 +274,8 @@ def grow(example: Example, description: str, argv: Optional[Sequence[str]] = Non
         new = summary.pop("new_frames")
         history.append(summary)
         (args.work / "active_learning.json").write_text(json.dumps(history, indent=1) + "\n")
-        print(f"round {r}: {summary['n_halted']}/{len(args.temperatures)} runs halted, "
+        print(f"round {r}: {summary['runs_survived']}/{len(args.temperatures)} runs survived "
+              f"({summary['atom_ps_survived']:.3g} atom-ps), max grade {summary['max_grade']}, "
               f"{len(new)} frames added ({summary['seconds']:.0f} s)", flush=True)
         if not new:
             break
