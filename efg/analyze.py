@@ -23,10 +23,11 @@ for re-analysis), ``run_hist.png``, and ``run_reorientation.png`` when there are
 Under ``mpirun -np N`` the frames are split between ranks and rank 0 writes the same files as
 a serial run.
 """
+import logging
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -38,6 +39,8 @@ from pyexport.outputs import refuse_overwriting_inputs, write_json
 from .molecules import axis_vectors, find_molecular_axes, reorientation_correlation
 from .statistics import estimate
 from .tilts import pseudocubic_lattice, tilt_order_parameters
+
+log = logging.getLogger(__name__)
 
 VOIGT6 = [(0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)]
 #: longest tail–head bond of a molecular axis (Å); C–N of methylammonium is 1.47-1.50 Å
@@ -195,8 +198,8 @@ def evaluate_frames(dump, types, index: str, model_path: Optional[str], columns:
             except ValueError as error:
                 sites = None
                 if rank == 0:
-                    print(f"efg analyze: {dump}: no tilt or lattice analysis: the first selected frame is "
-                          f"{error}", file=sys.stderr)
+                    log.warning("%s: no tilt or lattice analysis: the first selected frame is %s",
+                                dump, error)
             axis = parse_molecule_axis(molecule_axis, atoms.get_chemical_symbols())
             pairs = molecular_axes_of(atoms, axis, dump)
         if pairs is not None:
@@ -459,7 +462,7 @@ def analyze(dump, model=None, types=None, isotopes=None, index=":", every=1, col
         report["molecules"] = molecule_statistics(np.stack(results["axes"]), molecules[0], results["timestep"],
                                                   md_timestep_ps)
         if "skipped" in report["molecules"]:
-            print(f"efg analyze: {dump}: {report['molecules']['skipped']}", file=sys.stderr)
+            log.warning("%s: %s", dump, report["molecules"]["skipped"])
     report["wall_time_s"] = time.time() - start_time
     if output:
         write_outputs(report, tensors, output)
@@ -552,70 +555,3 @@ def plot_reorientation(molecules: dict, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("analyze", help="EFG/NMR parameters over a LAMMPS dump",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("--dump", required=True, help="LAMMPS text dump (.gz/.bz2/.xz fine)")
-    p.add_argument("--model", help="exported EFG model (pyexport export); not needed when the dump "
-                                   "has compute efg/atom columns")
-    p.add_argument("--types", help="type→element map: 'Cs,Pb,Br' (types 1, 2, 3) or a LAMMPS data/input "
-                                   "file; not needed for dumps with an element column")
-    p.add_argument("--isotope", dest="isotopes", action="append", default=[], metavar="EL=ISO",
-                   help="isotope for C_Q, e.g. Br=81Br (repeatable); other elements get their "
-                        "default isotope (pyexport.nmr.DEFAULT_ISOTOPES)")
-    p.add_argument("--index", default=":", help="frames start:stop:step (default all)")
-    p.add_argument("--every", type=int, default=1, help="use every N-th selected frame")
-    p.add_argument("--efg-columns", dest="columns", help="stem of EFG dump columns, e.g. c_efg")
-    p.add_argument("--efg-source", choices=EFG_SOURCES, default="auto",
-                   help="where the EFG tensors come from: the dump's EFG columns or --model; 'auto' "
-                        "(default) takes the only one there is and refuses when there are both")
-    p.add_argument("--temperature", type=float, help="temperature of the run (K), recorded for efg scan")
-    p.add_argument("--md-timestep", dest="md_timestep_ps", type=float,
-                   help="MD time step (ps) of the run: with velocities in the dump, gives the vibrational DOS")
-    p.add_argument("--molecule-axis", default="auto",
-                   help="molecular axis TAIL-HEAD whose reorientation is followed, e.g. C-N (methylammonium); "
-                        "'auto' (default): C-N when the dump has C and N; 'none': off")
-    p.add_argument("--batch-atoms", type=int, default=4000, help="atoms per model call (several frames)")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("-o", "--output", required=True, help="run.json (run.npz and run_hist.png beside it)")
-    p.set_defaults(func=run)
-
-
-def print_molecules(molecules: Optional[dict]) -> None:
-    if not molecules or "skipped" in molecules:
-        return
-    unit = molecules["time_unit"]
-    for rank in ("1", "2"):
-        tau = molecules[f"tau{rank}_{unit}"]
-        text = (f"tau{rank} = {tau['value']:.4g} +- {tau['error'] or float('nan'):.2g} {unit}" if tau["decorrelated"]
-                else f"tau{rank}: not decorrelated within the run (C{rank} plateau {tau['plateau']:.3f})")
-        print(f"molecules ({molecules['n_molecules']} {molecules['axis']} axes): {text}")
-
-
-def run(args) -> int:
-    comm = None
-    try:
-        from mpi4py import MPI
-        if MPI.COMM_WORLD.Get_size() > 1:
-            comm = MPI.COMM_WORLD
-    except ImportError:
-        pass
-    isotopes = nmr.parse_isotope_options(args.isotopes)
-    report = analyze(args.dump, model=args.model, types=args.types, isotopes=isotopes,
-                     index=args.index, every=args.every, columns=args.columns,
-                     batch_atoms=args.batch_atoms, temperature=args.temperature,
-                     md_timestep_ps=args.md_timestep_ps, output=args.output,
-                     progress=not args.no_progress, comm=comm, molecule_axis=args.molecule_axis,
-                     efg_source=args.efg_source)
-    if report is not None:
-        for element, entry in report["species"].items():
-            if entry["isotope"]:
-                cq = entry["cq_of_mean_tensor_mhz"]
-                print(f"{element} ({entry['isotope']}): C_Q(<V>) = {cq['value']:.4f} ± {cq['error']:.4f} MHz, "
-                      f"<|C_Q|> = {entry['mean_abs_cq_mhz']['value']:.4f} MHz, "
-                      f"eta(<V>) = {entry['eta_of_mean_tensor']['value']:.3f}")
-        print_molecules(report.get("molecules"))
-        print(f"wrote {args.output}")
-    return 0

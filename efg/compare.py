@@ -321,19 +321,3 @@ def compare(harmonic_path, scan_path, output) -> dict:
               "rows": rows, "n_departing": int(sum(r["departs"] for r in rows)), "figures": figures}
     write_json(out / "compare.json", result)
     return result
-
-
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("compare", help="harmonic (phonopy) vs MD report",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("harmonic", help="harmonic.json of efg harmonic")
-    p.add_argument("scan", help="scan.json of efg scan (its runs are read too)")
-    p.add_argument("-o", "--output", required=True, help="report folder (report.md, compare.json, PNGs)")
-    p.set_defaults(func=run)
-
-
-def run(args) -> int:
-    result = compare(args.harmonic, args.scan, args.output)
-    print(f"{len(result['rows'])} comparisons, {result['n_departing']} where harmonic departs from MD "
-          f"by more than the MD error bar; wrote {Path(args.output) / 'report.md'}")
-    return 0

@@ -41,7 +41,6 @@ MSD in Å²; EFG in V/Å²; C_Q in MHz; temperatures in K.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import time
@@ -53,9 +52,9 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from ase import Atoms, units
 
+from pyexport.nmr import cq_mhz, eta, from_voigt6, quadrupole_moment_mb, resolve_isotopes, to_voigt6, vzz
 from pyexport.outputs import refuse_overwriting_inputs, write_json
-from pyexport.nmr import (cq_mhz, eta, from_voigt6, parse_isotope_options, quadrupole_moment_mb,
-                          resolve_isotopes, to_voigt6, vzz)
+
 from efg.statistics import jackknife
 
 # torch (through pyexport), phonopy, tqdm and matplotlib are imported inside the functions that
@@ -1161,116 +1160,3 @@ def _space_group(phonon) -> str:
     symbol = ds.international if hasattr(ds, "international") else ds["international"]
     number = ds.number if hasattr(ds, "number") else ds["number"]
     return f"{symbol} ({number})"
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-def _mode_arg(text: str) -> NamedMode:
-    parts = text.replace(",", " ").split()
-    if len(parts) != 4:
-        raise argparse.ArgumentTypeError(f"--mode {text!r}: expected 'q1 q2 q3 band', e.g. '0.5 0.5 0.5 0'")
-    try:
-        return NamedMode(tuple(float(p) for p in parts[:3]), int(parts[3]))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--mode {text!r}: expected three numbers and an integer band") from None
-
-
-def _mesh_arg(values: List[str]):
-    if len(values) == 1:
-        return float(values[0])
-    if len(values) == 3:
-        return [int(v) for v in values]
-    raise argparse.ArgumentTypeError("--mesh: one length (Å) or three integers")
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "harmonic", help="phonopy harmonic baseline from an exported potential",
-        description="Force constants, bands/DOS, imaginary modes, harmonic sampling at T "
-                    "(classical and quantum), MSDs, EFG/C_Q/eta over harmonic samples and the "
-                    "energy along unstable modes, from the same potential.pt LAMMPS runs. "
-                    "Writes a JSON report and PNGs beside it.")
-    p.add_argument("--potential", required=True, help="exported potential (.pt)")
-    p.add_argument("--structure", required=True, help="equilibrium structure (POSCAR, CIF, extxyz, ...)")
-    p.add_argument("--supercell", required=True, nargs="+", type=int, metavar="N",
-                   help="supercell of the structure: 3 integers (diagonal) or 9 (matrix, rows)")
-    p.add_argument("--temperatures", default="100:500:50",
-                   help="K: start:stop:step (stop included) or a comma list (default 100:500:50)")
-    p.add_argument("--samples", type=int, default=100, help="harmonic samples per temperature (default 100)")
-    p.add_argument("--statistics", choices=["classical", "quantum", "both"], default="both")
-    p.add_argument("--efg-model", default=None, help="exported EFG model (.pt): EFG over the samples")
-    p.add_argument("--efg-samples", type=int, default=20,
-                   help="of those, how many get the EFG model (default 20; each is a whole supercell)")
-    p.add_argument("--isotope", action="append", default=[], metavar="EL=ISO",
-                   help="isotope for C_Q, e.g. Br=81Br (repeatable); other elements get their "
-                        "default isotope (pyexport.nmr.DEFAULT_ISOTOPES)")
-    p.add_argument("--displacement", type=float, default=DEFAULT_DISPLACEMENT_A,
-                   help="finite displacement, Å (default 0.01)")
-    p.add_argument("--mesh", nargs="+", default=["80"], metavar="M",
-                   help="DOS/thermal/MSD mesh: three integers, or one length in Å (default 80)")
-    p.add_argument("--band-points", type=int, default=51, help="q-points per band-path segment")
-    p.add_argument("--imaginary-tolerance", type=float, default=DEFAULT_IMAGINARY_TOLERANCE_THZ,
-                   help="THz: f < -tol is imaginary, |f| <= tol is zero (default 0.01)")
-    p.add_argument("--mode", action="append", default=[], type=_mode_arg, metavar="'Q1 Q2 Q3 BAND'",
-                   help="also compute the energy along this mode (q in the primitive reciprocal "
-                        "basis, 0-based band); repeatable")
-    p.add_argument("--mode-max-displacement", type=float, default=0.8,
-                   help="largest atomic displacement of the mode energy scans, Å (default 0.8)")
-    p.add_argument("--mode-points", type=int, default=21, help="points per mode energy scan")
-    p.add_argument("--max-unstable-curves", type=int, default=6,
-                   help="energy scans along at most this many unstable modes (one per degenerate "
-                        "set and q-star; special points first, then most unstable first; "
-                        "default 6, 0 for none)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--symprec", type=float, default=1e-5)
-    p.add_argument("--threads", type=int, default=None, help="torch threads")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("-o", "--output", required=True, help="JSON report; PNGs are written beside it")
-    p.set_defaults(func=main)
-    return p
-
-
-def main(args) -> int:
-    statistics = STATISTICS if args.statistics == "both" else (args.statistics,)
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", HarmonicWarning)
-        report = run_harmonic(
-            potential=args.potential, structure=args.structure, supercell=args.supercell,
-            output=args.output, temperatures=args.temperatures, n_samples=args.samples,
-            statistics=statistics, efg_model=args.efg_model, isotopes=parse_isotope_options(args.isotope),
-            efg_samples=args.efg_samples,
-            displacement=args.displacement, mesh=_mesh_arg(args.mesh), band_points=args.band_points,
-            imaginary_tolerance=args.imaginary_tolerance, modes=args.mode,
-            mode_max_displacement=args.mode_max_displacement, mode_points=args.mode_points,
-            max_unstable_curves=args.max_unstable_curves, seed=args.seed, symprec=args.symprec,
-            threads=args.threads, progress=not args.no_progress)
-    _print_summary(report)
-    return 0
-
-
-def _print_summary(report: dict) -> None:
-    s = report["structure"]
-    fc = report["force_constants"]
-    print(f"{s['formula']}  {s['space_group']}  primitive {s['n_atoms_primitive']} atoms, "
-          f"supercell {s['n_atoms_supercell']} atoms, {fc['n_displacements']} displacements")
-    im = report["imaginary_modes"]
-    for point in im["special_points"]:
-        freqs = ", ".join(f"{m['frequency_THz']:.3f}" + (f" ({m['irrep']})" if m["irrep"] else "")
-                          for m in point["imaginary"])
-        print(f"imaginary at {point['label']} {np.round(point['qpoint'], 4).tolist()}: {freqs} THz")
-    print(f"imaginary modes on the mesh: {im['mesh']['n_imaginary']} of {im['mesh']['n_modes']}; "
-          f"lowest on the band path {im['band_path_min_frequency_THz']:.3f} THz")
-    for curve in report["mode_energy_curves"]:
-        well = curve["well"]
-        depth = ""
-        if well:
-            edge = " (lowest point at the edge of the scan)" if well["at_edge_of_scan"] else ""
-            depth = f", well depth {well['depth_meV_per_primitive_cell']:.2f} meV/primitive cell{edge}"
-        print(f"mode {curve['label'] or ''} q={np.round(curve['qpoint'], 4).tolist()} band {curve['band_index']}: "
-              f"{curve['frequency_THz']:.3f} THz{depth}")
-    for w in report["warnings"]:
-        print(f"warning: {w}")
-    t = report["timings_s"]
-    print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()))
-    print("wrote " + ", ".join(report["outputs"].values()))

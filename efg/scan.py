@@ -35,12 +35,15 @@ excluded, never given a τ). The error of E_a (meV) comes from the fit's covaria
 √(χ²/dof) where that exceeds 1.
 """
 import json
-import sys
+import logging
 from pathlib import Path
 from typing import Dict, List, Sequence
 
 import numpy as np
+
 from pyexport.outputs import refuse_overwriting_inputs, write_json
+
+log = logging.getLogger(__name__)
 
 MIN_ERROR_FRACTION = 1e-3     # floor on relative errors so one tiny error bar cannot dominate
 ORDER_PARAMETERS = ("structure:tilt_R_deg", "structure:tilt_M_deg")
@@ -82,8 +85,8 @@ def collect_curves(runs: Sequence[dict]) -> Dict[str, dict]:
                 [_error(r["species"][s][key]) for r in runs])
     without = [str(r.get("temperature_K")) for r in runs if not r.get("structure")]
     if without and len(without) < len(runs):
-        print("efg scan: no structural curves (tilts, lattice): no perovskite analysis in the runs at "
-              f"{', '.join(without)} K (see efg analyze's message for those dumps)", file=sys.stderr)
+        log.warning("no structural curves (tilts, lattice): no perovskite analysis in the runs at "
+                    "%s K (see efg analyze's message for those dumps)", ", ".join(without))
     if not without:
         for key, label in (("tilt_R_deg", "R tilt (out-of-phase), largest axis (°)"),
                            ("tilt_M_deg", "M tilt (in-phase), largest axis (°)")):
@@ -122,9 +125,8 @@ def add_reorientation_curves(runs: Sequence[dict], add) -> None:
         return
     without = [str(r.get("temperature_K")) for r in runs if "tau2_ps" not in r.get("molecules", {})]
     if without:
-        print("efg scan: no reorientation curves: no molecular reorientation times in ps in the runs at "
-              f"{', '.join(without)} K (no molecules, frames not evenly spaced, or no --md-timestep)",
-              file=sys.stderr)
+        log.warning("no reorientation curves: no molecular reorientation times in ps in the runs at "
+                    "%s K (no molecules, frames not evenly spaced, or no --md-timestep)", ", ".join(without))
         return
     axis = runs[0]["molecules"]["axis"]
     for name in REORIENTATION:
@@ -491,39 +493,3 @@ def plot_reorientation_times(results: dict, names: List[str], tc: dict, path: st
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path).name
-
-
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("scan", help="C_Q(T), eta(T), tilts and lattice vs T; transition temperature",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", nargs="+", help="run JSON files of efg analyze (each with --temperature)")
-    p.add_argument("-o", "--output", required=True, help="scan.json (PNG plots beside it)")
-    p.set_defaults(func=run)
-
-
-def run(args) -> int:
-    report = scan(args.runs, args.output)
-    tc = report["transition_temperature_K"]
-    if tc["tc_K"] is None:
-        print("no significant structural transition in this temperature range")
-    else:
-        print(f"structural transition: T_c = {tc['tc_K']:.1f} ± {tc['tc_error_K']:.1f} K (from {', '.join(tc['from'])})")
-    for name, e in report["tilt_transitions_K"].items():
-        if e["significant"]:
-            print(f"{name}: vanishes at {e['tc_K']:.1f} ± {e['tc_error_K']:.1f} K")
-    for s, e in report["cq_transition_K"].items():
-        if e["significant"]:
-            print(f"{s}: C_Q(<V>) changes at {e['tc_K']:.1f} ± {e['tc_error_K']:.1f} K")
-    e = report.get("c_over_a_transition_K")
-    if e and e["significant"]:
-        print(f"c/a (c = {e['unique_axis']}) -> 1 at {e['tc_K']:.1f} ± {e['tc_error_K']:.1f} K")
-    for name, fit in report.get("reorientation", {}).items():
-        if name == "axis":
-            continue
-        if fit["fitted"]:
-            print(f"{name.split('_')[0]} ({report['reorientation']['axis']}): Arrhenius E_a = "
-                  f"{fit['activation_energy_meV']:.1f} ± {fit['activation_energy_error_meV']:.1f} meV")
-        else:
-            print(f"{name.split('_')[0]}: no Arrhenius fit ({fit['reason']})")
-    print(f"wrote {args.output}")
-    return 0

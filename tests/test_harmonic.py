@@ -24,6 +24,7 @@ from scipy import constants
 from contract_models import export, many_body_module, point_charge_efg_module
 from lammps_run import run_lammps
 from efg import harmonic
+from efg.cli import harmonic as harmonic_cli
 from pyexport.lammps.dump import iread
 from pyexport.nmr import cq_mhz, eta, to_voigt6
 from pyexport.calculator import MLFFCalculator
@@ -263,7 +264,7 @@ def test_sampling_leaves_imaginary_modes_out(many_body_phonon):
 
 def cli(argv):
     parser = argparse.ArgumentParser(prog="efg")
-    harmonic.add_parser(parser.add_subparsers(dest="command"))
+    harmonic_cli.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
     return args.func(args)
 
