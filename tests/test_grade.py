@@ -221,3 +221,32 @@ write_dump all custom grade.dump id c_g modify format float %.17g
     assert np.abs(gamma - expected).max() <= 1e-10
     assert abs(read_values(tmp_path / "values.txt")["gmax"] - expected.max()) <= 1e-10
     assert expected.max() > 1.0          # rattled beyond the data somewhere: a grade worth comparing
+
+
+def test_cluster_nn_is_graded_on_the_same_invariants(graded):
+    """cluster-nn reads the invariants of the same descriptor: with the linear fit's active set its
+    scripted, exported grade equals the cluster model's (the network's output does not enter)."""
+    from pyexport.contract import export_model
+    from pyexport.models.cluster import ClusterBasis, ClusterNN
+
+    ckpt = load_checkpoint(graded["ckpt"])
+    basis = ClusterBasis.from_dict(ckpt["hyperparameters"]["basis"])
+    torch.manual_seed(0)
+    nn = ClusterNN(len(ckpt["elements"]), basis, hidden=(8,), elements=ckpt["elements"])
+    linear = model_from_checkpoint(ckpt).model          # the fitted cluster model inside its core
+    with torch.no_grad():
+        nn.coef.copy_(linear.coef)
+        nn.e0.copy_(linear.e0)
+        for p in nn.mlps.parameters():
+            p.normal_(0.0, 0.1)
+    module = GradedPotentialModule(nn, ExtrapolationGrade(ckpt["active_set"]), ckpt["elements"], ckpt["cutoff"])
+    scripted = export_model(module, graded["root"] / "nn.pt")
+    atoms = graded["ground"].copy()
+    atoms.rattle(0.2, seed=3)
+    inputs = build_inputs(atoms, CUTOFF, ckpt["elements"])
+    scripted.compute_extrapolation_grade = True
+    out = scripted(*inputs.as_args())
+    assert np.allclose(out["extrapolation_grade"].numpy(), grades(MLFFCalculator(graded["pt"]), atoms),
+                       rtol=1e-10, atol=1e-12)
+    plain = potential_from_checkpoint(ckpt)
+    assert not torch.allclose(out["energy"], plain(*inputs.as_args())["energy"])   # a different energy model
