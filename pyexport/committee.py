@@ -309,17 +309,3 @@ def write_committee(committee: ClusterCommittee, elements: Sequence[str], path, 
     export_model(committee_potential(committee, elements, dtype), path, provenance=provenance)
     _, meta = load_model(path, kind="potential")
     return meta
-
-
-def format_uncertainty(metrics: dict) -> str:
-    """The force-uncertainty lines of a committee's metrics, one per split."""
-    rows = [f"{'set':6s} {'atoms':>6s} {'mean σ':>9s} {'max σ':>9s} {'rms |ΔF|':>9s} {'rank corr':>9s}",
-            f"{'':6s} {'':>6s} {'meV/Å':>9s} {'meV/Å':>9s} {'meV/Å':>9s} {'σ vs |ΔF|':>9s}"]
-    for name in ("train", "val", "test"):
-        m = metrics.get("force_uncertainty", {}).get(name)
-        if not m:
-            continue
-        rows.append(f"{name:6s} {m['n_atoms']:6d} {m['sigma_mean_meV_per_A']:9.2f} {m['sigma_max_meV_per_A']:9.2f} "
-                    f"{m['force_error_rms_meV_per_A']:9.2f} {m['spearman_sigma_vs_error']:9.3f}")
-    return "\n".join(rows)
-

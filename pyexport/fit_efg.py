@@ -40,6 +40,7 @@ from .models.efg import (MODEL_NAME, EFGHyperparameters, EFGModel, build_efg_mod
 from .training.checkpoints import checkpoint_header, read_checkpoint
 from .training.data import elements_of, hash_files, read_labelled
 from .training.data import split_indices as fit_split_indices
+from .training.early_stopping import EarlyStopping
 
 #: Largest asymmetry |V − Vᵀ|/2 or |trace|/3 (V/Å²) accepted in a label, plus 1e-3 of its
 #: largest component; VASP prints EFGs to 0.001 V/Å², so its tables pass.
@@ -359,10 +360,8 @@ def train(model: EFGModel, graphs: Sequence[EFGGraph], splits: Mapping[str, np.n
     optimiser = torch.optim.Adam(model.parameters(), lr=options.learning_rate)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimiser, factor=0.5, patience=max(1, options.patience // 4), min_lr=options.min_learning_rate)
-    best_val = _set_loss(model, val_batches, weights)
-    best_state = {k: v.clone() for k, v in model.state_dict().items()}
-    history = [{"epoch": 0, "val_loss": best_val}]
-    best_epoch, stale = 0, 0
+    stopping = EarlyStopping(model, _set_loss(model, val_batches, weights), options.patience)
+    history = [{"epoch": 0, "val_loss": stopping.best_val}]
     t0 = time.perf_counter()
     bar = tqdm(range(1, options.epochs + 1), desc="fit-efg", disable=not progress, unit="epoch")
     for epoch in bar:
@@ -382,17 +381,13 @@ def train(model: EFGModel, graphs: Sequence[EFGGraph], splits: Mapping[str, np.n
         scheduler.step(val)
         history.append({"epoch": epoch, "train_loss": running / max(n_atoms, 1), "val_loss": val,
                         "lr": optimiser.param_groups[0]["lr"]})
-        if val < best_val:
-            best_val, best_epoch, stale = val, epoch, 0
-            best_state = {k: v.clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-        bar.set_postfix(train=f"{running / max(n_atoms, 1):.3g}", val=f"{val:.3g}", best=f"{best_val:.3g}")
-        if stale >= options.patience:
+        stop = stopping.update(model, val, epoch)
+        bar.set_postfix(train=f"{running / max(n_atoms, 1):.3g}", val=f"{val:.3g}", best=f"{stopping.best_val:.3g}")
+        if stop:
             break
-    model.load_state_dict(best_state)
+    stopping.restore(model)
     model.eval()
-    return {"best_val_loss": best_val, "best_epoch": best_epoch, "epochs_run": len(history) - 1,
+    return {"best_val_loss": stopping.best_val, "best_epoch": stopping.best_epoch, "epochs_run": len(history) - 1,
             "stopped_early": len(history) - 1 < options.epochs, "time_train_s": time.perf_counter() - t0,
             "history": history}
 

@@ -47,7 +47,9 @@ def add_fit_arguments(p, neural: bool) -> None:
     add_config_argument(p)
     if neural:
         p.add_argument("--model", choices=("cluster", "cluster-nn"), help="model type")
-    p.add_argument("--basis", choices=("tiny", "small", "medium", "large"), help="basis size preset (features per species for 3 elements: tiny 103, small 404, medium 1369, large 2430)")
+    p.add_argument("--basis", choices=("tiny", "small", "medium", "large"),
+                   help="basis size preset (features per species for 3 elements: tiny 103, small 404, "
+                        "medium 1369, large 2430)")
     p.add_argument("--cutoff", type=float, help="cutoff radius, Å")
     for key in BASIS_KEYS:
         p.add_argument("--" + key.replace("_", "-"), type=float if key == "radial_scale" else int,

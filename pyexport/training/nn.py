@@ -11,6 +11,7 @@ import torch
 from ..models.cluster import ClusterNN
 from .batches import batches, make_batch
 from .data import Prepared
+from .early_stopping import EarlyStopping
 from .loss import LossWeights, batch_loss, mean_loss, row_counts
 
 
@@ -71,10 +72,8 @@ def train_nn(model: ClusterNN, prepared: Sequence[Prepared], splits: Dict[str, n
     optimiser = torch.optim.Adam(params, lr=options.learning_rate)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.5,
                                                            patience=max(1, options.patience // 3))
-    best_val = mean_loss(model, val_batches, weights)
-    best_state = {k: v.clone() for k, v in model.state_dict().items()}
-    history = [{"epoch": 0, "val_loss": best_val}]
-    stale = 0
+    stopping = EarlyStopping(model, mean_loss(model, val_batches, weights), options.patience)
+    history = [{"epoch": 0, "val_loss": stopping.best_val}]
     t0 = time.perf_counter()
     bar = tqdm(range(1, options.epochs + 1), desc="cluster-nn", disable=not progress, unit="epoch")
     for epoch in bar:
@@ -90,15 +89,12 @@ def train_nn(model: ClusterNN, prepared: Sequence[Prepared], splits: Dict[str, n
         val = mean_loss(model, val_batches, weights)
         scheduler.step(val)
         history.append({"epoch": epoch, "train_loss": running / max(n_batches, 1), "val_loss": val})
-        if val < best_val:
-            best_val, stale = val, 0
-            best_state = {k: v.clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-        bar.set_postfix(train=f"{running / max(n_batches, 1):.3g}", val=f"{val:.3g}", best=f"{best_val:.3g}")
-        if stale >= options.patience:
+        stop = stopping.update(model, val, epoch)
+        bar.set_postfix(train=f"{running / max(n_batches, 1):.3g}", val=f"{val:.3g}", best=f"{stopping.best_val:.3g}")
+        if stop:
             break
-    model.load_state_dict(best_state)
+    stopping.restore(model)
+    best_val = stopping.best_val
     if options.lbfgs_steps > 0:
         lbfgs = torch.optim.LBFGS(params, lr=1.0, max_iter=options.lbfgs_steps, line_search_fn="strong_wolfe")
         train_batches = [make_batch(g) for g in batches(train_items, 4 * options.batch_atoms)]
@@ -123,7 +119,7 @@ def train_nn(model: ClusterNN, prepared: Sequence[Prepared], splits: Dict[str, n
         if val < best_val:
             best_val = val
         else:
-            model.load_state_dict(best_state)
+            stopping.restore(model)
     for p in model.parameters():
         p.requires_grad_(True)
     return {"best_val_loss": best_val, "epochs_run": len([h for h in history if isinstance(h["epoch"], int)]) - 1,
