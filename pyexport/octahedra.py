@@ -45,13 +45,17 @@ class Octahedra:
         return self.x_of_b.reshape(len(self.b), 6)
 
     def bonds(self, atoms) -> np.ndarray:
-        """(N_B, 6, 3) B → X vectors (Å, minimum image) of ``atoms``, in :attr:`ligands` order."""
+        """(N_B, 6, 3) B → X vectors (Å) of ``atoms``, in :attr:`ligands` order: to the image of
+        each X nearest its ideal site B ± a_α/2 (in a cell one octahedron wide the +α and −α
+        ligand are two images of one atom)."""
         positions, cell = atoms.positions, atoms.cell.array
-        d = positions[self.ligands] - positions[self.b][:, None, :]
-        # r_X - r_B + n @ cell with the integer n of the nearest image, added last as ASE's
-        # neighbour list does (so that ideal structures give exactly its vectors)
-        n = -np.round(np.linalg.solve(cell.T, d.reshape(-1, 3).T).T)
-        return d + (n @ cell).reshape(d.shape)
+        d = positions[self.x_of_b] - positions[self.b][:, None, None, :]          # (N_B, 3, 2, 3)
+        half_steps = cell / (2.0 * self.repeats[:, None])                         # (3, 3): a_α / 2
+        ideal = half_steps[None, :, None, :] * np.array([1.0, -1.0])[None, None, :, None]
+        # r_X - r_B + n @ cell with the integer n of that image, added last as ASE's neighbour
+        # list forms its vectors (so that ideal structures give exactly its numbers)
+        n = -np.round(np.linalg.solve(cell.T, (d - ideal).reshape(-1, 3).T).T)
+        return (d + (n @ cell).reshape(d.shape)).reshape(len(self.b), 6, 3)
 
     @staticmethod
     def axes(atoms) -> np.ndarray:

@@ -57,17 +57,23 @@ def formula_units(atoms) -> int:
         return len(atoms)
 
 
-def model_curve(model_path: str, atoms, pattern: np.ndarray, amplitudes: Sequence[float]) -> np.ndarray:
-    """Energies (eV) of an exported potential along the pattern."""
-    from .calculator import MLFFCalculator
-
-    calc = MLFFCalculator(model_path)
+def energies_along(atoms, pattern: np.ndarray, amplitudes: Sequence[float], calc) -> np.ndarray:
+    """Potential energies (eV) of ``atoms + A · pattern`` (:func:`pyexport.structures.displaced`)
+    for each amplitude A, from the ASE calculator ``calc``: the one energy-along-a-mode loop
+    (``pyexport scan`` and ``efg harmonic``'s mode scans)."""
     energies = []
     for amplitude in amplitudes:
         frame = displaced(atoms, pattern, float(amplitude))
         frame.calc = calc
         energies.append(frame.get_potential_energy())
     return np.array(energies)
+
+
+def model_curve(model_path: str, atoms, pattern: np.ndarray, amplitudes: Sequence[float]) -> np.ndarray:
+    """Energies (eV) of an exported potential along the pattern."""
+    from .calculator import MLFFCalculator
+
+    return energies_along(atoms, pattern, amplitudes, MLFFCalculator(model_path))
 
 
 def data_curve(path: str, atoms, pattern: np.ndarray, max_residual: float = 0.05):

@@ -15,7 +15,7 @@ from test_harmonic import A_PEROVSKITE, cubic_perovskite
 from efg.analyze import analyze
 from efg.compare import compare
 from efg.harmonic import run_harmonic
-from efg.scan import scan
+from efg.temperature_scan import scan
 
 MD = """units metal
 atom_style atomic

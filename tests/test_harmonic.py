@@ -254,7 +254,7 @@ def test_sampling_leaves_imaginary_modes_out(many_body_phonon):
     masses = np.array(many_body_phonon.supercell.masses)
     freqs, _ = harmonic.phonons_at(many_body_phonon, [0.5, 0.5, 0.5])
     for band, f in enumerate(freqs[0]):
-        pattern, _, _ = harmonic.mode_pattern(many_body_phonon, [0.5, 0.5, 0.5], band)
+        pattern, _, _ = harmonic.phonon_mode_pattern(many_body_phonon, [0.5, 0.5, 0.5], band)
         amplitude = np.einsum("n,kni,ni->k", masses, u, pattern)       # Q, amu^½ Å
         if f < 0:
             assert np.abs(amplitude).max() < 1e-10

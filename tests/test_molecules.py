@@ -16,7 +16,7 @@ from efg.analyze import analyze
 from efg.compare import write_report
 from efg.molecules import (DECORRELATED_BELOW, axis_vectors, find_molecular_axes,
                            reorientation_correlation)
-from efg.scan import BOLTZMANN_MEV_PER_K, scan
+from efg.temperature_scan import BOLTZMANN_MEV_PER_K, scan
 
 REPO = Path(__file__).resolve().parents[1]
 CN_HALF_A = 0.74                 # half the C–N bond of methylammonium (Å)

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from efg.scan import order_parameter_transition, scan, transition
+from efg.temperature_scan import order_parameter_transition, scan, transition
 
 
 def test_break_point_found_within_its_uncertainty():

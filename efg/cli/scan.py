@@ -1,16 +1,16 @@
-"""``efg scan``: options and printed summary of :func:`efg.scan.scan` (runs of efg analyze at
-several temperatures -> curves vs T and transition temperatures)."""
+"""``efg scan``: options and printed summary of :func:`efg.temperature_scan.scan` (runs of efg
+analyze at several temperatures -> curves vs T and transition temperatures)."""
 import argparse
 
-from efg import scan as temperature_scan
-from efg.scan import scan
+from efg.temperature_scan import scan
 
 from .defaults import HelpFormatter
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("scan", help="C_Q(T), eta(T), tilts and lattice vs T; transition temperature",
-                              description=temperature_scan.__doc__.split("\n\n")[0],
+                              description="Observables of several efg analyze runs against temperature, and where "
+                                          "they change.",
                               formatter_class=HelpFormatter)
     p.add_argument("runs", nargs="+", help="run JSON files of efg analyze (each with --temperature)")
     p.add_argument("-o", "--output", required=True, help="scan.json (PNG plots beside it)")

@@ -1,5 +1,6 @@
-"""``efg scan``: observables of several ``efg analyze`` runs against temperature, and where they
-change.
+"""Temperature scan (``efg scan``): observables of several ``efg analyze`` runs against
+temperature, and where they change. (Not :mod:`pyexport.scan`, the energy along a displacement
+pattern.)
 
     efg scan run_150K.json run_250K.json ... -o scan.json
 
