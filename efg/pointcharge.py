@@ -145,11 +145,7 @@ def ewald_efg(atoms, charges: ChargeSpec, sites: Optional[Sequence[int]] = None,
 def charges_per_atom(symbols: Sequence[str], charges: ChargeSpec) -> np.ndarray:
     """(N,) charges in e from a dict element -> charge or a per-atom sequence; checks neutrality."""
     if isinstance(charges, Mapping):
-        missing = sorted(set(symbols) - set(charges))
-        if missing:
-            raise ValueError(f"charges: no charge given for element(s) {', '.join(missing)} "
-                             f"(given: {dict(charges)})")
-        q = np.array([float(charges[s]) for s in symbols])
+        q = _per_element(charges, symbols, "charges: no charge given for element(s) {}")
     else:
         q = np.asarray(charges, dtype=float)
         if q.shape != (len(symbols),):
@@ -188,14 +184,21 @@ def _site_indices(sites: Optional[Sequence[int]], n_atoms: int) -> np.ndarray:
     return index.astype(np.int64)
 
 
+def _per_element(values: Mapping, symbols: Sequence[str], missing_message: str, advice: str = ""
+                 ) -> np.ndarray:
+    """(len(symbols),) floats from {element: value}; an element without a value is an error
+    (``missing_message`` formatted with the missing elements, then what was given)."""
+    missing = sorted(set(symbols) - set(values))
+    if missing:
+        raise ValueError(missing_message.format(", ".join(missing)) + f" (given: {dict(values)})" + advice)
+    return np.array([float(values[s]) for s in symbols])
+
+
 def _sternheimer_per_site(site_symbols: Sequence[str], sternheimer: SternheimerSpec) -> np.ndarray:
     """γ∞ for each site."""
     if isinstance(sternheimer, Mapping):
-        missing = sorted(set(site_symbols) - set(sternheimer))
-        if missing:
-            raise ValueError(f"sternheimer: no γ∞ given for element(s) {', '.join(missing)} at the "
-                             f"requested sites (given: {dict(sternheimer)}); use 0.0 for none")
-        return np.array([float(sternheimer[s]) for s in site_symbols])
+        return _per_element(sternheimer, site_symbols, "sternheimer: no γ∞ given for element(s) {} "
+                                                       "at the requested sites", "; use 0.0 for none")
     return np.full(len(site_symbols), float(sternheimer))
 
 

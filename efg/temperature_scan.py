@@ -150,16 +150,20 @@ def _fit_line(T, y, w):
     return coef, float((w * (A @ coef - y) ** 2).sum())
 
 
+def _grid_search_start(T, Y, w, n_coefficients: int):
+    """What a weighted least-squares search over T_c starts from: Y as (n, B) columns, sqrt of
+    the weights, and per column the best chi2 (inf), T_c (nan) and coefficients (0) so far."""
+    Y = Y.reshape(len(T), -1)
+    return (Y, np.sqrt(w), np.full(Y.shape[1], np.inf), np.full(Y.shape[1], np.nan),
+            np.zeros((Y.shape[1], n_coefficients)))
+
+
 def _fit_break(T, Y, w, grid):
     """Best two-segment fits over the break points ``grid`` for each column of Y (n, B).
 
     Returns (chi2 (B,), T_c (B,), coefficients a1 b1 a2 b2 (B, 4)); T_c is nan where no break
     point leaves two temperatures on each side."""
-    Y = Y.reshape(len(T), -1)
-    sw = np.sqrt(w)
-    best_chi2 = np.full(Y.shape[1], np.inf)
-    best_tc = np.full(Y.shape[1], np.nan)
-    best_coef = np.zeros((Y.shape[1], 4))
+    Y, sw, best_chi2, best_tc, best_coef = _grid_search_start(T, Y, w, 4)
     for tc in grid:
         below = T < tc
         if below.sum() < 2 or (~below).sum() < 2:
@@ -228,11 +232,7 @@ def _fit_collapse(T, Y, w, grid):
     """Best Φ₀ + A·(max(0, 1 − T/T_c))^β over the T_c ``grid`` and the β of ``EXPONENTS`` for each
     column of Y (n, B): (chi2 (B,), T_c (B,), (Φ₀, A, β) (B, 3)), with A ≥ 0 (an order parameter
     that grows on heating is not this transition)."""
-    Y = Y.reshape(len(T), -1)
-    sw = np.sqrt(w)
-    best_chi2 = np.full(Y.shape[1], np.inf)
-    best_tc = np.full(Y.shape[1], np.nan)
-    best_coef = np.zeros((Y.shape[1], 3))
+    Y, sw, best_chi2, best_tc, best_coef = _grid_search_start(T, Y, w, 3)
     for beta in EXPONENTS:
         for tc in grid:
             A = np.stack([np.ones_like(T), np.clip(1.0 - T / tc, 0.0, None) ** beta], axis=1)

@@ -88,6 +88,11 @@ def run_harmonic(potential, structure, supercell, output, temperatures="100:500:
     stem = output.with_suffix("")
     report_warnings: List[str] = []
 
+    def warn(message: str) -> None:
+        """A HarmonicWarning for the caller of run_harmonic, kept in the report too."""
+        warnings.warn(message, HarmonicWarning, stacklevel=3)
+        report_warnings.append(message)
+
     # 1. force constants
     t0 = time.perf_counter()
     phonon = build_phonopy(atoms, smat, symprec=symprec)
@@ -97,8 +102,7 @@ def run_harmonic(potential, structure, supercell, output, temperatures="100:500:
         msg = (f"the structure is not at equilibrium of the potential: max residual force "
                f"{fc_info['max_residual_force_eV_per_A']:.3g} eV/Å (subtracted from the "
                f"displaced forces); relax it for a meaningful harmonic baseline")
-        warnings.warn(msg, HarmonicWarning, stacklevel=2)
-        report_warnings.append(msg)
+        warn(msg)
     timings["force_constants"] = time.perf_counter() - t0
     sites = SiteMap.of(phonon)
 
@@ -133,8 +137,7 @@ def run_harmonic(potential, structure, supercell, output, temperatures="100:500:
             msg = (f"{stat} sampling: {sampler.n_excluded} of {sampler.n_modes} supercell modes are "
                    f"not sampled ({sampling[stat]['excluded_by_reason']}); the samples describe the "
                    f"stable subspace only")
-            warnings.warn(msg, HarmonicWarning, stacklevel=2)
-            report_warnings.append(msg)
+            warn(msg)
         arrays = {"supercell": prim_comm[:, per_site], "mesh": prim_mesh[:, per_site],
                   "samples": np.zeros_like(prim_comm[:, per_site]),
                   "samples_se": np.zeros_like(prim_comm[:, per_site])}
@@ -176,8 +179,7 @@ def run_harmonic(potential, structure, supercell, output, temperatures="100:500:
                f"scanned {max_unstable_curves} (special points first, most unstable first), the "
                f"others are listed under mode_energy_curves_not_scanned (raise "
                f"--max-unstable-curves to scan them)")
-        warnings.warn(msg, HarmonicWarning, stacklevel=2)
-        report_warnings.append(msg)
+        warn(msg)
     requests = [(q, b, l) for q, b, l, _ in unstable[:max_unstable_curves]]
     requests += [(np.asarray(m.qpoint, dtype=float), int(m.band_index), "named") for m in modes]
     curves = []

@@ -68,6 +68,11 @@ per array element, and only nan/inf and the like through Python's ``float``. Fra
 times its text size: token offsets, values, the Atoms) plus the read buffer, not by the file.
 Negative indices need the number of frames first, which costs one extra pass over the file
 (headers only, no numbers converted).
+
+This module is the frame reader, one concept (about 570 lines of code: headers and box, columns,
+atom ids, elements, coordinate checks, frame selection, truncation); the bytes below it live in
+:mod:`.line_blocks` (lines in blocks) and :mod:`.dump_tokens` (numbers), the type maps in
+:mod:`.type_maps`.
 """
 import re
 import warnings
