@@ -7,58 +7,34 @@ structure -> closed-form ridge fit of the linear ``cluster`` model -> for ``clus
 
 The steps live in :mod:`pyexport.training`, one concept per module:
 
+- :mod:`~pyexport.training.config`: :class:`FitConfig` and the defaults of every option;
 - :mod:`~pyexport.training.data`: labelled structures, the split, contract inputs (``prepare``);
 - :mod:`~pyexport.training.batches`: structures as one graph, energies / forces / stresses of a model;
 - :mod:`~pyexport.training.loss`: the loss (weights of its energy, force and stress terms);
 - :mod:`~pyexport.training.metrics`: predictions and their RMSE / MAE;
 - :mod:`~pyexport.training.design` and :mod:`~pyexport.training.ridge`: the linear fit;
-- :mod:`~pyexport.training.nn`: the network's training;
+- :mod:`~pyexport.training.nn` and :mod:`~pyexport.training.early_stopping`: the network's training;
 - :mod:`~pyexport.training.extrapolation`: core radii and the active set of the grade;
 - :mod:`~pyexport.training.checkpoints`: the checkpoint schema, its safe reader, models from it.
 """
 import copy
 import os
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import asdict
+from typing import Optional, Sequence, Tuple
 
 import torch
 
 from .models.cluster import ClusterBasis, build_energy_model
 from .models.grade import active_set_summary
 from .training.checkpoints import make_checkpoint
+from .training.config import FitConfig
 from .training.data import Structure, elements_of, hash_files, prepare, read_structures, split_indices
 from .training.extrapolation import fit_active_set, shortest_pair_distances
-from .training.loss import LossWeights
 from .training.metrics import split_metrics
-from .training.nn import NNTraining, start_nn, train_nn
-from .training.ridge import DEFAULT_LAMBDAS, fit_linear
+from .training.nn import start_nn, train_nn
+from .training.ridge import fit_linear
 
-
-@dataclass
-class FitConfig:
-    """Everything ``pyexport fit`` needs (config file keys = these names)."""
-
-    data: List[str] = field(default_factory=list)
-    model: str = "cluster"
-    basis: str = "medium"
-    cutoff: float = 6.0
-    basis_overrides: Dict[str, float] = field(default_factory=dict)
-    pair_cutoffs: Dict[str, float] = field(default_factory=dict)   # "A-B" -> Å (ClusterBasis)
-    elements: Optional[List[str]] = None
-    weights: LossWeights = field(default_factory=LossWeights)
-    split: Tuple[float, float, float] = (0.8, 0.1, 0.1)
-    seed: int = 0
-    dtype: str = "float64"
-    lambdas: Tuple[float, ...] = DEFAULT_LAMBDAS
-    lambda_tolerance: float = 0.02
-    nn: NNTraining = field(default_factory=NNTraining)
-    core_repulsion: bool = True      # CoreRepulsion below the data's shortest pair distances
-    core_strength: float = 100.0     # eV
-    active_set: bool = True          # extrapolation grade (MaxVol active set of the training atoms)
-    output: str = "model.ckpt"
-    metrics: Optional[str] = None
-    progress: bool = True
 
 def fit_inputs(config, structures=None):
     """What every fit starts from: the structures (read from ``config.data`` unless given), the

@@ -38,6 +38,7 @@ from .efg_eval import frame_groups, join_inputs
 from .models.efg import (MODEL_NAME, EFGHyperparameters, EFGModel, build_efg_model,
                          efg_contract_module, model_from_state)
 from .training.checkpoints import checkpoint_header, read_checkpoint
+from .training.config import EFGFitConfig, EFGTraining
 from .training.data import elements_of, hash_files, read_labelled
 from .training.data import split_indices as fit_split_indices
 from .training.early_stopping import EarlyStopping
@@ -315,21 +316,6 @@ def split_metrics(model, graphs: Sequence[EFGGraph], splits: Mapping[str, np.nda
 # --------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------
-@dataclass
-class EFGTraining:
-    """Options of the Adam training with early stopping."""
-
-    epochs: int = 300
-    learning_rate: float = 1e-2
-    batch_frames: int = 1
-    patience: int = 40
-    min_learning_rate: float = 1e-5
-
-    def __post_init__(self):
-        if self.epochs < 0 or self.batch_frames < 1 or self.patience < 1:
-            raise ValueError(f"epochs >= 0, batch size >= 1 and patience >= 1 needed, got {self}")
-        if not self.learning_rate > 0.0:
-            raise ValueError(f"learning rate must be positive, got {self.learning_rate}")
 
 
 def weighted_loss(pred: torch.Tensor, label: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -395,32 +381,6 @@ def train(model: EFGModel, graphs: Sequence[EFGGraph], splits: Mapping[str, np.n
 # --------------------------------------------------------------------------------------------
 # The whole fit
 # --------------------------------------------------------------------------------------------
-@dataclass
-class EFGFitConfig:
-    """Everything ``pyexport fit-efg`` needs."""
-
-    data: Sequence[str] = ()
-    cutoff: float = 6.0
-    lmax: int = 3
-    channels: int = 8
-    product_channels: int = 8
-    n_radial: int = 8
-    hidden: int = 32
-    elements: Optional[Sequence[str]] = None
-    species_weights: Optional[Mapping[str, float]] = None
-    isotopes: Optional[Mapping[str, str]] = None
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    seed: int = 0
-    dtype: str = "float64"
-    training: Optional[EFGTraining] = None
-    progress: bool = True
-
-    def __post_init__(self):
-        if self.training is None:
-            self.training = EFGTraining()
-        if self.dtype not in ("float64", "float32"):
-            raise ValueError(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
 
 
 def run_efg_fit(config: EFGFitConfig, structures: Optional[Sequence[EFGStructure]] = None

@@ -245,8 +245,9 @@ class DumpSelection:
     record: dict
 
 
-def select_from_dump(dump: str, n: int, types: Optional[str] = None, index: str = ":", cutoff: float = 6.0,
-                     bins: int = 48, committee: Optional[str] = None, grade: Optional[str] = None,
+def select_from_dump(dump: str, n: int, types: Optional[str] = None, index: str = ":",
+                     cutoff: float = RDFDescriptor.cutoff, bins: int = RDFDescriptor.n_bins,
+                     committee: Optional[str] = None, grade: Optional[str] = None,
                      candidates: Optional[int] = None) -> DumpSelection:
     """Pick ``n`` frames of a LAMMPS dump by farthest-point sampling of :class:`RDFDescriptor`
     (``cutoff`` Å, ``bins`` per pair); with a ``committee`` or ``grade`` model, among the

@@ -123,7 +123,7 @@ def test_fit_checkpoint_loads_safely_and_exports(fitted, tmp_path, capsys):
     assert "checkpoint" in capsys.readouterr().out
 
 
-def test_fit_efg_checkpoint_loads_safely_and_exports(tmp_path):
+def test_fit_efg_checkpoint_loads_safely_and_exports(tmp_path, capsys):
     from test_efg_model import labelled_frames, write_training_file
 
     data = tmp_path / "train.extxyz"
@@ -134,6 +134,11 @@ def test_fit_efg_checkpoint_loads_safely_and_exports(tmp_path):
                           "--val-fraction", "0.2", "--test-fraction", "0.2", "--no-progress"]) == 0
     plain = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert (plain["format"], plain["kind"], plain["model"]) == ("pyexport-checkpoint", "efg", "efg")
+    capsys.readouterr()
+    assert pyexport_main(["inspect", str(ckpt)]) == 0          # the one reader knows every kind
+    out = capsys.readouterr().out
+    assert f"{ckpt}: checkpoint" in out and "EFG model:" in out and '["Br", "Cs", "Pb"]' in out
+    assert "written" not in out                                 # inspect writes nothing
     model = tmp_path / "efg.pt"
     assert pyexport_main(["export", str(ckpt), "-o", str(model)]) == 0
     assert load_model(str(model), kind="efg")[1]["elements"] == ["Br", "Cs", "Pb"]

@@ -10,21 +10,33 @@ from typing import List
 import numpy as np
 
 from ..outputs import refuse_overwriting_inputs
+from ..training.config import FitConfig, LossWeights, NNTraining
 from .options import add_config_argument, number_list, resolve_options, show_defaults
 from .reports import format_metrics
 
-#: Defaults of ``pyexport fit``; config-file keys are these names (``-`` or ``_`` both accepted).
-FIT_DEFAULTS = {
-    "data": [], "model": "cluster", "basis": "medium", "cutoff": 6.0,
-    "n_radial_2": None, "n_radial_3": None, "l_max_3": None, "n_radial_4": None, "l_max_4": None,
-    "radial_scale": None, "pair_cutoff": None, "elements": None,
-    "energy_weight": 1000.0, "force_weight": 1.0, "stress_weight": 0.1,
-    "split": "0.8,0.1,0.1", "seed": 0, "dtype": "float64", "lambdas": "1e-15:1:16", "lambda_tolerance": 0.02,
-    "hidden": "64,64", "epochs": 200, "learning_rate": 1e-3, "batch_atoms": 400, "patience": 20,
-    "lbfgs_steps": 0, "train_linear": False, "core_repulsion": True, "core_strength": 100.0, "active_set": True,
-    "output": "model.ckpt", "metrics": None, "threads": None, "progress": True,
-}
 BASIS_KEYS = ("n_radial_2", "n_radial_3", "l_max_3", "n_radial_4", "l_max_4", "radial_scale")
+
+
+def _fit_defaults() -> dict:
+    """The options of ``pyexport fit`` at the defaults of :class:`pyexport.training.config.FitConfig`
+    (the one place they are written), spelled as on the command line."""
+    c = FitConfig()
+    lambdas = sorted(c.lambdas)
+    return {
+        "data": [], "model": c.model, "basis": c.basis, "cutoff": c.cutoff, **{k: None for k in BASIS_KEYS},
+        "pair_cutoff": None, "elements": c.elements,
+        "energy_weight": c.weights.energy, "force_weight": c.weights.forces, "stress_weight": c.weights.stress,
+        "split": ",".join(f"{f:g}" for f in c.split), "seed": c.seed, "dtype": c.dtype,
+        "lambdas": f"{lambdas[0]:g}:{lambdas[-1]:g}:{len(lambdas)}", "lambda_tolerance": c.lambda_tolerance,
+        "hidden": ",".join(str(h) for h in c.nn.hidden), "epochs": c.nn.epochs, "learning_rate": c.nn.learning_rate,
+        "batch_atoms": c.nn.batch_atoms, "patience": c.nn.patience, "lbfgs_steps": c.nn.lbfgs_steps,
+        "train_linear": c.nn.train_linear, "core_repulsion": c.core_repulsion, "core_strength": c.core_strength,
+        "active_set": c.active_set, "output": c.output, "metrics": c.metrics, "threads": None, "progress": c.progress,
+    }
+
+
+#: Defaults of ``pyexport fit``; config-file keys are these names (``-`` or ``_`` both accepted).
+FIT_DEFAULTS = _fit_defaults()
 
 
 def add_fit_parser(subparsers) -> None:
@@ -141,8 +153,6 @@ def parse_pair_cutoffs(value) -> dict:
 
 def fit_config_from_options(options: dict):
     """A :class:`pyexport.fit.FitConfig` from resolved options (flags, config file, defaults)."""
-    from ..fit import FitConfig, LossWeights, NNTraining
-
     overrides = {k: options[k] for k in BASIS_KEYS if options.get(k) is not None}
     elements = options["elements"]
     if isinstance(elements, str):

@@ -4,16 +4,27 @@ import json
 from typing import Dict, Optional
 
 from ..outputs import refuse_overwriting_inputs
+from ..training.config import EFGFitConfig, EFGTraining
 from .options import add_config_argument, element_list, resolve_options, show_defaults
 from .reports import format_efg_summary
 
+
+def _fit_efg_defaults() -> dict:
+    """The options of ``pyexport fit-efg`` at the defaults of
+    :class:`pyexport.training.config.EFGFitConfig` and ``EFGTraining``, spelled as on the command line."""
+    c = EFGFitConfig()
+    return {
+        "data": [], "output": "efg.ckpt", "metrics": None, "cutoff": c.cutoff, "lmax": c.lmax, "channels": c.channels,
+        "product_channels": c.product_channels, "n_radial": c.n_radial, "hidden": c.hidden,
+        "epochs": c.training.epochs, "lr": c.training.learning_rate, "batch_size": c.training.batch_frames,
+        "patience": c.training.patience, "val_fraction": c.val_fraction, "test_fraction": c.test_fraction,
+        "seed": c.seed, "dtype": c.dtype, "elements": c.elements, "species_weights": "inverse-variance",
+        "isotopes": None, "threads": None, "progress": c.progress,
+    }
+
+
 #: Defaults of ``pyexport fit-efg``; config-file keys are these names.
-FIT_EFG_DEFAULTS = {
-    "data": [], "output": "efg.ckpt", "metrics": None, "cutoff": 6.0, "lmax": 3, "channels": 8,
-    "product_channels": 8, "n_radial": 8, "hidden": 32, "epochs": 300, "lr": 1e-2, "batch_size": 1,
-    "patience": 40, "val_fraction": 0.1, "test_fraction": 0.1, "seed": 0, "dtype": "float64", "elements": None,
-    "species_weights": "inverse-variance", "isotopes": None, "threads": None, "progress": True,
-}
+FIT_EFG_DEFAULTS = _fit_efg_defaults()
 
 
 def add_fit_efg_parser(subparsers) -> None:
@@ -71,8 +82,6 @@ def parse_species_weights(text: Optional[str]) -> Optional[Dict[str, float]]:
 
 def config_from_options(o: dict):
     """A :class:`pyexport.fit_efg.EFGFitConfig` from resolved options."""
-    from ..fit_efg import EFGFitConfig, EFGTraining
-
     return EFGFitConfig(
         data=list(o["data"]), cutoff=o["cutoff"], lmax=o["lmax"], channels=o["channels"],
         product_channels=o["product_channels"], n_radial=o["n_radial"], hidden=o["hidden"],

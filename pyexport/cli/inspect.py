@@ -30,7 +30,7 @@ def run_inspect_command(args) -> int:
         if "hyperparameters" in meta:
             print(f"  {'hyperparameters':18s} {json.dumps(meta['hyperparameters'])}")
         if "metrics" in meta and info["attributes"].get("kind") == "efg":
-            print(format_efg_summary(meta["metrics"], args.path))
+            print(format_efg_summary(meta["metrics"]))
         elif "metrics" in meta:
             print(format_metrics(meta["metrics"]))
             if "force_uncertainty" in meta["metrics"]:
@@ -42,7 +42,7 @@ def run_inspect_command(args) -> int:
         for k, v in info["summary"].items():
             print(f"  {k:18s} {json.dumps(v) if isinstance(v, (dict, list)) else v}")
         if info["kind"] == "efg":
-            print(format_efg_summary(info["metrics"], args.path))
+            print(format_efg_summary(info["metrics"]))
         else:
             print(f"  {'lambda':18s} {info['fit'].get('lambda')}")
             print(format_metrics(info["metrics"]))

@@ -11,9 +11,17 @@ and :func:`show_defaults` appends ``(default: X)`` from the table to each option
 help and the behaviour cannot disagree.
 """
 import argparse
+import inspect
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
+
+
+def defaults_of(function: Callable) -> Dict[str, object]:
+    """{parameter: default} of a library function's parameters (its positional ones without a
+    default as None): a command's table of defaults when the function is where they are written."""
+    return {name: (None if p.default is inspect.Parameter.empty else p.default)
+            for name, p in inspect.signature(function).parameters.items()}
 
 
 def add_config_argument(p: argparse.ArgumentParser) -> None:

@@ -1,5 +1,6 @@
 """Tables the commands print: fit errors, committee force uncertainty, EFG-model errors. The
 library returns the metrics dicts; these functions only lay them out."""
+from typing import Optional
 
 
 def format_metrics(metrics: dict) -> str:
@@ -30,8 +31,9 @@ def format_uncertainty(metrics: dict) -> str:
     return "\n".join(rows)
 
 
-def format_efg_summary(metrics: dict, output: str) -> str:
-    """Size, training time and per-split, per-species errors of an EFG model fit."""
+def format_efg_summary(metrics: dict, output: Optional[str] = None) -> str:
+    """Size, training time and per-split, per-species errors of an EFG model fit; with ``output``,
+    a last line naming the checkpoint written."""
     lines = [f"EFG model: {metrics['n_parameters']} parameters, cutoff {metrics['cutoff']} Å, "
              f"{metrics['epochs_run']} epochs ({metrics['time_train_s']:.1f} s), best epoch {metrics['best_epoch']}"]
     for split in ("train", "val", "test"):
@@ -46,5 +48,6 @@ def format_efg_summary(metrics: dict, output: str) -> str:
                 text += f", C_Q({s['isotope']}) MAE {s['cq_mae_MHz']:.4g} MHz ({100 * s['relative_cq_mae']:.2f} %)"
             parts.append(text)
         lines.append("; ".join(parts))
-    lines.append(f"checkpoint written to {output}")
+    if output:
+        lines.append(f"checkpoint written to {output}")
     return "\n".join(lines)

@@ -4,11 +4,11 @@ import os
 
 from ..outputs import refuse_overwriting_inputs
 from ..select import FRAMES_FILE, SELECTION_FILE, select_from_dump, write_selection
-from .options import add_config_argument, require, resolve_options, show_defaults
+from .options import add_config_argument, defaults_of, require, resolve_options, show_defaults
 
-#: Defaults of ``pyexport select``; config-file keys are these names.
-SELECT_DEFAULTS = {"dump": None, "types": None, "n": None, "index": ":", "cutoff": 6.0, "bins": 48,
-                   "committee": None, "grade": None, "candidates": None, "output": "selected", "overwrite": False}
+#: Defaults of ``pyexport select`` (those of :func:`pyexport.select.select_from_dump`, then the
+#: output's); config-file keys are these names.
+SELECT_DEFAULTS = {"n": None, **defaults_of(select_from_dump), "output": "selected", "overwrite": False}
 
 
 def add_select_parser(subparsers) -> None:

@@ -7,32 +7,13 @@
 Default weights ``w_E = 1000, w_F = 1, w_S = 0.1`` make 1 meV/atom of energy error cost as much
 as ~32 meV/Å of force error and 0.1 GPa of stress error.
 """
-import math
-from dataclasses import dataclass
 from typing import Sequence, Tuple
 
 import torch
 
 from .batches import Batch, batch_forward
+from .config import LossWeights
 from .data import Prepared
-
-
-@dataclass
-class LossWeights:
-    """Weights of the energy (per atom, eV), force (eV/Å) and stress (GPa) terms of the loss."""
-
-    energy: float = 1000.0
-    forces: float = 1.0
-    stress: float = 0.1
-
-    def __post_init__(self):
-        for name in ("energy", "forces", "stress"):
-            value = float(getattr(self, name))
-            if not value >= 0.0 or not math.isfinite(value):
-                raise ValueError(f"weight {name!r} must be a finite number >= 0, got {getattr(self, name)}")
-            setattr(self, name, value)
-        if self.energy == self.forces == self.stress == 0.0:
-            raise ValueError("at least one loss weight must be positive")
 
 
 def row_counts(items: Sequence[Prepared]) -> Tuple[int, int, int]:

@@ -2,30 +2,18 @@
 ridge fit (its output scale set by the linear fit's force error), then Adam with early stopping
 on the validation loss and optional full-batch L-BFGS."""
 import time
-from dataclasses import dataclass
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Sequence
 
 import numpy as np
 import torch
 
 from ..models.cluster import ClusterNN
 from .batches import batches, make_batch
+from .config import LossWeights, NNTraining
 from .data import Prepared
 from .early_stopping import EarlyStopping
-from .loss import LossWeights, batch_loss, mean_loss, row_counts
+from .loss import batch_loss, mean_loss, row_counts
 
-
-@dataclass
-class NNTraining:
-    """Options of the ``cluster-nn`` training (Adam with early stopping, then optional L-BFGS)."""
-
-    hidden: Tuple[int, ...] = (64, 64)
-    epochs: int = 200
-    learning_rate: float = 1e-3
-    batch_atoms: int = 400
-    patience: int = 20
-    lbfgs_steps: int = 0
-    train_linear: bool = False
 
 def standardise(model: ClusterNN, items: Sequence[Prepared]) -> None:
     """Set the per-species feature mean and standard deviation from ``items``."""

@@ -15,9 +15,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .config import DEFAULT_LAMBDAS, LossWeights
 from .data import Prepared
 from .design import DesignRows, design_rows
-from .loss import LossWeights, row_counts
+from .loss import row_counts
 
 
 class LeastSquares:
@@ -95,7 +96,6 @@ def ridge_path(train: LeastSquares, val: LeastSquares, lambdas: Sequence[float],
     chosen = max(k for k, entry in enumerate(scan) if entry["val_loss"] <= (1.0 + tolerance) * lowest)
     return solutions[chosen], scan[chosen]["lambda"], scan
 
-DEFAULT_LAMBDAS = tuple(10.0 ** k for k in range(-15, 1))
 
 def fit_linear(model: torch.nn.Module, prepared: Sequence[Prepared], splits: Dict[str, np.ndarray],
                weights: LossWeights, lambdas: Sequence[float] = DEFAULT_LAMBDAS, progress: bool = True,
