@@ -135,6 +135,7 @@ class StageTimer:
 def stage_breakdown(dump: Path, model: Path, out: Path) -> dict:
     """Seconds per stage of one in-process ``analyze`` (1 rank)."""
     import efg.analyze
+    import efg.frame_steps
     import pyexport.contract
     import pyexport.efg_eval
 
@@ -143,8 +144,8 @@ def stage_breakdown(dump: Path, model: Path, out: Path) -> dict:
     timer.wrap(pyexport.contract, "load_model", "model loading")
     timer.wrap(pyexport.efg_eval, "build_inputs", "neighbours")
     timer.wrap(pyexport.efg_eval, "predict_efg", "predict_efg")
-    timer.wrap(efg.analyze, "find_octahedra", "structure")
-    timer.wrap(efg.analyze, "structure_of", "structure")
+    timer.wrap(efg.frame_steps, "find_octahedra", "structure")
+    timer.wrap(efg.frame_steps, "structure_of", "structure")
     timer.wrap(efg.analyze, "evaluate_frames", "evaluate_frames")
     timer.wrap(efg.analyze, "write_outputs", "output files")
     start = time.perf_counter()

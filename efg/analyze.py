@@ -22,29 +22,32 @@ Outputs: ``run.json`` (everything above), ``run.npz`` (the tensors, frames × at
 for re-analysis), ``run_hist.png``, and ``run_reorientation.png`` when there are molecules.
 Under ``mpirun -np N`` the frames are split between ranks and rank 0 writes the same files as
 a serial run.
+
+Structure: this module reads the frames, gets their EFG tensors (model, batched over frames, or
+dump columns) and computes the NMR statistics, written through the typed sections of
+:mod:`efg.report`; every other per-frame quantity is a step of :mod:`efg.frame_steps`
+(prepare / frame / conclude), so a new one is one class there plus its entry in ``STEPS``.
+The command line is :mod:`efg.cli.analyze`.
 """
 import logging
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from pyexport import nmr
 from pyexport.lammps.dump import iread, read_type_map
-from pyexport.octahedra import find_octahedra
 from pyexport.outputs import refuse_overwriting_inputs, write_json
 
-from .molecules import axis_vectors, find_molecular_axes, reorientation_correlation
-from .statistics import estimate
-from .tilts import pseudocubic_lattice, tilt_order_parameters
+from .frame_steps import FrameStep, make_steps
+from .report import Estimate, SpeciesNMR
+from .statistics import estimate_entry
 
 log = logging.getLogger(__name__)
 
 VOIGT6 = [(0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)]
-#: longest tail–head bond of a molecular axis (Å); C–N of methylammonium is 1.47-1.50 Å
-MAX_BOND_A = 1.8
 
 
 def parse_types(text: Optional[str]):
@@ -70,36 +73,6 @@ def efg_columns(atoms, prefix: Optional[str] = None) -> Optional[str]:
     if len(named) > 1:
         raise ValueError(f"several EFG column sets {named}: choose one with --efg-columns")
     return named[0] if named else None
-
-
-def parse_molecule_axis(text: Optional[str], symbols: Sequence[str]) -> Optional[Tuple[str, str]]:
-    """``--molecule-axis``: ``"C-N"`` (axis from C to N) → ("C", "N"); ``"none"`` → None;
-    ``"auto"`` (or None) → ("C", "N") when both elements are in ``symbols``, else None."""
-    text = "auto" if text is None else text.strip()
-    if text.lower() == "none":
-        return None
-    if text.lower() == "auto":
-        return ("C", "N") if {"C", "N"} <= set(symbols) else None
-    parts = [s.strip() for s in text.split("-")]
-    if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
-        raise ValueError(f"--molecule-axis {text!r}: expected TAIL-HEAD (e.g. C-N), auto or none")
-    missing = [p for p in parts if p not in set(symbols)]
-    if missing:
-        raise ValueError(f"--molecule-axis {text!r}: no {', '.join(missing)} atoms in the dump "
-                         f"(elements: {sorted(set(symbols))})")
-    return parts[0], parts[1]
-
-
-def molecular_axes_of(atoms, axis: Optional[Tuple[str, str]], dump) -> Optional[np.ndarray]:
-    """(n_mol, 2) tail/head indices of the molecules on the reference frame, or None."""
-    if axis is None:
-        return None
-    tail, head = axis
-    try:
-        return find_molecular_axes(atoms, head=head, tail=tail, max_bond_A=MAX_BOND_A)
-    except ValueError as error:
-        raise ValueError(f"{dump}: first selected frame: {error} (atom indices from 0 in id order; "
-                         "--molecule-axis none switches the molecular analysis off)") from error
 
 
 #: where the EFG tensors come from (``--efg-source``)
@@ -136,13 +109,12 @@ def tensors_from_columns(atoms, stem: str) -> np.ndarray:
 # ------------------------------------------------------------------------------------------
 def evaluate_frames(dump, types, index: str, model_path: Optional[str], columns: Optional[str],
                     batch_atoms: int, progress: bool, rank: int = 0, size: int = 1,
-                    molecule_axis: Optional[str] = "auto", efg_source: str = "auto"):
+                    steps: Sequence[FrameStep] = (), efg_source: str = "auto"):
     """Evaluate the frames of this rank (frame k goes to rank k mod size).
 
-    Returns (results, first frame, perovskite sites or None, EFG column stem or None, molecules);
-    molecules is None or ((tail, head), (n_mol, 2) atom indices). results holds per frame: frame
-    number, timestep, tensors (N, 3, 3) V/Å², cell (3, 3) Å, structural order parameters, and
-    the molecular axes (n_mol, 3) unit vectors when there are molecules."""
+    Returns (results, first frame, EFG column stem or None, the steps that are on). results
+    holds per frame: frame number, timestep, tensors (N, 3, 3) V/Å², and the value of each step
+    under its name (:mod:`efg.frame_steps`)."""
     from tqdm import tqdm
 
     model = None
@@ -150,13 +122,9 @@ def evaluate_frames(dump, types, index: str, model_path: Optional[str], columns:
         from pyexport.contract import load_model
         model, _ = load_model(model_path, kind="efg")
     frames = iread(dump, types=types, index=index)
-    results = {"frame": [], "timestep": [], "tensors": [], "cells": [], "structure": [], "scaled": [],
-               "velocities": [], "axes": []}
+    results = None
     first = None
-    sites = None
-    axis, pairs = None, None
-    axes_of_frame = {}
-    pending = []
+    pending = []                       # (k, atoms, {step: value}) waiting for the EFG model
     bar = tqdm(desc=f"efg analyze {Path(dump).name}", unit="frame", disable=not progress or rank != 0,
                file=sys.stderr)
 
@@ -165,10 +133,10 @@ def evaluate_frames(dump, types, index: str, model_path: Optional[str], columns:
             return
         if columns is None:
             from pyexport.efg_eval import predict_efg
-            tensors = predict_efg(model, [a for _, a in pending], batch_atoms=batch_atoms)
+            tensors = predict_efg(model, [a for _, a, _ in pending], batch_atoms=batch_atoms)
         else:
-            tensors = [tensors_from_columns(a, columns) for _, a in pending]
-        for (k, a), v in zip(pending, tensors):
+            tensors = [tensors_from_columns(a, columns) for _, a, _ in pending]
+        for (k, a, values), v in zip(pending, tensors):
             v = np.asarray(v, dtype=np.float64)
             bad = np.flatnonzero(~np.isfinite(v).all(axis=(1, 2)))
             if len(bad):
@@ -179,13 +147,8 @@ def evaluate_frames(dump, types, index: str, model_path: Optional[str], columns:
             results["frame"].append(k)
             results["timestep"].append(int(a.info.get("timestep", k)))
             results["tensors"].append(v)
-            results["cells"].append(a.cell.array.copy())
-            results["scaled"].append(np.linalg.solve(a.cell.array.T, a.positions.T).T)
-            if all(k in a.arrays for k in ("vx", "vy", "vz")):
-                results["velocities"].append(np.stack([a.arrays[k] for k in ("vx", "vy", "vz")], axis=1))
-            results["structure"].append(structure_of(a, sites))
-            if pairs is not None:
-                results["axes"].append(axes_of_frame.pop(k))
+            for step in steps:
+                results[step.name].append(values[step.name] if step.name in values else step.frame(k, a))
         bar.update(len(pending))
         pending.clear()
 
@@ -193,54 +156,26 @@ def evaluate_frames(dump, types, index: str, model_path: Optional[str], columns:
         if first is None:
             first = atoms
             columns = choose_efg_source(dump, model_path, efg_columns(atoms, columns), efg_source)
-            try:
-                sites = find_octahedra(atoms)
-            except ValueError as error:
-                sites = None
-                if rank == 0:
-                    log.warning("%s: no tilt or lattice analysis: the first selected frame is %s",
-                                dump, error)
-            axis = parse_molecule_axis(molecule_axis, atoms.get_chemical_symbols())
-            pairs = molecular_axes_of(atoms, axis, dump)
-        if pairs is not None:
-            # every rank checks every frame (cheap), so that a broken molecule stops all ranks alike
-            try:
-                axes = axis_vectors(atoms, pairs, MAX_BOND_A)
-            except ValueError as error:
-                raise ValueError(f"{dump}: frame {k} (timestep {atoms.info.get('timestep')}): {error} "
-                                 "(atom indices from 0 in id order)") from error
+            context = {"dump": dump, "rank": rank}
+            steps = [step for step in steps if step.prepare(first, context)]
+            results = {key: [] for key in ["frame", "timestep", "tensors"] + [s.name for s in steps]}
+        # steps that check every frame see them all, on every rank
+        checked = {step.name: step.frame(k, atoms) for step in steps if step.checks_every_frame}
         if k % size != rank:
             continue
-        if pairs is not None:
-            axes_of_frame[k] = axes
-        pending.append((k, atoms))
-        if sum(len(a) for _, a in pending) >= batch_atoms:
+        pending.append((k, atoms, checked))
+        if sum(len(a) for _, a, _ in pending) >= batch_atoms:
             flush()
     flush()
     bar.close()
     if first is None:
         raise ValueError(f"{dump}: no frames selected by index {index!r}")
-    return results, first, sites, columns, (None if pairs is None else (axis, pairs))
-
-
-def structure_of(atoms, sites) -> dict:
-    if sites is None:
-        return {}
-    lattice, angles = pseudocubic_lattice(atoms, sites.repeats)
-    out = {"lattice_pc_A": lattice, "angles_deg": angles}
-    out.update(tilt_order_parameters(atoms, sites))
-    return out
+    return results, first, columns, steps
 
 
 # ------------------------------------------------------------------------------------------
 # Statistics (rank 0)
 # ------------------------------------------------------------------------------------------
-def _est(series, statistic=None, tau_series=None) -> dict:
-    e = estimate(series, statistic, tau_series)
-    return {"value": np.asarray(e.value).tolist(), "error": np.asarray(e.error).tolist(),
-            "tau_frames": e.tau, "block_frames": e.block_length, "n_blocks": e.n_blocks}
-
-
 def site_statistics(tensors: np.ndarray, q_mb: np.ndarray) -> dict:
     """Per-site estimates from tensors (F, N, 3, 3) and quadrupole moments (N,) mb (nan = none)."""
     v6 = np.stack([tensors[..., a, b] for a, b in VOIGT6], axis=-1)           # (F, N, 6)
@@ -255,131 +190,52 @@ def site_statistics(tensors: np.ndarray, q_mb: np.ndarray) -> dict:
         return nmr.eta(nmr.from_voigt6(mean6))
 
     return {
-        "mean_tensor_voigt6": _est(v6, tau_series=tau_series),
-        "cq_of_mean_tensor_mhz": _est(v6, cq_of_mean, tau_series),
-        "eta_of_mean_tensor": _est(v6, eta_of_mean, tau_series),
-        "mean_cq_mhz": _est(cq_inst, tau_series=tau_series),
-        "mean_abs_cq_mhz": _est(np.abs(cq_inst), tau_series=tau_series),
-        "mean_eta": _est(eta_inst, tau_series=tau_series),
+        "mean_tensor_voigt6": estimate_entry(v6, tau_series=tau_series),
+        "cq_of_mean_tensor_mhz": estimate_entry(v6, cq_of_mean, tau_series),
+        "eta_of_mean_tensor": estimate_entry(v6, eta_of_mean, tau_series),
+        "mean_cq_mhz": estimate_entry(cq_inst, tau_series=tau_series),
+        "mean_abs_cq_mhz": estimate_entry(np.abs(cq_inst), tau_series=tau_series),
+        "mean_eta": estimate_entry(eta_inst, tau_series=tau_series),
     }, cq_inst, eta_inst
 
 
-def species_statistics(tensors, q_mb, symbols, isotopes) -> dict:
+def species_statistics(tensors, q_mb, symbols, isotopes) -> Dict[str, SpeciesNMR]:
     """Per species: site averages of the per-site quantities, with errors from the same blocks."""
     out = {}
     v6 = np.stack([tensors[..., a, b] for a, b in VOIGT6], axis=-1)
     tau_series = v6.reshape(v6.shape[0], -1)
+
+    def estimated(series, statistic=None) -> Estimate:
+        return Estimate(**estimate_entry(series, statistic, tau_series))
+
     for element in dict.fromkeys(symbols):
         mask = symbols == element
         q = q_mb[mask]
-        entry = {"n_sites": int(mask.sum()), "isotope": isotopes.get(element)}
+        isotope = isotopes.get(element)
         sub6 = v6[:, mask]
 
         def cq_sites_of_mean(mean6, q=q):
             return nmr.CQ_MHZ_PER_MB_V_PER_A2 * q * nmr.vzz(nmr.from_voigt6(mean6))
 
-        entry["cq_of_mean_tensor_mhz"] = _est(sub6, lambda m: cq_sites_of_mean(m).mean(), tau_series)
-        entry["abs_cq_of_mean_tensor_mhz"] = _est(sub6, lambda m: np.abs(cq_sites_of_mean(m)).mean(), tau_series)
-        entry["eta_of_mean_tensor"] = _est(sub6, lambda m: nmr.eta(nmr.from_voigt6(m)).mean(), tau_series)
         vzz_inst = nmr.vzz(tensors[:, mask])
         cq_inst = nmr.CQ_MHZ_PER_MB_V_PER_A2 * q[None, :] * vzz_inst
         eta_inst = nmr.eta(tensors[:, mask])
-        entry["mean_cq_mhz"] = _est(cq_inst.mean(axis=1), tau_series=tau_series)
-        entry["mean_abs_cq_mhz"] = _est(np.abs(cq_inst).mean(axis=1), tau_series=tau_series)
-        entry["mean_eta"] = _est(eta_inst.mean(axis=1), tau_series=tau_series)
-        entry["mean_abs_vzz_V_per_A2"] = _est(np.abs(vzz_inst).mean(axis=1), tau_series=tau_series)
-        if entry["isotope"] is not None:
-            cq_values = cq_inst.ravel()
-            counts, edges = np.histogram(cq_values, bins=60)
-            entry["histogram_cq_mhz"] = {"counts": counts.tolist(), "edges": edges.tolist()}
+        histogram_cq = None
+        if isotope is not None:
+            counts, edges = np.histogram(cq_inst.ravel(), bins=60)
+            histogram_cq = {"counts": counts.tolist(), "edges": edges.tolist()}
         counts, edges = np.histogram(eta_inst.ravel(), bins=40, range=(0.0, 1.0))
-        entry["histogram_eta"] = {"counts": counts.tolist(), "edges": edges.tolist()}
-        out[element] = entry
-    return out
-
-
-def structure_statistics(structure: List[dict]) -> dict:
-    if not structure or not structure[0]:
-        return {}
-    out = {}
-    for key in structure[0]:
-        series = np.array([s[key] for s in structure])
-        out[key] = _est(series)
-    return out
-
-
-def displacement_msd(scaled: np.ndarray, cells: np.ndarray, masses: np.ndarray) -> np.ndarray:
-    """Per frame and atom, u ⊗ u (F, N, 3, 3) Å² of the displacement u from the atom's mean
-    position over the run. Atoms are followed across periodic boundaries (frames must be close
-    enough in time that no atom moves half a cell between them); the centre-of-mass motion of
-    each frame is removed."""
-    step = np.diff(scaled, axis=0)
-    step -= np.round(step)
-    unwrapped = np.concatenate([scaled[:1], scaled[:1] + np.cumsum(step, axis=0)])
-    u = np.einsum("fnj,fjk->fnk", unwrapped - unwrapped.mean(axis=0), cells)
-    u -= (masses[None, :, None] * u).sum(axis=1, keepdims=True) / masses.sum()
-    return u[..., :, None] * u[..., None, :]
-
-
-def vibrational_dos(velocities: np.ndarray, masses: np.ndarray, frame_dt_ps: float) -> dict:
-    """Vibrational density of states from the mass-weighted velocity autocorrelation (Å/ps):
-    the power spectrum of the velocities, (F, N, 3) frames dt apart, normalised to unit area
-    over frequency (THz). Hann-windowed; resolution 1/(F dt)."""
-    v = velocities - velocities.mean(axis=0)
-    n = v.shape[0]
-    window = np.hanning(n)[:, None, None]
-    spectrum = np.abs(np.fft.rfft(v * window, axis=0)) ** 2
-    power = (masses[None, :, None] * spectrum).sum(axis=(1, 2))
-    freq = np.fft.rfftfreq(n, d=frame_dt_ps)
-    area = np.trapezoid(power, freq)
-    return {"frequencies_THz": freq.tolist(), "dos_normalised": (power / area).tolist(),
-            "frame_dt_ps": frame_dt_ps, "nyquist_THz": 0.5 / frame_dt_ps}
-
-
-def msd_statistics(uu: np.ndarray, symbols: np.ndarray) -> dict:
-    """Per species: mean-square displacement tensor (3, 3) and isotropic MSD, Å², with errors."""
-    out = {}
-    for element in dict.fromkeys(symbols):
-        series = uu[:, symbols == element].mean(axis=1)                 # (F, 3, 3)
-        out[element] = {"msd_tensor_A2": _est(series.reshape(len(series), 9)),
-                        "msd_iso_A2": _est(np.trace(series, axis1=1, axis2=2) / 3.0)}
-        out[element]["msd_tensor_A2"]["value"] = np.reshape(out[element]["msd_tensor_A2"]["value"], (3, 3)).tolist()
-        out[element]["msd_tensor_A2"]["error"] = np.reshape(out[element]["msd_tensor_A2"]["error"], (3, 3)).tolist()
-    return out
-
-
-def frame_spacing(timesteps: Sequence[int]) -> Optional[int]:
-    """MD steps between consecutive frames, or None if they are not evenly spaced (a restart
-    that repeats frames, a gap) or there are fewer than two frames."""
-    steps = np.diff(np.asarray(timesteps, dtype=np.int64))
-    if len(steps) == 0 or steps[0] <= 0 or np.any(steps != steps[0]):
-        return None
-    return int(steps[0])
-
-
-def molecule_statistics(axes: np.ndarray, axis: Tuple[str, str], timesteps: Sequence[int],
-                        md_timestep_ps: Optional[float]) -> dict:
-    """The ``molecules`` section of run.json from the axes (F, n_mol, 3) of all frames: C1(t),
-    C2(t), τ1, τ2 in ps (``md_timestep_ps`` given) or in frames (not given)."""
-    tail, head = axis
-    out = {"axis": f"{tail}->{head}", "max_bond_A": MAX_BOND_A, "n_molecules": int(axes.shape[1])}
-    spacing = frame_spacing(timesteps)
-    if spacing is None:
-        shown = ", ".join(str(t) for t in timesteps[:6]) + (", ..." if len(timesteps) > 6 else "")
-        out["skipped"] = ("no reorientation analysis: it needs two or more frames evenly spaced in time; "
-                          f"the run has {len(timesteps)} at timesteps {shown}")
-        return out
-    frame_dt_ps = spacing * md_timestep_ps if md_timestep_ps else None
-    corr = reorientation_correlation(axes, frame_dt_ps)
-    unit = corr["time_unit"]
-    out.update({"frame_dt_ps": frame_dt_ps, "time_unit": unit, "steps_per_frame": spacing,
-                "n_frames": corr["n_frames"], "n_bootstrap": corr["n_bootstrap"]})
-    if frame_dt_ps is None:
-        out["note"] = "no --md-timestep: lags and correlation times are in frames"
-    out[f"tau1_{unit}"] = corr["tau1"]
-    out[f"tau2_{unit}"] = corr["tau2"]
-    for name in ("C1", "C2"):
-        out[name] = {f"lag_{unit}": corr["lag"], **corr[name]}
+        out[element] = SpeciesNMR(
+            n_sites=int(mask.sum()), isotope=isotope,
+            cq_of_mean_tensor_mhz=estimated(sub6, lambda m: cq_sites_of_mean(m).mean()),
+            abs_cq_of_mean_tensor_mhz=estimated(sub6, lambda m: np.abs(cq_sites_of_mean(m)).mean()),
+            eta_of_mean_tensor=estimated(sub6, lambda m: nmr.eta(nmr.from_voigt6(m)).mean()),
+            mean_cq_mhz=estimated(cq_inst.mean(axis=1)),
+            mean_abs_cq_mhz=estimated(np.abs(cq_inst).mean(axis=1)),
+            mean_eta=estimated(eta_inst.mean(axis=1)),
+            mean_abs_vzz_V_per_A2=estimated(np.abs(vzz_inst).mean(axis=1)),
+            histogram_eta={"counts": counts.tolist(), "edges": edges.tolist()},
+            histogram_cq_mhz=histogram_cq)
     return out
 
 
@@ -401,19 +257,16 @@ def analyze(dump, model=None, types=None, isotopes=None, index=":", every=1, col
     type_map = parse_types(types) if isinstance(types, str) or types is None else types
     if every > 1:
         index = _compose_every(index, every)
-    results, first, sites, columns, molecules = evaluate_frames(dump, type_map, index, model, columns, batch_atoms,
-                                                                progress, rank, size, molecule_axis,
-                                                                efg_source)
+    steps = make_steps(molecule_axis)
+    results, first, columns, steps = evaluate_frames(dump, type_map, index, model, columns, batch_atoms,
+                                                     progress, rank, size, steps, efg_source)
     if comm is not None:
         gathered = comm.gather(results, root=0)
         if rank != 0:
             return None
         results = {key: [item for part in gathered for item in part[key]] for key in results}
         order = np.argsort(results["frame"], kind="stable")
-        # velocities (and molecular axes) are there for every frame or for none (one dump):
-        # reorder only what is there
-        results = {key: [values[k] for k in order] if len(values) == len(order) else []
-                   for key, values in results.items()}
+        results = {key: [values[k] for k in order] for key, values in results.items()}
 
     symbols = np.array(first.get_chemical_symbols())
     iso = nmr.resolve_isotopes(list(dict.fromkeys(symbols)), isotopes)
@@ -423,18 +276,6 @@ def analyze(dump, model=None, types=None, isotopes=None, index=":", every=1, col
         raise ValueError(f"{dump}: frames do not all have {len(symbols)} atoms")
 
     sites_stats, _, _ = site_statistics(tensors, np.nan_to_num(q_mb, nan=0.0))
-    masses = first.get_masses()
-    dynamics = {}
-    if tensors.shape[0] >= 2:
-        uu = displacement_msd(np.stack(results["scaled"]), np.stack(results["cells"]), masses)
-        dynamics["msd"] = msd_statistics(uu, symbols)
-    if results["velocities"] and md_timestep_ps and len(results["velocities"]) >= 8:
-        steps = np.diff(results["timestep"])
-        if np.all(steps == steps[0]) and steps[0] > 0:
-            dynamics["vdos"] = vibrational_dos(np.stack(results["velocities"]), masses,
-                                               float(steps[0]) * md_timestep_ps)
-        else:
-            dynamics["vdos_skipped"] = "frames are not evenly spaced in time"
     report = {
         "efgmd": "efg analyze",
         "dump": str(dump),
@@ -447,22 +288,20 @@ def analyze(dump, model=None, types=None, isotopes=None, index=":", every=1, col
         "timesteps": [int(t) for t in results["timestep"]],
         "isotopes": iso,
         "quadrupole_moments_mb": {s: nmr.quadrupole_moment_mb(i) for s, i in iso.items()},
-        "species": species_statistics(tensors, np.nan_to_num(q_mb, nan=0.0), symbols, iso),
+        "species": {element: entry.to_json() for element, entry in
+                    species_statistics(tensors, np.nan_to_num(q_mb, nan=0.0), symbols, iso).items()},
         "sites": {"symbols": symbols.tolist(), **sites_stats},
-        "structure": structure_statistics(results["structure"]),
-        "dynamics": dynamics,
-        "perovskite": ({"B": sites.b_symbol, "X": sites.x_symbol, "repeats": sites.repeats.tolist()}
-                       if sites is not None else None),
+        # the sections of the per-frame steps (efg.frame_steps) go here, in this order
+        "structure": {}, "dynamics": {}, "perovskite": None,
         "conventions": "V in V/Å², VASP order xx yy zz xy xz yz; |Vzz|>=|Vyy|>=|Vxx|; "
                        "C_Q = e Q Vzz / h (MHz, signed); eta = (Vxx - Vyy)/Vzz; "
                        "null = no number (undefined or not computed)",
         "wall_time_s": time.time() - start_time,
     }
-    if molecules is not None:
-        report["molecules"] = molecule_statistics(np.stack(results["axes"]), molecules[0], results["timestep"],
-                                                  md_timestep_ps)
-        if "skipped" in report["molecules"]:
-            log.warning("%s: %s", dump, report["molecules"]["skipped"])
+    context = {"dump": dump, "timesteps": results["timestep"], "masses": first.get_masses(),
+               "symbols": symbols, "md_timestep_ps": md_timestep_ps}
+    for step in steps:
+        step.conclude(results[step.name], report, context)
     report["wall_time_s"] = time.time() - start_time
     if output:
         write_outputs(report, tensors, output)

@@ -25,7 +25,10 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
+
 from pyexport.outputs import refuse_overwriting_inputs, same_file, write_json
+
+from .report import RunReport
 
 STATISTICS = ("quantum", "classical")
 
@@ -74,19 +77,19 @@ def harmonic_series(harmonic: dict) -> Dict[str, dict]:
     return out
 
 
-def md_series(runs: List[dict]) -> dict:
-    temps = np.array([r["temperature_K"] for r in runs], float)
+def md_series(runs: List[RunReport]) -> dict:
+    temps = np.array([r.temperature_K for r in runs], float)
     out = {"T": temps, "msd": {}, "msd_err": {}, "cq": {}, "cq_err": {}, "eta": {}, "eta_err": {}}
-    for el in runs[0]["species"]:
-        if all(r.get("dynamics", {}).get("msd") for r in runs):
-            out["msd"][el] = np.array([r["dynamics"]["msd"][el]["msd_iso_A2"]["value"] for r in runs])
-            out["msd_err"][el] = np.array([r["dynamics"]["msd"][el]["msd_iso_A2"]["error"] for r in runs])
-        sp = [r["species"][el] for r in runs]
-        if sp[0].get("isotope"):
-            out["cq"][el] = np.array([s["abs_cq_of_mean_tensor_mhz"]["value"] for s in sp])
-            out["cq_err"][el] = np.array([s["abs_cq_of_mean_tensor_mhz"]["error"] for s in sp])
-        out["eta"][el] = np.array([s["eta_of_mean_tensor"]["value"] for s in sp])
-        out["eta_err"][el] = np.array([s["eta_of_mean_tensor"]["error"] for s in sp])
+    for el in runs[0].species:
+        if all(r.dynamics.get("msd") for r in runs):
+            out["msd"][el] = np.array([r.dynamics["msd"][el]["msd_iso_A2"]["value"] for r in runs])
+            out["msd_err"][el] = np.array([r.dynamics["msd"][el]["msd_iso_A2"]["error"] for r in runs])
+        sp = [r.species[el] for r in runs]
+        if sp[0].isotope:
+            out["cq"][el] = np.array([s.abs_cq_of_mean_tensor_mhz.value for s in sp])
+            out["cq_err"][el] = np.array([s.abs_cq_of_mean_tensor_mhz.error for s in sp])
+        out["eta"][el] = np.array([s.eta_of_mean_tensor.value for s in sp])
+        out["eta_err"][el] = np.array([s.eta_of_mean_tensor.error for s in sp])
     return out
 
 
@@ -146,7 +149,7 @@ def _plot_dos(runs, harmonic, path) -> Optional[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with_dos = [r for r in runs if r.get("dynamics", {}).get("vdos")]
+    with_dos = [r for r in runs if r.dynamics.get("vdos")]
     if not with_dos:
         return None
     f_h = np.array(harmonic["dos"]["frequencies_THz"])
@@ -155,8 +158,8 @@ def _plot_dos(runs, harmonic, path) -> Optional[str]:
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
     ax.fill_between(f_h, g_h / area, color="0.8", label="phonopy (harmonic)")
     for r in with_dos:
-        d = r["dynamics"]["vdos"]
-        ax.plot(d["frequencies_THz"], d["dos_normalised"], lw=1, label=f"MD {r['temperature_K']:.0f} K")
+        d = r.dynamics["vdos"]
+        ax.plot(d["frequencies_THz"], d["dos_normalised"], lw=1, label=f"MD {r.temperature_K:.0f} K")
     ax.set_xlim(min(f_h.min(), 0), max(f_h.max(), 1) * 1.15)
     ax.set_xlabel("frequency (THz; imaginary as negative)")
     ax.set_ylabel("DOS (unit area)")
@@ -286,7 +289,7 @@ def compare(harmonic_path, scan_path, output) -> dict:
     runs = []
     for path in scan["runs"]:
         p = Path(path)
-        runs.append(_load(p if p.is_absolute() else base / p))
+        runs.append(RunReport.read(p if p.is_absolute() else base / p))
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     md = md_series(runs)

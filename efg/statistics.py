@@ -97,3 +97,11 @@ def estimate(series: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray] =
     value = statistic(series.mean(axis=0))
     return Estimate(value=value, error=jackknife(blocks, statistic), tau=tau, block_length=length,
                     n_blocks=blocks.shape[0])
+
+
+def estimate_entry(series, statistic=None, tau_series=None) -> dict:
+    """:func:`estimate` as the report entry of ``efg analyze``: value, error, τ (frames), block
+    length and number of blocks (plain lists and numbers, for JSON)."""
+    e = estimate(series, statistic, tau_series)
+    return {"value": np.asarray(e.value).tolist(), "error": np.asarray(e.error).tolist(),
+            "tau_frames": e.tau, "block_frames": e.block_length, "n_blocks": e.n_blocks}

@@ -35,7 +35,6 @@ over the temperatures where the molecules decorrelated within the run (the other
 excluded, never given a τ). The error of E_a (meV) comes from the fit's covariance, inflated by
 √(χ²/dof) where that exceeds 1.
 """
-import json
 import logging
 from pathlib import Path
 from typing import Dict, List, Sequence
@@ -43,6 +42,8 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from pyexport.outputs import refuse_overwriting_inputs, write_json
+
+from .report import RunReport
 
 log = logging.getLogger(__name__)
 
@@ -53,48 +54,34 @@ REORIENTATION = ("molecules:tau1_ps", "molecules:tau2_ps")
 BOLTZMANN_MEV_PER_K = 8.617333262e-2
 
 
-def _value(entry) -> float:
-    v = entry["value"]
-    return float(np.max(v)) if isinstance(v, list) else float(v)
-
-
-def _error(entry) -> float:
-    """Error of the value, or of the largest component for vector entries."""
-    v, e = entry["value"], entry["error"]
-    if isinstance(v, list):
-        return float(np.asarray(e)[int(np.argmax(v))])
-    return float(e)
-
-
-def collect_curves(runs: Sequence[dict]) -> Dict[str, dict]:
+def collect_curves(runs: Sequence[RunReport]) -> Dict[str, dict]:
     """{name: {"T": (n,), "y": (n,), "err": (n,), "label": str}} from efg analyze reports."""
-    temperatures = np.array([r["temperature_K"] for r in runs], dtype=float)
+    temperatures = np.array([r.temperature_K for r in runs], dtype=float)
     curves: Dict[str, dict] = {}
 
     def add(name, label, values, errors, **extra):
         curves[name] = {"T": temperatures, "y": np.array(values, float), "err": np.array(errors, float),
                         "label": label, "extra": extra}
 
-    species = [s for s, e in runs[0]["species"].items() if e.get("isotope")]
-    for s in species:
-        iso = runs[0]["species"][s]["isotope"]
+    for s in runs[0].quadrupolar_species():
+        iso = runs[0].species[s].isotope
         for key, label in (("abs_cq_of_mean_tensor_mhz", f"|C_Q(⟨V⟩)| {iso} (MHz)"),
                            ("mean_abs_cq_mhz", f"⟨|C_Q|⟩ {iso} (MHz)"),
                            ("eta_of_mean_tensor", f"η(⟨V⟩) {iso}"),
                            ("mean_eta", f"⟨η⟩ {iso}")):
-            add(f"{s}:{key}", label, [_value(r["species"][s][key]) for r in runs],
-                [_error(r["species"][s][key]) for r in runs])
-    without = [str(r.get("temperature_K")) for r in runs if not r.get("structure")]
+            add(f"{s}:{key}", label, [r.species[s].estimate(key).largest() for r in runs],
+                [r.species[s].estimate(key).error_of_largest() for r in runs])
+    without = [str(r.temperature_K) for r in runs if not r.structure]
     if without and len(without) < len(runs):
         log.warning("no structural curves (tilts, lattice): no perovskite analysis in the runs at "
                     "%s K (see efg analyze's message for those dumps)", ", ".join(without))
     if not without:
         for key, label in (("tilt_R_deg", "R tilt (out-of-phase), largest axis (°)"),
                            ("tilt_M_deg", "M tilt (in-phase), largest axis (°)")):
-            add(f"structure:{key}", label, [_value(r["structure"][key]) for r in runs],
-                [_error(r["structure"][key]) for r in runs])
-        lattice = np.array([r["structure"]["lattice_pc_A"]["value"] for r in runs])
-        lattice_err = np.array([r["structure"]["lattice_pc_A"]["error"] for r in runs])
+            add(f"structure:{key}", label, [r.structure[key].largest() for r in runs],
+                [r.structure[key].error_of_largest() for r in runs])
+        lattice = np.array([r.structure["lattice_pc_A"].value for r in runs])
+        lattice_err = np.array([r.structure["lattice_pc_A"].error for r in runs])
         for axis, name in enumerate("abc"):
             add(f"structure:lattice_{name}", f"pseudocubic {name} (Å)", lattice[:, axis], lattice_err[:, axis])
         spread = lattice.max(axis=1) - lattice.min(axis=1)
@@ -120,19 +107,19 @@ def c_over_a(lattice: np.ndarray, lattice_err: np.ndarray, temperatures: np.ndar
     return ratio, error, axis
 
 
-def add_reorientation_curves(runs: Sequence[dict], add) -> None:
+def add_reorientation_curves(runs: Sequence[RunReport], add) -> None:
     """τ1, τ2 (ps) of the molecular axes vs T: nan (no τ) where the molecules did not decorrelate."""
-    if not any("molecules" in r for r in runs):
+    if not any(r.molecules is not None for r in runs):
         return
-    without = [str(r.get("temperature_K")) for r in runs if "tau2_ps" not in r.get("molecules", {})]
+    without = [str(r.temperature_K) for r in runs if "tau2_ps" not in (r.molecules or {})]
     if without:
         log.warning("no reorientation curves: no molecular reorientation times in ps in the runs at "
                     "%s K (no molecules, frames not evenly spaced, or no --md-timestep)", ", ".join(without))
         return
-    axis = runs[0]["molecules"]["axis"]
+    axis = runs[0].molecules["axis"]
     for name in REORIENTATION:
         key = name.split(":")[1]
-        entries = [r["molecules"][key] for r in runs]
+        entries = [r.molecules[key] for r in runs]
         values = [e["value"] if e["decorrelated"] else np.nan for e in entries]
         errors = [e["error"] if e["decorrelated"] and e["error"] is not None else np.nan for e in entries]
         add(name, f"{key.split('_')[0].replace('tau', 'τ')} {axis} (ps)", values, errors)
@@ -362,14 +349,14 @@ def scan(run_files: Sequence, output=None, plot=True) -> dict:
     if output:
         stem = Path(output).with_suffix("")
         refuse_overwriting_inputs(run_files, [output] + [f"{stem}_{name}.png" for name in PLOT_NAMES])
-    runs = [json.loads(Path(f).read_text()) for f in run_files]
-    missing = [str(f) for f, r in zip(run_files, runs) if r.get("temperature_K") is None]
+    runs = [RunReport.read(f) for f in run_files]
+    missing = [str(f) for f, r in zip(run_files, runs) if r.temperature_K is None]
     if missing:
         raise ValueError(f"no temperature in {missing}: run efg analyze with --temperature")
-    order = np.argsort([r["temperature_K"] for r in runs])
+    order = np.argsort([r.temperature_K for r in runs])
     runs = [runs[k] for k in order]
     run_files = [str(run_files[k]) for k in order]
-    temps = [r["temperature_K"] for r in runs]
+    temps = [r.temperature_K for r in runs]
     if len(set(temps)) != len(temps):
         raise ValueError(f"repeated temperatures {temps}: give one run per temperature")
     curves = collect_curves(runs)
@@ -402,7 +389,7 @@ def scan(run_files: Sequence, output=None, plot=True) -> dict:
                                           if k not in ("fit_curve", "name")}
                      for name in REORIENTATION if name in results}
     if reorientation:
-        report["reorientation"] = {"axis": runs[0]["molecules"]["axis"], **reorientation}
+        report["reorientation"] = {"axis": runs[0].molecules["axis"], **reorientation}
     if output:
         output = Path(output)
         output.parent.mkdir(parents=True, exist_ok=True)

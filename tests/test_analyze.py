@@ -231,7 +231,7 @@ def test_analyze_errors_name_the_problem(tmp_path):
 
 
 def test_msd_follows_atoms_across_boundaries_and_vdos_finds_the_frequency():
-    from efg.analyze import displacement_msd, msd_statistics, vibrational_dos
+    from efg.frame_steps import displacement_msd, msd_statistics, vibrational_dos
     rng = np.random.default_rng(6)
     n_frames, n_atoms, L = 3000, 20, 8.0
     cell = np.eye(3) * L
@@ -377,3 +377,28 @@ def test_absurd_coordinate_stops_the_analysis(tmp_path, capsys):
                      "-o", str(tmp_path / "t.json")]) == 1
     assert "(frame 2, timestep 20): coordinate" in capsys.readouterr().err
     assert not (tmp_path / "t.json").exists()
+
+
+def test_report_sections_round_trip_through_their_types(md_dump, tmp_path):
+    """run.json read back as efg.report.RunReport gives the same JSON (every species entry, the
+    structure estimates), and efg scan reads runs only through it: a file that is not a report
+    of efg analyze is refused by name."""
+    from efg.report import Estimate, RunReport, SpeciesNMR
+
+    wd, _ = md_dump
+    analyze(wd / "md.dump", types="Br,Cs,Pb", progress=False, temperature=300.0, output=tmp_path / "run.json")
+    written = json.loads((tmp_path / "run.json").read_text())
+    run = RunReport.read(tmp_path / "run.json")
+    assert run.temperature_K == 300.0 and run.quadrupolar_species() == ["Cs", "Br"]
+    assert {el: entry.to_json() for el, entry in run.species.items()} == written["species"]
+    assert list(run.species["Br"].to_json()) == list(written["species"]["Br"])          # key order too
+    assert "histogram_cq_mhz" not in written["species"]["Pb"]                           # no isotope, no C_Q
+    assert {k: e.to_json() for k, e in run.structure.items()} == written["structure"]
+    assert SpeciesNMR.from_json(written["species"]["Cs"]) == run.species["Cs"]
+    tilt = run.structure["tilt_R_deg"]
+    assert isinstance(tilt, Estimate) and tilt.largest() == max(written["structure"]["tilt_R_deg"]["value"])
+    with pytest.raises(KeyError, match="not a species estimate"):
+        run.species["Br"].estimate("n_sites")
+    (tmp_path / "other.json").write_text(json.dumps({"efgmd": "efg scan"}))
+    with pytest.raises(ValueError, match=r"other\.json: not a report of efg analyze"):
+        RunReport.read(tmp_path / "other.json")

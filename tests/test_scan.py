@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+from efg.report import Estimate, SpeciesNMR
 from efg.temperature_scan import order_parameter_transition, scan, transition
 
 
@@ -27,15 +28,20 @@ def test_straight_line_gives_no_transition():
 
 
 def _run(T, tilt, tilt_err, cq):
-    entry = lambda v, e: {"value": v, "error": e, "tau_frames": 1.0, "block_frames": 2, "n_blocks": 10}
-    species = {"Br": {"isotope": "79Br", **{k: entry(cq, 0.01) for k in (
-        "abs_cq_of_mean_tensor_mhz", "mean_abs_cq_mhz")}, **{k: entry(0.1, 0.01) for k in (
-            "eta_of_mean_tensor", "mean_eta")}}}
+    """A run report as efg analyze writes it (built through efg.report), with made-up numbers."""
+    def entry(value, error):
+        return Estimate(value, error, tau_frames=1.0, block_frames=2, n_blocks=10)
+
+    br = SpeciesNMR(n_sites=24, isotope="79Br", cq_of_mean_tensor_mhz=entry(cq, 0.01),
+                    abs_cq_of_mean_tensor_mhz=entry(cq, 0.01), eta_of_mean_tensor=entry(0.1, 0.01),
+                    mean_cq_mhz=entry(cq, 0.01), mean_abs_cq_mhz=entry(cq, 0.01), mean_eta=entry(0.1, 0.01),
+                    mean_abs_vzz_V_per_A2=entry(1.0, 0.01), histogram_eta={"counts": [], "edges": []})
     a = 5.9 + 1e-4 * T
     structure = {"tilt_R_deg": entry([0.1, 0.1, tilt], [0.05, 0.05, tilt_err]),
                  "tilt_M_deg": entry([0.1, 0.1, 0.1], [0.05, 0.05, 0.05]),
                  "lattice_pc_A": entry([a, a, a + (0.02 if tilt > 1 else 0.0)], [1e-3] * 3)}
-    return {"temperature_K": T, "species": species, "structure": structure}
+    return {"efgmd": "efg analyze", "temperature_K": T, "species": {"Br": br.to_json()},
+            "structure": {key: e.to_json() for key, e in structure.items()}}
 
 
 def test_scan_of_runs_reports_structural_transition_and_plots(tmp_path):
