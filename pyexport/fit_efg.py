@@ -220,37 +220,18 @@ def default_isotopes(elements: Sequence[str]) -> Dict[str, str]:
     """element -> isotope for every element with a default quadrupolar isotope (pyexport.nmr)."""
     from . import nmr
 
-    out = {}
-    for e in elements:
-        try:
-            out[e] = nmr.default_isotope(e)
-        except ValueError:
-            pass
-    return out
+    return nmr.resolve_isotopes(elements)
 
 
 def parse_isotopes(text: Optional[str], elements: Sequence[str]) -> Dict[str, str]:
-    """``"Br=81Br,Cs=133Cs"`` -> {element: isotope} over the defaults; checks that every isotope
-    has a quadrupole moment and belongs to its element."""
+    """``"Br=81Br,Cs=133Cs"`` -> {element: isotope} over the defaults, in element order; each item
+    read by :func:`pyexport.nmr.parse_isotope_option` (the isotope must have a quadrupole moment
+    and belong to its element, and the element must be in the data)."""
     from . import nmr
 
-    isotopes = default_isotopes(elements)
-    if not text:
-        return isotopes
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        if "=" not in item:
-            raise ValueError(f"--isotopes: expected ELEMENT=ISOTOPE items like 'Br=81Br', got {item!r}")
-        element, isotope = (x.strip() for x in item.split("=", 1))
-        if element not in elements:
-            raise ValueError(f"--isotopes: element {element!r} is not in the data ({list(elements)})")
-        iso = nmr.normalize_isotope(isotope)
-        nmr.quadrupole_moment_mb(iso)
-        if not iso.endswith(element) or not iso[: -len(element)].isdigit():
-            raise ValueError(f"--isotopes: {isotope!r} is not an isotope of {element}")
-        isotopes[element] = iso
-    return isotopes
+    items = [item for item in (text or "").split(",") if item.strip()]
+    resolved = nmr.resolve_isotopes(elements, nmr.parse_isotope_options(items, "--isotopes"), "--isotopes")
+    return {element: resolved[element] for element in dict.fromkeys(elements) if element in resolved}
 
 
 def efg_metrics(pred: Sequence[np.ndarray], label: Sequence[np.ndarray], symbols: Sequence[Sequence[str]],

@@ -151,15 +151,14 @@ def parse_isotope_option(text: str, option: str = "--isotope") -> Tuple[str, str
     element, equals, isotope = str(text).partition("=")
     element, isotope = element.strip(), isotope.strip()
     if not equals or not element or not isotope:
-        raise ValueError(f"{option} {text!r}: expected ELEMENT=ISOTOPE, e.g. {option} Br=81Br "
-                         f"(repeat the option for more elements)")
+        raise ValueError(f"{option} {text!r}: expected ELEMENT=ISOTOPE, e.g. {option} Br=81Br")
     try:
         name = normalize_isotope(isotope)
         quadrupole_moment_mb(name)
     except ValueError as exc:
         raise ValueError(f"{option} {text}: {exc}") from None
     if isotope_element(name) != element:
-        raise ValueError(f"{option} {text}: {name} is not an isotope of {element!r}")
+        raise ValueError(f"{option} {text}: {name} is not an isotope of {element}")
     return element, name
 
 

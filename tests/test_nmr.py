@@ -87,7 +87,7 @@ def test_isotope_option_grammar_is_element_equals_isotope():
     assert nmr.parse_isotope_options([]) == {}
     for text, message in [("81Br", r"--isotope '81Br': expected ELEMENT=ISOTOPE, e\.g\. --isotope Br=81Br"),
                           ("Br=79Br,Cs=133Cs", r"--isotope Br=79Br,Cs=133Cs: one ELEMENT=ISOTOPE per --isotope; repeat"),
-                          ("Br=127I", r"--isotope Br=127I: 127I is not an isotope of 'Br'"),
+                          ("Br=127I", r"--isotope Br=127I: 127I is not an isotope of Br"),
                           ("Br=80Br", r"--isotope Br=80Br: isotope '80Br': no quadrupole moment"),
                           ("=79Br", "expected ELEMENT=ISOTOPE")]:
         with pytest.raises(ValueError, match=message):
