@@ -83,24 +83,13 @@ class PotentialModule(torch.nn.Module):
     def __init__(self, energy_model: torch.nn.Module, elements: Sequence[str], cutoff: float,
                  dtype: str = "float64", per_atom_virial: bool = True):
         super().__init__()
-        _check_metadata_values("potential", elements, cutoff, dtype)
-        self.model = energy_model
-        _set_metadata(self, "potential", elements, cutoff, dtype)
-        _set_pair_cutoffs(self, self.model, cutoff)
-        self.per_atom_virial = per_atom_virial
+        _init_potential(self, energy_model, elements, cutoff, dtype, per_atom_virial)
 
     def forward(self, pos: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
                 n_local: int) -> Dict[str, torch.Tensor]:
-        n_all = pos.shape[0]
         edge_vec, src, dst = _edge_vectors(pos, edge_index, self.dtype)
         atom_energy = self.model(edge_vec, species, edge_index, n_local)
-        energy = atom_energy.sum()
-        grads = torch.autograd.grad([energy], [edge_vec], create_graph=self.training,
-                                    allow_unused=True)
-        dE_dr = grads[0]
-        if dE_dr is None:
-            dE_dr = torch.zeros_like(edge_vec)
-        return _potential_outputs(atom_energy, edge_vec, dE_dr, src, dst, n_all, self.per_atom_virial)
+        return _energy_outputs(atom_energy, edge_vec, src, dst, pos.shape[0], self.per_atom_virial, self.training)
 
 
 class GradedPotentialModule(torch.nn.Module):
@@ -130,32 +119,43 @@ class GradedPotentialModule(torch.nn.Module):
     def __init__(self, energy_model: torch.nn.Module, grade: torch.nn.Module, elements: Sequence[str],
                  cutoff: float, dtype: str = "float64", per_atom_virial: bool = True):
         super().__init__()
-        _check_metadata_values("potential", elements, cutoff, dtype)
         if int(grade.size) < 1:
             raise ContractError(f"active_set_size must be a positive integer, got {grade.size}")
-        self.model = energy_model
+        _init_potential(self, energy_model, elements, cutoff, dtype, per_atom_virial)
         self.grade = grade
-        _set_metadata(self, "potential", elements, cutoff, dtype)
-        _set_pair_cutoffs(self, self.model, cutoff)
-        _set_pair_cutoffs(self, self.model, cutoff)
-        self.per_atom_virial = per_atom_virial
         self.active_set_size = int(grade.size)
         self.compute_extrapolation_grade = False
 
     def forward(self, pos: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
                 n_local: int) -> Dict[str, torch.Tensor]:
-        n_all = pos.shape[0]
         edge_vec, src, dst = _edge_vectors(pos, edge_index, self.dtype)
         atom_energy, features = self.model.energy_and_features(edge_vec, species, edge_index, n_local)
-        energy = atom_energy.sum()
-        grads = torch.autograd.grad([energy], [edge_vec], create_graph=self.training, allow_unused=True)
-        dE_dr = grads[0]
-        if dE_dr is None:
-            dE_dr = torch.zeros_like(edge_vec)
-        out = _potential_outputs(atom_energy, edge_vec, dE_dr, src, dst, n_all, self.per_atom_virial)
+        out = _energy_outputs(atom_energy, edge_vec, src, dst, pos.shape[0], self.per_atom_virial, self.training)
         if self.compute_extrapolation_grade:
             out["extrapolation_grade"] = self.grade(features.detach(), species[:n_local]).to(torch.float64)
         return out
+
+
+def _init_potential(module: torch.nn.Module, energy_model: torch.nn.Module, elements: Sequence[str],
+                    cutoff: float, dtype: str, per_atom_virial: bool) -> None:
+    """What every single-model potential wrapper sets: its energy model, the contract metadata,
+    the pair cutoffs and whether it returns ``atom_virial``."""
+    _check_metadata_values("potential", elements, cutoff, dtype)
+    module.model = energy_model
+    _set_metadata(module, "potential", elements, cutoff, dtype)
+    _set_pair_cutoffs(module, energy_model, cutoff)
+    module.per_atom_virial = per_atom_virial
+
+
+def _energy_outputs(atom_energy: torch.Tensor, edge_vec: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
+                    n_all: int, per_atom_virial: bool, create_graph: bool) -> Dict[str, torch.Tensor]:
+    """The contract outputs from atom energies that depend on ``edge_vec``: one backward pass
+    gives dE/dr_ij (zero where the energy does not depend on an edge)."""
+    grads = torch.autograd.grad([atom_energy.sum()], [edge_vec], create_graph=create_graph, allow_unused=True)
+    dE_dr = grads[0]
+    if dE_dr is None:
+        dE_dr = torch.zeros_like(edge_vec)
+    return _potential_outputs(atom_energy, edge_vec, dE_dr, src, dst, n_all, per_atom_virial)
 
 
 def _edge_vectors(pos: torch.Tensor, edge_index: torch.Tensor, dtype: str
