@@ -24,10 +24,10 @@ class HarmonicSampler:
             raise ValueError(f"statistics must be one of {STATISTICS}, got {statistics!r}")
         self.statistics = statistics
         phonon.init_random_displacements(dist_func=statistics, cutoff_frequency=tolerance)
-        self._rd = phonon.random_displacements
+        self.random_displacements = phonon.random_displacements
         self._masses = np.array(phonon.supercell.masses)
-        qpoints = np.array(self._rd.qpoints)
-        freqs = np.array(self._rd.frequencies)
+        qpoints = np.array(self.random_displacements.qpoints)
+        freqs = np.array(self.random_displacements.frequencies)
         keep = included_modes(qpoints, freqs, tolerance)
         self.excluded = []
         for i, b in zip(*np.nonzero(~keep)):
@@ -39,15 +39,17 @@ class HarmonicSampler:
             self_conjugate = np.allclose(2 * q - np.rint(2 * q), 0.0, atol=1e-8)
             self.excluded.append({"qpoint": q, "band_index": int(b), "frequency_THz": f,
                                   "reason": reason, "multiplicity": 1 if self_conjugate else 2})
-        # phonopy samples |f| for imaginary modes; zero frequency takes a mode out.
-        self._rd.frequencies = np.where(keep, freqs, 0.0)
+        # phonopy samples |f| for imaginary modes; zero frequency takes a mode out. The frequencies
+        # setter is RandomDisplacements' documented way to change the modes it samples (it stores
+        # them as eigenvalues); nothing private of phonopy is touched.
+        self.random_displacements.frequencies = np.where(keep, freqs, 0.0)
         self.n_modes = 3 * len(self._masses)
         self.n_excluded = sum(e["multiplicity"] for e in self.excluded)
 
     def sample(self, temperature: float, n_samples: int, seed: Optional[int] = None) -> np.ndarray:
         """(n_samples, N_sc, 3) displacements (Å) drawn at ``temperature`` K."""
-        self._rd.run(float(temperature), number_of_snapshots=int(n_samples), random_seed=seed)
-        return np.array(self._rd.u)
+        self.random_displacements.run(float(temperature), number_of_snapshots=int(n_samples), random_seed=seed)
+        return np.array(self.random_displacements.u)
 
     def summary(self) -> dict:
         reasons = {}
