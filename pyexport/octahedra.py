@@ -74,10 +74,11 @@ def minimum_image(d: np.ndarray, cell: np.ndarray) -> np.ndarray:
 def find_octahedra(atoms, b_symbol: Optional[str] = None, x_symbol: Optional[str] = None
                    ) -> Octahedra:
     """Identify B and X (B: the element each of whose atoms has six X neighbours, with
-    N_X = 3 N_B) and the octahedra. Raises ValueError if the structure is not an ABX3
-    perovskite supercell."""
+    N_X = 3 N_B) and the octahedra; ``b_symbol`` and ``x_symbol`` (both) name them instead of
+    trying every pair. Raises ValueError, naming the elements tried, if the structure is not an
+    ABX3 perovskite supercell."""
     symbols = np.array(atoms.get_chemical_symbols())
-    elements = list(dict.fromkeys(symbols))
+    elements = [str(e) for e in dict.fromkeys(symbols)]     # plain str: messages show 'Na', not np.str_('Na')
     pairs = [(b_symbol, x_symbol)] if b_symbol and x_symbol else \
         [(b, x) for b in elements for x in elements if b != x]
     for b_sym, x_sym in pairs:
@@ -88,8 +89,10 @@ def find_octahedra(atoms, b_symbol: Optional[str] = None, x_symbol: Optional[str
         sites = _octahedra_on_lattice(atoms, b, x, b_sym, x_sym)
         if sites is not None:
             return sites
-    raise ValueError("not an ABX3 perovskite supercell: no element pair (B, X) with six X around every "
-                     f"B and N_X = 3 N_B among {elements}; name them with b_symbol/x_symbol")
+    tried = f"the pair B = {b_symbol}, X = {x_symbol}" if b_symbol and x_symbol else \
+        f"any element pair (B, X) among {', '.join(elements)}"
+    raise ValueError(f"not an ABX3 perovskite supercell: {tried} does not have six X around every B "
+                     "and N_X = 3 N_B on a pseudocubic lattice")
 
 
 def _octahedra_on_lattice(atoms, b, x, b_sym, x_sym) -> Optional[Octahedra]:

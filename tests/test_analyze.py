@@ -402,3 +402,19 @@ def test_report_sections_round_trip_through_their_types(md_dump, tmp_path):
     (tmp_path / "other.json").write_text(json.dumps({"efgmd": "efg scan"}))
     with pytest.raises(ValueError, match=r"other\.json: not a report of efg analyze"):
         RunReport.read(tmp_path / "other.json")
+
+
+def test_not_a_perovskite_names_the_elements_as_text():
+    """The message lists the element symbols as a user wrote them (no np.str_('Na') reprs) and
+    gives no advice the command line cannot follow."""
+    from ase.build import bulk
+
+    from pyexport.octahedra import find_octahedra
+
+    rocksalt = bulk("NaCl", "rocksalt", a=5.64).repeat((2, 2, 2))
+    with pytest.raises(ValueError) as error:
+        find_octahedra(rocksalt)
+    message = str(error.value)
+    assert "among Na, Cl" in message and "np.str_" not in message and "b_symbol" not in message
+    with pytest.raises(ValueError, match="the pair B = Cl, X = Na does not have six X"):
+        find_octahedra(rocksalt, b_symbol="Cl", x_symbol="Na")
