@@ -47,7 +47,7 @@ from ase import Atoms
 from pyexport.contract import export_model
 from pyexport.fit import FitConfig, run_fit
 from pyexport.training.checkpoints import model_from_checkpoint, potential_from_checkpoint, provenance
-from pyexport.training.data import Structure, elements_of, prepare, read_structures
+from pyexport.training.data import elements_of, prepare, read_structures
 from pyexport.training.metrics import error_metrics, predict
 from pyexport.training.nn import NNTraining
 from pyexport.units import GPA_PER_EV_A3

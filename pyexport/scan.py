@@ -9,13 +9,13 @@ Every curve is reported in meV per formula unit (per B-site octahedron when the 
 them, else per atom) relative to its own value at the amplitude closest to zero, plus the
 double-well summary: the amplitude of the minimum and the well depth ``E(0) − E_min``.
 """
-import json
 import os
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from .octahedra import find_octahedra
+from .outputs import write_json
 from .structures import displaced, mode_amplitude
 
 
@@ -175,8 +175,7 @@ def plot_scan(result: Dict, path: str) -> None:
 
 
 def write_scan(result: Dict, json_path: str, png_path: Optional[str]) -> None:
-    with open(json_path, "w") as fh:
-        json.dump(result, fh, indent=2)
+    write_json(json_path, result, indent=2)
     if png_path:
         plot_scan(result, png_path)
 

@@ -31,12 +31,13 @@ does this with the committee's max_i σ_i per frame (:mod:`pyexport.committee`, 
 ``--grade potential.pt`` ranks frames the same way by the potential's extrapolation grade,
 max_i γ_i (:mod:`pyexport.models.grade`): frames where the MD left the training data first.
 """
-import json
 import os
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from .outputs import write_json
 
 __all__ = ["RDFDescriptor", "farthest_point_sampling", "select_frames", "select_from_dump", "write_selection"]
 
@@ -310,8 +311,7 @@ def write_selection(selection: DumpSelection, output: str) -> str:
     os.makedirs(output, exist_ok=True)
     frames_path = os.path.join(output, FRAMES_FILE)
     ase.io.write(frames_path, selection.frames, format="extxyz")
-    with open(os.path.join(output, SELECTION_FILE), "w") as fh:
-        json.dump(selection.record, fh, indent=2)
+    write_json(os.path.join(output, SELECTION_FILE), selection.record, indent=2)
     return frames_path
 
 

@@ -9,9 +9,7 @@ import lzma
 from pathlib import Path
 
 import ase.io
-import numpy as np
 import pytest
-import torch
 
 from pyexport.calculator import MLFFCalculator
 from pyexport.contract import export_model

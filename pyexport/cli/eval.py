@@ -1,9 +1,8 @@
 """``pyexport eval``: errors of an exported potential on labelled data
 (:func:`pyexport.evaluate.evaluate_file_model`), a metrics JSON and a parity plot."""
-import json
 import os
 
-from ..outputs import refuse_overwriting_inputs
+from ..outputs import refuse_overwriting_inputs, write_json
 from .options import add_config_argument, require, resolve_options, show_defaults
 from .reports import format_metrics
 
@@ -39,8 +38,7 @@ def run_eval_command(args) -> int:
               f"{grade['median_of_structure_max']:.3g}; {grade['structures_above_1']} of {len(structures)} "
               f"structures above 1, {grade['structures_above_2']} above 2")
     if o["output"]:
-        with open(o["output"], "w") as fh:
-            json.dump(metrics, fh, indent=2)
+        write_json(o["output"], metrics, indent=2)
     if o["plot"]:
         plot_parity(result["parity"], result["metrics"], o["plot"],
                     f"{os.path.basename(o['model'])} on {len(structures)} structures")

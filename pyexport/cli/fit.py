@@ -2,14 +2,13 @@
 its checkpoint and metrics JSON, print the error table. The options of ``fit`` are shared with
 ``committee fit`` (:mod:`pyexport.cli.committee`)."""
 import argparse
-import json
 import math
 import os
 from typing import List
 
 import numpy as np
 
-from ..outputs import refuse_overwriting_inputs
+from ..outputs import refuse_overwriting_inputs, write_json
 from ..training.config import FitConfig, LossWeights, NNTraining
 from .options import add_config_argument, number_list, resolve_options, show_defaults
 from .reports import format_metrics
@@ -190,8 +189,7 @@ def prepare_fit(args, options: dict):
 
 def write_metrics(metrics: dict, report: dict, path: str) -> None:
     """The metrics JSON of a fit: the errors plus the fit report (without the split's sources)."""
-    with open(path, "w") as fh:
-        json.dump({**metrics, "fit": {k: v for k, v in report.items() if k != "split_sources"}}, fh, indent=2)
+    write_json(path, {**metrics, "fit": {k: v for k, v in report.items() if k != "split_sources"}}, indent=2)
 
 
 def run_fit_command(args) -> int:

@@ -695,7 +695,7 @@ class _OutcarParser:
         if self.truncated_line is not None:
             _report_incomplete(
                 self.path, incomplete, self.truncated_line,
-                f"file ends inside a table"
+                "file ends inside a table"
                 + (" in the middle of" if self.lines.cut_mid_line else " at")
                 + f" line {self.truncated_line} (ionic step {self.ionic_step})")
         elif self.open_step_line is not None and not self.finished:

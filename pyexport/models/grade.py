@@ -20,7 +20,7 @@ projection and A⁻¹ folded together, zero-padded to the largest rank over spec
 adds |0| to the max and changes nothing).
 """
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 import scipy.linalg
