@@ -22,7 +22,7 @@ model can represent.
 
 Metrics (``--metrics metrics.json``), per split: component RMSE and MAE in V/Å² (all atoms and
 per species, with the label standard deviation for scale), C_Q MAE in MHz per isotope (the
-default isotope of each element from :mod:`pyexport.nmr`, or ``--isotopes``), and eta MAE per
+default isotope of each element from :mod:`pyexport.nmr`, or ``--isotope``), and eta MAE per
 species.
 """
 import os
@@ -216,21 +216,14 @@ def species_loss_weights(mean_square: torch.Tensor, count: torch.Tensor, element
 # --------------------------------------------------------------------------------------------
 # Metrics
 # --------------------------------------------------------------------------------------------
-def default_isotopes(elements: Sequence[str]) -> Dict[str, str]:
-    """element -> isotope for every element with a default quadrupolar isotope (pyexport.nmr)."""
+def metric_isotopes(elements: Sequence[str], chosen: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """element -> isotope of the C_Q metrics, in ``elements`` order: ``chosen`` {element: isotope}
+    (``--isotope Br=81Br``), every other element with a quadrupolar isotope at its default;
+    resolved and checked by :func:`pyexport.nmr.resolve_isotopes` (the isotope must have a
+    quadrupole moment and belong to its element, and the element must be in the data)."""
     from . import nmr
 
-    return nmr.resolve_isotopes(elements)
-
-
-def parse_isotopes(text: Optional[str], elements: Sequence[str]) -> Dict[str, str]:
-    """``"Br=81Br,Cs=133Cs"`` -> {element: isotope} over the defaults, in element order; each item
-    read by :func:`pyexport.nmr.parse_isotope_option` (the isotope must have a quadrupole moment
-    and belong to its element, and the element must be in the data)."""
-    from . import nmr
-
-    items = [item for item in (text or "").split(",") if item.strip()]
-    resolved = nmr.resolve_isotopes(elements, nmr.parse_isotope_options(items, "--isotopes"), "--isotopes")
+    resolved = nmr.resolve_isotopes(elements, chosen)
     return {element: resolved[element] for element in dict.fromkeys(elements) if element in resolved}
 
 
@@ -377,7 +370,7 @@ def run_efg_fit(config: EFGFitConfig, structures: Optional[Sequence[EFGStructure
     data_files = [os.fspath(p) for p in config.data]
     data_hash = hash_files(data_files) if data_files and all(os.path.isfile(p) for p in data_files) else ""
     elements = list(config.elements) if config.elements else elements_of(structures)
-    isotopes = dict(config.isotopes) if config.isotopes is not None else default_isotopes(elements)
+    isotopes = metric_isotopes(elements, config.isotopes)
     splits = split_indices(len(structures), config.val_fraction, config.test_fraction, config.seed)
     graphs = prepare(structures, elements, config.cutoff)
     train_graphs = [graphs[k] for k in splits["train"]]

@@ -259,25 +259,21 @@ def quadrupole_moments(species: Sequence[str], isotopes: Optional[Mapping[str, s
     :data:`NO_QUADRUPOLAR_ISOTOPE`. ``source`` says which ("79Br", "given", "no quadrupolar
     isotope"). Anything else raises ``ValueError`` naming the element.
     """
-    from .nmr import DEFAULT_ISOTOPES, normalize_isotope, quadrupole_moment_mb
+    from .nmr import quadrupole_moment_mb, resolve_isotopes
 
-    isotopes = dict(isotopes or {})
     quad_mb = dict(quad_mb or {})
-    for name, mapping in (("--isotope", isotopes), ("--quad", quad_mb)):
-        extra = sorted(set(mapping) - set(species))
-        if extra:
-            raise ValueError(f"{name}: element(s) {extra} are not in the structures ({list(species)})")
+    extra = sorted(set(quad_mb) - set(species))
+    if extra:
+        raise ValueError(f"--quad: element(s) {extra} are not in the structures ({list(species)})")
+    isotopes = resolve_isotopes(species, isotopes)
     values, sources = [], []
     for element in species:
         if element in quad_mb:
             values.append(float(quad_mb[element]))
             sources.append("given")
-        elif element in isotopes or element in DEFAULT_ISOTOPES:
-            isotope = normalize_isotope(isotopes.get(element, DEFAULT_ISOTOPES.get(element)))
-            if not re.fullmatch(rf"\d+{element}", isotope):
-                raise ValueError(f"--isotope {element}={isotope}: not an isotope of {element}")
-            values.append(quadrupole_moment_mb(isotope))
-            sources.append(isotope)
+        elif element in isotopes:
+            values.append(quadrupole_moment_mb(isotopes[element]))
+            sources.append(isotopes[element])
         elif element in NO_QUADRUPOLAR_ISOTOPE:
             values.append(0.0)
             sources.append("no quadrupolar isotope")

@@ -142,6 +142,13 @@ def _read_config_file(path: str) -> dict:
     isotopes = values.get("isotopes", {})
     if not isinstance(isotopes, dict) or not all(isinstance(v, str) for v in isotopes.values()):
         raise PluginError(f"{path}: 'isotopes' must map elements to isotope names, e.g. {{\"Br\": \"81Br\"}}")
+    from .nmr import parse_isotope_options
+
+    try:
+        values["isotopes"] = parse_isotope_options((f"{el}={iso}" for el, iso in isotopes.items()),
+                                                   f"{path}: isotopes")
+    except ValueError as exc:
+        raise PluginError(str(exc)) from None
     return values
 
 
@@ -287,8 +294,9 @@ def structure(constants, additions) -> None:
         v6 = nmr.to_voigt6(efg)
         vzz = nmr.vzz(efg)
         eta = nmr.eta(efg)
+        isotopes = _isotopes(symbols, config)
         for k, symbol in enumerate(symbols):
-            isotope = _isotope(symbol, config)
+            isotope = isotopes.get(symbol, "-")
             cq = float(nmr.cq_mhz(efg[k], isotope)) if isotope != "-" else float("nan")
             fh.write(f"{_STATE.efg_step:6d} {k + 1:6d} {symbol:>3s} "
                      + " ".join(f"{x:14.6e}" for x in v6[k])
@@ -302,9 +310,9 @@ _EFG_LOG_HEADER = (
     "# columns: step ion element V_xx V_yy V_zz V_xy V_xz V_yz V_zz_principal eta isotope C_Q_MHz\n")
 
 
-def _isotope(symbol: str, config: PluginConfig) -> str:
-    from .nmr import DEFAULT_ISOTOPES, normalize_isotope
+def _isotopes(symbols, config: PluginConfig) -> Dict[str, str]:
+    """element -> isotope of the C_Q column for the elements of this structure: the configured
+    ones (those of other elements are ignored), the defaults of :mod:`pyexport.nmr` otherwise."""
+    from .nmr import resolve_isotopes
 
-    if symbol in config.isotopes:
-        return normalize_isotope(config.isotopes[symbol])
-    return DEFAULT_ISOTOPES.get(symbol, "-")
+    return resolve_isotopes(symbols, {el: iso for el, iso in config.isotopes.items() if el in symbols})

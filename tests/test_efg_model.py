@@ -21,10 +21,11 @@ from pyexport import nmr
 from efg.pointcharge import ewald_efg
 from pyexport.contract import EFGModule, build_inputs, export_model, load_model
 from pyexport.efg_eval import frame_groups, join_inputs, predict_efg
-from pyexport.cli.fit_efg import add_fit_efg_parser
+from pyexport.cli.fit_efg import FIT_EFG_DEFAULTS, add_fit_efg_parser, chosen_isotopes
+from pyexport.cli.options import resolve_options
 from pyexport.fit_efg import (EFGFitConfig, EFGTraining, build_efg_module_from_checkpoint,
                               efg_model_from_checkpoint, efg_provenance, load_efg_checkpoint,
-                              parse_isotopes, run_efg_fit, structures_from_frames)
+                              metric_isotopes, run_efg_fit, structures_from_frames)
 from pyexport.models.efg import (EFGHyperparameters, build_efg_model, efg_contract_module,
                                  traceless_symmetric_basis)
 
@@ -335,7 +336,7 @@ def test_fit_efg_command_writes_checkpoint_and_metrics(tmp_path, capsys):
     write_training_file(data, labelled_frames(8, seed=21))
     ckpt_path, metrics_path = tmp_path / "efg.ckpt", tmp_path / "metrics.json"
     assert cli(["fit-efg", str(data), "-o", str(ckpt_path), "--metrics", str(metrics_path), "--epochs", "2",
-                "--cutoff", "5.0", "--lmax", "2", "--isotopes", "Br=81Br", "--val-fraction", "0.25",
+                "--cutoff", "5.0", "--lmax", "2", "--isotope", "Br=81Br", "--val-fraction", "0.25",
                 "--test-fraction", "0.25", "--no-progress", "--dtype", "float32"]) == 0
     assert "checkpoint written" in capsys.readouterr().out
     ckpt = load_efg_checkpoint(str(ckpt_path))
@@ -349,6 +350,29 @@ def test_fit_efg_command_writes_checkpoint_and_metrics(tmp_path, capsys):
     assert module.dtype == "float32" and module.cutoff == 5.0
 
 
+def test_fit_efg_isotopes_one_grammar_on_command_line_and_in_config(tmp_path):
+    """--isotope ELEMENT=ISOTOPE, repeated, as in every command; --config takes a table or a list."""
+    parser = argparse.ArgumentParser(prog="pyexport")
+    add_fit_efg_parser(parser.add_subparsers(dest="command", required=True))
+
+    def isotopes(argv):
+        return chosen_isotopes(resolve_options(parser.parse_args(["fit-efg", *argv]), FIT_EFG_DEFAULTS)["isotopes"])
+
+    assert isotopes([]) is None
+    assert isotopes(["--isotope", "Br=81Br", "--isotope", "Cs=133Cs"]) == {"Br": "81Br", "Cs": "133Cs"}
+    for value in ({"Br": "81Br"}, ["Br=81Br"]):
+        (tmp_path / "fit.json").write_text(json.dumps({"isotopes": value}))
+        assert isotopes(["--config", str(tmp_path / "fit.json")]) == {"Br": "81Br"}
+    assert isotopes(["--config", str(tmp_path / "fit.json"), "--isotope", "Br=79Br"]) == {"Br": "79Br"}
+    with pytest.raises(ValueError, match="--isotope Br=81Br,Cs=133Cs: one ELEMENT=ISOTOPE per --isotope"):
+        isotopes(["--isotope", "Br=81Br,Cs=133Cs"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["fit-efg", "--isotopes", "Br=81Br"])
+    # the metrics: in the data's element order, chosen over the defaults, Pb (no Q) left out
+    assert list(metric_isotopes(ELEMENTS, {"Br": "81Br"}).items()) == [("Cs", "133Cs"), ("Br", "81Br")]
+    assert metric_isotopes(ELEMENTS) == {"Br": "79Br", "Cs": "133Cs"}
+
+
 def test_fit_efg_rejects_bad_labels(tmp_path):
     frames = labelled_frames(3, seed=22)
     del frames[1].arrays["efg"]
@@ -359,7 +383,7 @@ def test_fit_efg_rejects_bad_labels(tmp_path):
     with pytest.raises(ValueError, match=r"generated:1: EFG label of atom 5 has a trace"):
         structures_from_frames(frames, "generated")
     with pytest.raises(ValueError, match="not an isotope of Br"):
-        parse_isotopes("Br=133Cs", ELEMENTS)
+        metric_isotopes(ELEMENTS, {"Br": "133Cs"})
     with pytest.raises(ValueError, match="not an EFG checkpoint"):
         torch.save({"model": "cluster"}, tmp_path / "x.ckpt")
         load_efg_checkpoint(str(tmp_path / "x.ckpt"))

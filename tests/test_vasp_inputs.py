@@ -140,6 +140,13 @@ def test_efg_tags_in_template_and_unknown_quadrupole_moments_are_errors(tmp_path
         write_vasp_inputs(gallium, tmp_path / "b", efg=True, potcar=False)
     folder = write_vasp_inputs(gallium, tmp_path / "c", efg=True, potcar=False, quad_mb={"Ga": 107.0})[0]
     assert incar_keys_and_values(folder / "INCAR")["QUAD_EFG"] == [107.0, quadrupole_moment_mb("14N")]
+    # isotopes are read by pyexport.nmr, as by every command: errors name --isotope and the item
+    for isotopes, message in (({"Br": "133Cs"}, "--isotope Br=133Cs: 133Cs is not an isotope of Br"),
+                              ({"Br": "80Br"}, "--isotope Br=80Br: .*no quadrupole moment"),
+                              ({"I": "127I"}, "--isotope I=127I: there is no I here")):
+        with pytest.raises(ValueError, match=message):
+            write_vasp_inputs(frames, tmp_path / "d", efg=True, potcar=False, isotopes=isotopes)
+    assert not (tmp_path / "d").exists()
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     bad = tmp_path / "INCAR.bad"
     bad.write_text("ENCUT = 500\nISMEAR 0\n")

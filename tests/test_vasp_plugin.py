@@ -288,6 +288,12 @@ def test_config_file_errors_name_the_file(tmp_path):
     path.write_text('{"potential": "a.pt",\n "efg_model": }')
     with pytest.raises(vasp_plugin.PluginError, match=r"efgmd_plugin.json:2"):
         vasp_plugin.read_config(str(tmp_path), environ={})
+    # isotopes are read by pyexport.nmr when the file is read, not at the first EFG step
+    path.write_text('{"isotopes": {"Br": "133Cs"}}')
+    with pytest.raises(vasp_plugin.PluginError, match=r"efgmd_plugin.json: isotopes Br=133Cs: 133Cs is not an isotope of Br"):
+        vasp_plugin.read_config(str(tmp_path), environ={})
+    path.write_text('{"isotopes": {"Br": "Br-81"}}')
+    assert vasp_plugin.read_config(str(tmp_path), environ={}).isotopes == {"Br": "81Br"}
 
 
 # --------------------------------------------------------------------------------------------

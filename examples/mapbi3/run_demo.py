@@ -46,7 +46,7 @@ from demo_steps import run, step  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
-ISOTOPES = "I=127I,N=14N,H=2H"
+ISOTOPES = ("I=127I", "N=14N", "H=2H")
 EXPERIMENT_TC_K = (327.0, 330.0)                 # tetragonal → cubic, MAPbI3 (calorimetry, diffraction)
 DEUTERIUM_MASS_U = 2.014
 
@@ -227,7 +227,7 @@ def main(argv=None):
     step("3. fit the equivariant EFG model to the point-charge labels")
     t = time.time()
     run(py + ["pyexport", "fit-efg", REFERENCE, "--epochs", cfg["efg_epochs"], "--elements", ",".join(ELEMENTS),
-              "--isotopes", ISOTOPES, "-o", out / "efg.ckpt", "--metrics", out / "efg_metrics.json", "--no-progress"])
+              *(a for iso in ISOTOPES for a in ("--isotope", iso)), "-o", out / "efg.ckpt", "--metrics", out / "efg_metrics.json", "--no-progress"])
     run(py + ["pyexport", "export", out / "efg.ckpt", "-o", out / "efg.pt"])
     timings["fit_efg_s"] = time.time() - t
 
@@ -250,7 +250,7 @@ def main(argv=None):
             continue
         target = out / "analyze" / f"run_{T}K.json"
         run(py + ["efg", "analyze", "--dump", dump, "--model", out / "efg.pt", "--types", ",".join(ELEMENTS),
-                  *(a for iso in ISOTOPES.split(",") for a in ("--isotope", iso)), "--temperature", T, "--md-timestep", cfg["dt_ps"],
+                  *(a for iso in ISOTOPES for a in ("--isotope", iso)), "--temperature", T, "--md-timestep", cfg["dt_ps"],
                   "-o", target, "--no-progress"])
         runs.append(target)
     if len(runs) < 2:

@@ -52,8 +52,9 @@ def add_fit_efg_parser(subparsers) -> None:
     p.add_argument("--dtype", choices=("float64", "float32"), help="dtype of the exported model (training is float64)")
     p.add_argument("--elements", help="comma-separated element order (default: from the data)")
     p.add_argument("--species-weights", help="per-species loss weights, 'inverse-variance' or e.g. 'Cs=1,Pb=1,Br=0.05'")
-    p.add_argument("--isotopes",
-                   help="isotopes for the C_Q metrics, e.g. 'Br=81Br,Cs=133Cs' (default: pyexport.nmr defaults)")
+    p.add_argument("--isotope", dest="isotopes", action="append", metavar="EL=ISO",
+                   help="isotope for the C_Q metrics, e.g. Br=81Br (repeatable); other elements get their "
+                        "default isotope (pyexport.nmr.DEFAULT_ISOTOPES)")
     p.add_argument("--threads", type=int,
                    help="torch CPU threads (default: torch's choice); for cells of a few dozen atoms one "
                         "thread is usually fastest")
@@ -80,12 +81,26 @@ def parse_species_weights(text: Optional[str]) -> Optional[Dict[str, float]]:
     return out
 
 
+def chosen_isotopes(value) -> Optional[Dict[str, str]]:
+    """The ``isotopes`` option as {element: isotope}: the repeated ``--isotope Br=81Br`` values,
+    or in --config a table ``{"Br": "81Br"}`` or a list ``["Br=81Br"]``; None when not given.
+    Read by :mod:`pyexport.nmr` (its errors name ``--isotope``)."""
+    from .. import nmr
+
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return nmr.parse_isotope_options(f"{element}={isotope}" for element, isotope in value.items())
+    return nmr.parse_isotope_options([value] if isinstance(value, str) else value)
+
+
 def config_from_options(o: dict):
     """A :class:`pyexport.fit_efg.EFGFitConfig` from resolved options."""
     return EFGFitConfig(
         data=list(o["data"]), cutoff=o["cutoff"], lmax=o["lmax"], channels=o["channels"],
         product_channels=o["product_channels"], n_radial=o["n_radial"], hidden=o["hidden"],
         elements=element_list(o["elements"]), species_weights=parse_species_weights(o["species_weights"]),
+        isotopes=chosen_isotopes(o["isotopes"]),
         val_fraction=o["val_fraction"], test_fraction=o["test_fraction"], seed=o["seed"], dtype=o["dtype"],
         training=EFGTraining(epochs=o["epochs"], learning_rate=o["lr"], batch_frames=o["batch_size"],
                              patience=o["patience"]),
@@ -96,9 +111,8 @@ def run_fit_efg(args) -> int:
     """``pyexport fit-efg``: train, write the checkpoint (and metrics JSON), print a summary."""
     import torch
 
-    from ..fit_efg import parse_isotopes, read_efg_structures, run_efg_fit
+    from ..fit_efg import read_efg_structures, run_efg_fit
     from ..training.checkpoints import write_checkpoint
-    from ..training.data import elements_of
 
     o = resolve_options(args, FIT_EFG_DEFAULTS)
     config = config_from_options(o)
@@ -110,8 +124,6 @@ def run_fit_efg(args) -> int:
             raise ValueError(f"--threads must be >= 1, got {o['threads']}")
         torch.set_num_threads(o["threads"])
     structures = read_efg_structures(config.data)
-    elements = list(config.elements) if config.elements else elements_of(structures)
-    config.isotopes = parse_isotopes(o["isotopes"], elements)
     ckpt, metrics, _ = run_efg_fit(config, structures)
     write_checkpoint(ckpt, o["output"])
     if o["metrics"]:

@@ -58,6 +58,8 @@ def element_map(items: Sequence[str], what: str, convert=str) -> Dict[str, objec
 
 
 def run_vasp_inputs_command(args) -> int:
+    from ..nmr import parse_isotope_options
+
     frames = read_structures(args.source, types=args.types)
     output = args.output or (os.path.join(args.source, "vasp") if os.path.isdir(args.source) else "vasp_jobs")
     kpts = None
@@ -72,7 +74,7 @@ def run_vasp_inputs_command(args) -> int:
         overrides=parse_tag_assignments(args.set),
         kspacing=args.kspacing, kpts=kpts,
         species=[s for s in re.split(r"[,\s]+", args.species) if s] if args.species else None,
-        isotopes=element_map(args.isotope, "--isotope"),
+        isotopes=parse_isotope_options(args.isotope),
         quad_mb=element_map(args.quad, "--quad", float),
         pp=args.pp, setups=args.setups, potcar_overrides=element_map(args.potcar, "--potcar"),
         potcar=not args.no_potcar, source=os.path.basename(os.path.normpath(args.source)))

@@ -107,6 +107,8 @@ class EFGFitConfig:
     hidden: int = 32
     elements: Optional[Sequence[str]] = None
     species_weights: Optional[Mapping[str, float]] = None
+    #: isotopes chosen for the C_Q metrics {element: isotope} (``--isotope Br=81Br``); the other
+    #: elements get their default (:func:`pyexport.fit_efg.metric_isotopes`)
     isotopes: Optional[Mapping[str, str]] = None
     val_fraction: float = 0.1
     test_fraction: float = 0.1
