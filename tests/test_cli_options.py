@@ -40,6 +40,28 @@ def test_help_shows_the_defaults_the_command_uses(command, shown, capsys):
         assert piece in text, piece
 
 
+@pytest.mark.parametrize("command, shown, not_shown", [
+    (["analyze"], ["(':' = all) (default: :)", "frame (default: 1)", "(several frames) (default: 4000)",
+                   "are both (default: auto)"], ["LAMMPS text dump (.gz/.bz2/.xz fine) (default"]),
+    (["harmonic"], ["(default: 100:500:50)", "finite displacement, Å (default: 0.01)",
+                    "seed of the harmonic sampler (default: 0)", "(default: 80 Å)"],
+     ["(default: None)", "(default: False)", "(default: [])", "(default: 80 Å) (default"]),
+    (["scan"], [], ["(default"]),
+], ids=lambda v: " ".join(v) if isinstance(v, list) and len(v) == 1 else "")
+def test_efg_help_shows_the_library_defaults_with_the_same_helper(command, shown, not_shown, capsys):
+    """efg's options default to the library signature's values; pyexport.cli.options.show_defaults
+    shows them (a 0 too), not where there is none, nor for required options and on/off flags."""
+    from efg.cli import build_parser as build_efg_parser
+
+    with pytest.raises(SystemExit):
+        build_efg_parser().parse_args(command + ["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for piece in shown:
+        assert piece in text, piece
+    for piece in not_shown:
+        assert piece not in text, piece
+
+
 def test_select_from_a_config_file_equals_the_flags_and_flags_win(tmp_path, capsys):
     by_flags = tmp_path / "flags"
     assert main(["select", "--dump", WATER_DUMP, "--types", "H,O", "-n", "2", "--bins", "24",

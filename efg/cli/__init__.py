@@ -5,7 +5,8 @@ The command line lives here and only here: each command is one module of this pa
 sets ``func`` to the function that runs it. These modules parse options, call the library
 (:mod:`efg.analyze`, ...), print the summary and return the exit code; the library returns data
 and logs (``logging``). Option defaults are taken from the library functions' signatures
-(:mod:`.defaults`), and ``--help`` shows them. A new command is one module plus its name in
+(:func:`pyexport.cli.options.defaults_of`), and ``--help`` shows them
+(:func:`pyexport.cli.options.show_defaults`). A new command is one module plus its name in
 :data:`COMMANDS`. Around every command, :func:`pyexport.cli.common.run_main`, shared with the
 ``pyexport`` program.
 """

@@ -2,18 +2,16 @@
 import argparse
 
 from pyexport import nmr
+from pyexport.cli.options import defaults_of, show_defaults
 
 from efg import analyze as analysis
 from efg.analyze import EFG_SOURCES, analyze
-
-from .defaults import HelpFormatter, defaults_of
 
 
 def add_parser(subparsers) -> None:
     defaults = defaults_of(analyze)
     p = subparsers.add_parser("analyze", help="EFG/NMR parameters over a LAMMPS dump",
-                              description=analysis.__doc__.split("\n\n")[0],
-                              formatter_class=HelpFormatter)
+                              description=analysis.__doc__.split("\n\n")[0])
     p.add_argument("--dump", required=True, help="LAMMPS text dump (.gz/.bz2/.xz fine)")
     p.add_argument("--model", help="exported EFG model (pyexport export); not needed when the dump "
                                    "has compute efg/atom columns")
@@ -38,6 +36,7 @@ def add_parser(subparsers) -> None:
                    help="atoms per model call (several frames)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("-o", "--output", required=True, help="run.json (run.npz and run_hist.png beside it)")
+    show_defaults(p)
     p.set_defaults(func=run)
 
 

@@ -3,19 +3,19 @@ baseline against the MD temperature scan)."""
 import argparse
 from pathlib import Path
 
+from pyexport.cli.options import show_defaults
+
 from efg import compare as comparison
 from efg.compare import compare
-
-from .defaults import HelpFormatter
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("compare", help="harmonic (phonopy) vs MD report",
-                              description=comparison.__doc__.split("\n\n")[0],
-                              formatter_class=HelpFormatter)
+                              description=comparison.__doc__.split("\n\n")[0])
     p.add_argument("harmonic", help="harmonic.json of efg harmonic")
     p.add_argument("scan", help="scan.json of efg scan (its runs are read too)")
     p.add_argument("-o", "--output", required=True, help="report folder (report.md, compare.json, PNGs)")
+    show_defaults(p)
     p.set_defaults(func=run)
 
 

@@ -5,11 +5,10 @@ from typing import List
 
 import numpy as np
 
+from pyexport.cli.options import defaults_of, show_defaults
 from pyexport.nmr import parse_isotope_options
 
 from efg.harmonic import STATISTICS, HarmonicWarning, NamedMode, run_harmonic
-
-from .defaults import HelpFormatter, defaults_of
 
 
 def mode_arg(text: str) -> NamedMode:
@@ -39,8 +38,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Force constants, bands/DOS, imaginary modes, harmonic sampling at T "
                     "(classical and quantum), MSDs, EFG/C_Q/eta over harmonic samples and the "
                     "energy along unstable modes, from the same potential.pt LAMMPS runs. "
-                    "Writes a JSON report and PNGs beside it.",
-        formatter_class=HelpFormatter)
+                    "Writes a JSON report and PNGs beside it.")
     p.add_argument("--potential", required=True, help="exported potential (.pt)")
     p.add_argument("--structure", required=True, help="equilibrium structure (POSCAR, CIF, extxyz, ...)")
     p.add_argument("--supercell", required=True, nargs="+", type=int, metavar="N",
@@ -79,6 +77,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=defaults["threads"], help="torch threads")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("-o", "--output", required=True, help="JSON report; PNGs are written beside it")
+    show_defaults(p)
     p.set_defaults(func=run)
     return p
 

@@ -2,18 +2,18 @@
 analyze at several temperatures -> curves vs T and transition temperatures)."""
 import argparse
 
-from efg.temperature_scan import scan
+from pyexport.cli.options import show_defaults
 
-from .defaults import HelpFormatter
+from efg.temperature_scan import scan
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("scan", help="C_Q(T), eta(T), tilts and lattice vs T; transition temperature",
                               description="Observables of several efg analyze runs against temperature, and where "
-                                          "they change.",
-                              formatter_class=HelpFormatter)
+                                          "they change.")
     p.add_argument("runs", nargs="+", help="run JSON files of efg analyze (each with --temperature)")
     p.add_argument("-o", "--output", required=True, help="scan.json (PNG plots beside it)")
+    show_defaults(p)
     p.set_defaults(func=run)
 
 

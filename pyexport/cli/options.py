@@ -8,7 +8,9 @@ left off the command line can be told from one given; :func:`resolve_options` th
     the table  <  the --config file (JSON or TOML, keys = option names, ``-`` or ``_``)  <  flags
 
 and :func:`show_defaults` appends ``(default: X)`` from the table to each option's help, so the
-help and the behaviour cannot disagree.
+help and the behaviour cannot disagree. The ``efg`` commands take their defaults from the
+signature of the library function they call (:func:`defaults_of`) as argparse defaults, and
+``show_defaults(parser)`` shows those.
 """
 import argparse
 import inspect
@@ -28,14 +30,20 @@ def add_config_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="JSON or TOML file of options (keys = option names); flags given win")
 
 
-def show_defaults(p: argparse.ArgumentParser, defaults: Dict[str, object]) -> None:
-    """Append ``(default: X)`` from ``defaults`` to the help of ``p``'s options (not to on/off
-    flags, whose help says what they change, nor where there is no default value)."""
+def show_defaults(p: argparse.ArgumentParser, defaults: Optional[Dict[str, object]] = None) -> None:
+    """Append ``(default: X)`` to the help of ``p``'s options, after they are all added.
+
+    X comes from ``defaults`` {dest: value}, the table of a command whose options default to
+    None (:func:`resolve_options`); without it, from each option's own argparse default (the
+    ``efg`` commands, whose defaults are the library signature's, :func:`defaults_of`). Not for
+    on/off flags, whose help says what they change, required options, nor where there is no
+    default value."""
     for action in p._actions:
-        value = defaults.get(action.dest)
-        if action.help in (None, argparse.SUPPRESS) or action.nargs == 0 or value in (None, [], ""):
+        value = action.default if defaults is None else defaults.get(action.dest)
+        if (action.help in (None, argparse.SUPPRESS) or action.nargs == 0 or action.required
+                or value in (None, [], "")):
             continue
-        action.help += f" (default: {value})"
+        action.help += f" (default: {value})".replace("%", "%%")   # argparse %-formats help
 
 
 def read_config(path: str, known: Dict[str, object]) -> dict:
