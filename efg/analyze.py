@@ -38,7 +38,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from pyexport import nmr
-from pyexport.lammps.dump import iread, read_type_map
+from pyexport.lammps.dump import read_type_map
+from pyexport.trajectories import iread
 from pyexport.outputs import refuse_overwriting_inputs, write_json
 
 from .frame_steps import FrameStep, make_steps

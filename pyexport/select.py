@@ -254,7 +254,7 @@ def select_from_dump(dump: str, n: int, types: Optional[str] = None, index: str 
     (``cutoff`` Å, ``bins`` per pair); with a ``committee`` or ``grade`` model, among the
     ``candidates`` (default 3·n) highest-scoring frames, the highest first. The dump is read
     twice (descriptors, then the picked frames), so memory holds one frame at a time."""
-    from .lammps.dump import iread
+    from .trajectories import iread
 
     if candidates is not None and not (committee or grade):
         raise ValueError("--candidates needs --committee or --grade (it counts the highest-scoring frames)")
