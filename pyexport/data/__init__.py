@@ -9,7 +9,7 @@ Example::
     frames[0].info["source"]                    # {"file": ..., "format": ..., "step": ...}
 
 See :mod:`pyexport.data.dataset` for the convention every reader follows and
-:mod:`pyexport.data.vasp` for how partly printed, machine-learned and
+:mod:`pyexport.data.vasp_common` for how partly printed, machine-learned and
 SCF-unconverged VASP steps are treated (``incomplete="error"`` by default,
 ``"warn"`` to keep the complete steps; ``unconverged="warn"`` by default,
 ``"drop"`` to leave SCF-unconverged steps out). :func:`read_options` sets
@@ -30,7 +30,9 @@ from .dataset import (
 )
 from .extxyz import read_extxyz
 from .mlab import MLABHeader, read_mlab, read_mlab_with_header
-from .vasp import INCOMPLETE_CHOICES, UNCONVERGED_CHOICES, read_outcar, read_vasprun
+from .outcar import read_outcar
+from .vasp_common import INCOMPLETE_CHOICES, UNCONVERGED_CHOICES
+from .vasprun import read_vasprun
 
 __all__ = [
     "FORMATS", "INCOMPLETE_CHOICES", "UNCONVERGED_CHOICES", "IncompleteDataWarning", "MLABHeader", "ParseError", "read",

@@ -1,327 +1,40 @@
-"""Readers for VASP output: ``vasprun.xml`` and ``OUTCAR`` (with its EFG tables).
+"""Reader for VASP's ``OUTCAR``, with its EFG tables (``LEFG = .TRUE.``).
 
-Both return ``list[ase.Atoms]`` following the convention in
-:mod:`pyexport.data.dataset`: one entry per ab-initio ionic step, energy = the
-force-consistent free energy (eV), forces (eV/Å), stress (eV/Å³, ASE sign) when
-VASP computed it.
-
-Steps that are not complete ab-initio data are never dropped silently:
-
-- machine-learned steps of on-the-fly MLFF runs (VASP >= 6.3) are not DFT data
-  and are always left out (OUTCAR: the ``ML FREE ENERGIE`` / ``TOTAL-FORCE (eV/Angst) (ML)``
-  blocks; vasprun.xml: ``<calculation>`` elements without an electronic
-  ``<scstep>``); the number left out is logged at INFO level;
-- steps VASP printed only partly -- energy without positions and forces
-  (``NWRITE`` = 0 or 1 prints the force table for the first and last ionic
-  step only), or a last step cut off by the end of the file (a run killed
-  mid-step, also in the middle of a line) -- raise
-  :class:`~pyexport.data.dataset.ParseError` naming the file and line, unless
-  ``incomplete="warn"``: then the complete steps are returned and an
-  :class:`~pyexport.data.dataset.IncompleteDataWarning` lists the steps left
-  out. The linear-response loops of LEPSILON and LCHIMAG runs print
-  ``Iteration`` headers after the last ionic step; they are no ionic step,
-  and only a run killed inside them (no timing summary at the end) is
-  reported, as such.
-
-Steps whose electronic loop ran all ``NELM`` steps are SCF-unconverged: their
-energies and forces are not those of the electronic ground state (they can be
-off by hundreds of eV). Each entry records ``atoms.info["scf_converged"]``; an
-:class:`~pyexport.data.dataset.UnconvergedSCFWarning` gives how many steps and
-which, and ``unconverged="drop"`` leaves them out (default ``"warn"``: kept).
+Returns ``list[ase.Atoms]`` following the convention in
+:mod:`pyexport.data.dataset`; machine-learned, partly printed and
+SCF-unconverged steps are treated as described in
+:mod:`pyexport.data.vasp_common`.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import warnings
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 import numpy as np
-from ase.data import chemical_symbols
 
 from .dataset import (
-    EV_PER_A3_PER_KBAR,
     FLOAT_PATTERN,
-    IncompleteDataWarning,
     ParseError,
-    UnconvergedSCFWarning,
     check_symbol,
     make_atoms,
-    open_binary,
     open_text,
     parse_floats,
     vasp_kbar_to_stress,
 )
+from .vasp_common import (
+    check_options,
+    potcar_element,
+    report_incomplete,
+    screen_unconverged,
+    step_ranges,
+)
 
-__all__ = ["read_vasprun", "read_outcar"]
+__all__ = ["read_outcar"]
 
 _log = logging.getLogger(__name__)
 
-INCOMPLETE_CHOICES = ("error", "warn")
-UNCONVERGED_CHOICES = ("warn", "drop")
-
-
-def _check_options(incomplete, unconverged):
-    if incomplete not in INCOMPLETE_CHOICES:
-        raise ValueError(f"incomplete must be one of {INCOMPLETE_CHOICES}, "
-                         f"got {incomplete!r}")
-    if unconverged not in UNCONVERGED_CHOICES:
-        raise ValueError(f"unconverged must be one of {UNCONVERGED_CHOICES}, "
-                         f"got {unconverged!r}")
-
-
-def _screen_unconverged(path, frames, unconverged, nelm):
-    """``frames`` less the SCF-unconverged ones if ``unconverged="drop"``; a
-    warning with their count either way."""
-    bad = [a for a in frames if a.info.get("scf_converged") is False]
-    if not bad:
-        return frames
-    steps = _step_ranges(a.info["source"]["step"] for a in bad)
-    reason = (f"{len(bad)} of {len(frames)} ionic steps ({steps}) are "
-              f"SCF-unconverged (the electronic loop ran all NELM = {nelm} "
-              f"steps): their energies and forces are not ground-state values")
-    if unconverged == "drop":
-        kept = [a for a in frames if a.info.get("scf_converged") is not False]
-        if not kept:
-            raise ParseError(path, None, reason + "; no converged step is left")
-        warnings.warn(f"{path}: {reason}; left out", UnconvergedSCFWarning,
-                      stacklevel=3)
-        return kept
-    warnings.warn(f"{path}: {reason}; kept them (unconverged='drop', or "
-                  f"--unconverged drop on pyexport commands, leaves them out)",
-                  UnconvergedSCFWarning, stacklevel=3)
-    return frames
-
-
-def _step_ranges(numbers):
-    """'2-9, 12' for [2, 3, ..., 9, 12]."""
-    parts, start, prev = [], None, None
-    for n in list(numbers) + [None]:
-        if start is not None and n is not None and n == prev + 1:
-            prev = n
-            continue
-        if start is not None:
-            parts.append(str(start) if start == prev else f"{start}-{prev}")
-        start = prev = n
-    return ", ".join(parts)
-
-
-def _report_incomplete(path, incomplete, line, message):
-    if incomplete == "error":
-        raise ParseError(path, line, message + "; to read the complete steps "
-                         "only, pass incomplete='warn' (pyexport commands: "
-                         "--incomplete warn)")
-    warnings.warn(f"{path}: {message}; returning only the complete steps",
-                  IncompleteDataWarning, stacklevel=3)
-
-
-# --------------------------------------------------------------------------
-# vasprun.xml
-# --------------------------------------------------------------------------
-
-def read_vasprun(path, incomplete="error", unconverged="warn"):
-    """Every ab-initio ionic step of a ``vasprun.xml`` (plain or compressed).
-
-    ``step`` in ``atoms.info["source"]`` is the 1-based index of the
-    ``<calculation>`` element, i.e. VASP's ionic step number. The energy is
-    ``e_fr_energy`` of the step minus the ``PSTRESS`` p·V term that VASP adds
-    to it there (the same correction ASE applies); ``atoms.info["energy_sigma0"]``
-    is that energy shifted by the last electronic step's
-    ``e_0_energy - e_fr_energy`` (the step-level ``e_0_energy`` is wrong in
-    VASP 5.4). A file cut off inside a step (the run was killed) is treated
-    as described in the module docstring; any other XML error raises
-    :class:`ParseError` at its line.
-    """
-    _check_options(incomplete, unconverged)
-    frames, symbols, pstress_kbar, nelm = [], None, 0.0, None
-    n_calculations, ml_steps = 0, 0
-    source = open_binary(path)
-    try:
-        for _event, elem in ET.iterparse(source, events=("end",)):
-            if elem.tag == "atominfo":
-                symbols = _vasprun_symbols(elem, path)
-            elif elem.tag == "parameters":
-                pstress_kbar = _vasprun_parameter(elem, "PSTRESS", pstress_kbar)
-                nelm = _vasprun_parameter(elem, "NELM", nelm)
-            elif elem.tag == "calculation":
-                n_calculations += 1
-                if symbols is None:
-                    raise ParseError(path, _calculation_line(path, n_calculations),
-                                     "<calculation> before <atominfo>")
-                atoms = _vasprun_step(elem, symbols, pstress_kbar, nelm, path,
-                                      n_calculations)
-                if atoms is None:
-                    ml_steps += 1
-                else:
-                    frames.append(atoms)
-                elem.clear()
-    except (ET.ParseError, EOFError) as err:
-        # EOFError: a compressed (gzip/bz2/xz) file cut short
-        n_lines = _count_lines(path)
-        line = err.position[0] if isinstance(err, ET.ParseError) else n_lines
-        if line < n_lines:
-            raise ParseError(path, line, f"malformed XML: {err}") from None
-        _report_incomplete(
-            path, incomplete, line,
-            f"file ends inside ionic step {n_calculations + 1} (line {line}): "
-            f"the run stopped before VASP finished vasprun.xml; "
-            f"{len(frames)} complete steps precede it")
-    finally:
-        source.close()
-    if ml_steps:
-        _log.info("%s: left out %d machine-learned (no <scstep>) steps",
-                  path, ml_steps)
-    if not frames:
-        raise ParseError(path, None, "no complete ab-initio <calculation> found")
-    return _screen_unconverged(path, frames, unconverged, nelm)
-
-
-def _potcar_element(title):
-    """The element of a POTCAR title: "PAW_PBE Ca_pv 06Sep2000" -> "Ca" (None
-    if the second word does not start like a symbol)."""
-    tokens = title.split()
-    match = re.match(r"[A-Z][a-z]?", tokens[1]) if len(tokens) >= 2 else None
-    return match.group(0) if match else None
-
-
-def _vasprun_symbols(atominfo, path):
-    """One symbol per ion from ``<atominfo>``.
-
-    VASP writes the element there in 2 characters, from the POSCAR/POTCAR
-    name, and some versions cut it ("X" for Xe); such a name is replaced by the
-    element of the type's pseudopotential title, if that is an element.
-    """
-    rows = atominfo.findall("array[@name='atoms']/set/rc")
-    if not rows:
-        raise ParseError(path, None, "<atominfo> has no atoms array")
-    types = atominfo.findall("array[@name='atomtypes']/set/rc")
-    symbols = []
-    for rc in rows:
-        symbol, type_index = rc[0].text.strip(), int(rc[1].text)
-        if symbol not in chemical_symbols[1:] and 0 < type_index <= len(types):
-            row = types[type_index - 1]
-            from_potcar = _potcar_element(row[-1].text or "")
-            if from_potcar and from_potcar.startswith(symbol):
-                symbol = from_potcar
-        symbols.append(check_symbol(symbol, path, None))
-    return symbols
-
-
-def _vasprun_parameter(parameters, name, default):
-    """The first value of ``name`` in ``<parameters>`` (PSTRESS kbar, NELM)."""
-    for item in parameters.iter("i"):
-        if item.get("name") == name:
-            return int(item.text) if item.get("type") == "int" else float(item.text)
-    return default
-
-
-def _vasprun_step(calc, symbols, pstress_kbar, nelm, path, number):
-    """One ``<calculation>`` as Atoms, or None for a machine-learned step."""
-    scsteps = calc.findall("scstep")
-    if not scsteps:
-        return None
-    # VASP prints the full energy terms (alphaZ, ...) for the first and last
-    # electronic step; the <scstep>s after the last such one belong to the
-    # linear-response loops (LEPSILON, LCHIMAG), which print only energies.
-    full = [i for i, sc in enumerate(scsteps)
-            if sc.find("energy/i[@name='alphaZ']") is not None]
-    scf = scsteps[:full[-1] + 1] if full else scsteps
-
-    def need(xpath, what):
-        elem = calc.find(xpath)
-        if elem is None:
-            raise ParseError(path, _calculation_line(path, number),
-                             f"ionic step {number} has no {what}")
-        return elem
-
-    n = len(symbols)
-    cell = _varray(need("structure/crystal/varray[@name='basis']", "lattice"),
-                   3, path, number, "lattice")
-    fractional = _varray(need("structure/varray[@name='positions']", "positions"),
-                         n, path, number, "positions")
-    forces = _varray(need("varray[@name='forces']", "forces"), n, path, number,
-                     "forces")
-    stress_elem = calc.find("varray[@name='stress']")
-    stress = None
-    if stress_elem is not None:
-        s = _varray(stress_elem, 3, path, number, "stress")
-        # VASP's upper triangle, as its OUTCAR "in kB" line prints it.
-        stress = vasp_kbar_to_stress(s[0, 0], s[1, 1], s[2, 2],
-                                     s[0, 1], s[1, 2], s[0, 2])
-    e_fr = _xml_float(need("energy/i[@name='e_fr_energy']", "e_fr_energy"),
-                      path, number)
-    last = scf[-1]
-    sc_fr = last.find("energy/i[@name='e_fr_energy']")
-    sc_0 = last.find("energy/i[@name='e_0_energy']")
-    volume = abs(np.linalg.det(cell))
-    # e_fr_energy of the step is an enthalpy: it includes PSTRESS * V.
-    free_energy = e_fr - pstress_kbar * EV_PER_A3_PER_KBAR * volume
-    energy_sigma0 = None
-    if sc_fr is not None and sc_0 is not None:
-        energy_sigma0 = free_energy + (_xml_float(sc_0, path, number)
-                                       - _xml_float(sc_fr, path, number))
-    atoms = make_atoms(symbols, cell, fractional @ cell, free_energy, forces,
-                       stress, energy_sigma0=energy_sigma0,
-                       source={"file": str(path), "format": "vasprun",
-                               "step": number})
-    if nelm is not None:
-        atoms.info["scf_converged"] = len(scf) < nelm
-    return atoms
-
-
-def _varray(elem, rows, path, number, what):
-    values = [v.text.split() for v in elem.findall("v")]
-    try:
-        array = np.array(values, dtype=float)
-    except ValueError:
-        raise ParseError(path, _calculation_line(path, number),
-                         f"ionic step {number}: non-numeric {what} "
-                         f"(VASP overflow '****'?)") from None
-    if array.shape != (rows, 3):
-        raise ParseError(path, _calculation_line(path, number),
-                         f"ionic step {number}: {what} has shape {array.shape}, "
-                         f"expected ({rows}, 3)")
-    return array
-
-
-def _xml_float(elem, path, number):
-    try:
-        return float(elem.text)
-    except (TypeError, ValueError):
-        raise ParseError(path, _calculation_line(path, number),
-                         f"ionic step {number}: {elem.get('name')} is "
-                         f"{elem.text!r}") from None
-
-
-def _calculation_line(path, number):
-    """Line of the ``number``-th ``<calculation>`` start tag (only looked up
-    when an error is reported, so reads stay single-pass)."""
-    seen = 0
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            seen += line.count("<calculation>")
-            if seen >= number:
-                return lineno
-    return None
-
-
-def _count_lines(path):
-    """Lines in ``path`` (those before the break of a compressed file cut short)."""
-    count = 0
-    with open_text(path) as fh:
-        try:
-            for _ in fh:
-                count += 1
-        except EOFError:
-            pass
-    return count
-
-
-# --------------------------------------------------------------------------
-# OUTCAR
-# --------------------------------------------------------------------------
 
 def read_outcar(path, incomplete="error", unconverged="warn"):
     """Every ab-initio ionic step of an OUTCAR (plain or compressed).
@@ -346,9 +59,9 @@ def read_outcar(path, incomplete="error", unconverged="warn"):
     |V_zz| > |V_xx| > |V_yy|), ``cq_vasp_mhz`` (N,), ``eta_vasp`` (N,) and
     ``quad_moment_mb`` (N,) from ``NMR quadrupolar parameters``.
 
-    Machine-learned and partly printed steps: see the module docstring.
+    Machine-learned and partly printed steps: see :mod:`pyexport.data.vasp_common`.
     """
-    _check_options(incomplete, unconverged)
+    check_options(incomplete, unconverged)
     with open_text(path) as fh:
         parser = _OutcarParser(path, fh)
         parser.run()
@@ -517,7 +230,7 @@ class _OutcarParser:
     # -- header -----------------------------------------------------------
     def _potcar(self, stripped):
         # "POTCAR:    PAW_PBE Ca_pv 06Sep2000" -> "Ca"
-        element = _potcar_element(stripped[len("POTCAR:"):])
+        element = potcar_element(stripped[len("POTCAR:"):])
         if element:
             self.potcar_symbols.append((element, self.lines.number))
 
@@ -685,27 +398,27 @@ class _OutcarParser:
                       self.ml_steps)
         if energy_only:
             nwrite = "" if self.nwrite is None else f" (NWRITE = {self.nwrite})"
-            _report_incomplete(
+            report_incomplete(
                 self.path, incomplete, energy_only[0].energy_line,
-                f"ionic steps {_step_ranges(s.number for s in energy_only)} "
+                f"ionic steps {step_ranges(s.number for s in energy_only)} "
                 f"({len(energy_only)} of {len(self.steps)}) have an energy but no "
                 f"POSITION/TOTAL-FORCE table{nwrite}: VASP prints forces for the "
                 f"first and last step only when NWRITE < 2; the matching "
                 f"vasprun.xml has every step")
         if self.truncated_line is not None:
-            _report_incomplete(
+            report_incomplete(
                 self.path, incomplete, self.truncated_line,
                 "file ends inside a table"
                 + (" in the middle of" if self.lines.cut_mid_line else " at")
                 + f" line {self.truncated_line} (ionic step {self.ionic_step})")
         elif self.open_step_line is not None and not self.finished:
-            _report_incomplete(
+            report_incomplete(
                 self.path, incomplete, self.open_step_line,
                 f"file ends inside ionic step {self.ionic_step} (begun at line "
                 f"{self.open_step_line}) before its energy was printed"
                 + self._response_note())
         elif self.response_line is not None and not self.finished:
-            _report_incomplete(
+            report_incomplete(
                 self.path, incomplete, self.response_line,
                 f"file ends inside the linear-response part of the run (begun "
                 f"at line {self.response_line}"
@@ -723,7 +436,7 @@ class _OutcarParser:
                              "no complete ab-initio ionic step (energy, positions "
                              "and forces) found")
         frames = [self._atoms(step) for step in complete]
-        return _screen_unconverged(self.path, frames, unconverged, self.nelm)
+        return screen_unconverged(self.path, frames, unconverged, self.nelm)
 
     def _starts_response(self, ionic_step):
         """An 'Iteration N(M)' header with the number of a step already closed
