@@ -101,8 +101,8 @@ class GradedPotentialModule(torch.nn.Module):
     (:class:`pyexport.models.grade.ExtrapolationGrade`). The attribute ``active_set_size`` (> 0)
     announces the grade; the grade is computed, and returned as ``extrapolation_grade`` (n_local,)
     float64, only while the caller has set ``compute_extrapolation_grade = True``: the projection
-    costs about as much as a third of the model, so LAMMPS asks for it only on the steps where
-    ``compute mlff/grade`` needs it. Energies, forces and virials are those of the plain
+    costs about 0.7 of a model step (``benchmarks/bench_grade_core.py``), so LAMMPS asks for it
+    only on the steps where ``compute mlff/grade`` needs it. Energies, forces and virials are those of the plain
     :class:`PotentialModule` of the same energy model, bit for bit.
     """
 
