@@ -1,4 +1,4 @@
-"""The efgmd model contract (DESIGN.md, "The model contract"), in code.
+"""The efgmd model contract: the one description of what an exported model file is, and its code.
 
 One file format, two consumers: the LAMMPS plugin (C++) and the Python side (ASE calculator, EFG
 post-processor). An exported model is a TorchScript module with

@@ -53,7 +53,7 @@ class QuadrupoleMoment(NamedTuple):
     source: str  #: where the value comes from
 
 
-#: isotope name ("79Br") -> quadrupole moment. The values quoted in DESIGN.md (127I, 79Br, 81Br,
+#: isotope name ("79Br") -> quadrupole moment. The values of the perovskite work (127I, 79Br, 81Br,
 #: 133Cs, 14N, 2H) and 27Al, 17O, 91Zr are the recommended values of Pyykkö 2018; 27Al 146.6 mb
 #: is also the value of the VASP wiki's QUAD_EFG example and of the shipped pymatgen OUTCAR.
 #: The entries cited to Pyykkö 2008 (23Na, 35Cl, 37Cl, 39K, 85Rb, 87Rb) are that table's values,

@@ -367,7 +367,7 @@ def test_efg_averages_over_samples(models):
         if unit[s].symbol == "Pb":                                  # no quadrupolar isotope
             assert np.isnan(site["mean_cq_mhz"]["value"][s]) and np.isnan(site["cq_of_mean_tensor_mhz"]["value"][s])
         else:
-            q = 313.0 if unit[s].symbol == "Br" else -3.43          # mb, DESIGN.md
+            q = 313.0 if unit[s].symbol == "Br" else -3.43          # mb, pyexport.nmr
             assert site["mean_cq_mhz"]["value"][s] == pytest.approx(float(cq_mhz(v, q).mean()), rel=1e-12)
             assert site["cq_of_mean_tensor_mhz"]["value"][s] == pytest.approx(float(cq_mhz(mean, q)), rel=1e-12)
 

@@ -40,7 +40,7 @@ def _random_rotation(rng):
 # Constants and the table
 # --------------------------------------------------------------------------------------------
 def test_cq_constant_is_derived_from_codata_and_matches_design():
-    # DESIGN.md: C_Q [MHz] = 2.41799e-3 · Q[mb] · V_zz[V/Å²]
+    # pyexport.nmr: C_Q [MHz] = 2.41799e-3 · Q[mb] · V_zz[V/Å²]
     assert nmr.CQ_MHZ_PER_MB_V_PER_A2 == pytest.approx(2.41799e-3, rel=1e-5)
 
 

@@ -55,7 +55,7 @@ def test_raw_tensor_is_symmetric_and_traceless(alpo, cose):
 
 
 def test_eigenvalues_reproduce_vasp_diagonalized_table(alpo, cose):
-    # VASP orders |V_zz| > |V_xx| > |V_yy| (DESIGN.md, NMR conventions):
+    # VASP orders |V_zz| > |V_xx| > |V_yy| (pyexport.nmr, conventions):
     # compare sorted sets.
     for atoms in (alpo, cose):
         eigen = np.linalg.eigvalsh(atoms.arrays["efg"])
