@@ -34,7 +34,8 @@ import torch
 
 from .contract import (CommitteePotentialModule, ContractError, build_inputs, check_outputs, export_model,
                        fold_to_atoms, load_model)
-from .models.cluster import ClusterBasis, ClusterDescriptor, ClusterLinear
+from .models.cluster import ClusterLinear
+from .models.cluster_basis import ClusterBasis, ClusterDescriptor
 
 MODEL_TYPE = "cluster-committee"
 

@@ -25,7 +25,8 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from .models.cluster import ClusterBasis, build_energy_model
+from .models.cluster import build_energy_model
+from .models.cluster_basis import ClusterBasis
 from .models.grade import active_set_summary
 from .training.checkpoints import make_checkpoint
 from .training.config import FitConfig

@@ -24,7 +24,8 @@ from pyexport.contract import PotentialModule, build_inputs, export_model, load_
 from pyexport.training.checkpoints import load_checkpoint, model_from_checkpoint, potential_from_checkpoint
 from pyexport.training.data import prepare, read_structures
 from pyexport.training.metrics import predict
-from pyexport.models.cluster import ClusterBasis, ClusterLinear
+from pyexport.models.cluster import ClusterLinear
+from pyexport.models.cluster_basis import ClusterBasis
 from pyexport.structures import cspbbr3, displaced, mode_pattern, rattled
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,8 +20,9 @@ from pyexport.training.metrics import error_metrics, predict
 from pyexport.training.nn import NNTraining, standardise, start_nn, train_nn
 from pyexport.training.ridge import fit_linear
 from pyexport.units import GPA_PER_EV_A3
-from pyexport.models.cluster import (ClusterBasis, ClusterDescriptor, ClusterLinear, ClusterNN,
-                                     RadialBasis, SphericalHarmonics, _coupling_triples, gaunt_tensor)
+from pyexport.models.cluster import ClusterLinear, ClusterNN
+from pyexport.models.cluster_basis import (ClusterBasis, ClusterDescriptor, RadialBasis, SphericalHarmonics,
+                                           _coupling_triples, gaunt_tensor)
 from pyexport.structures import cspbbr3, rattled
 
 ELEMENTS = ["Cs", "Pb", "Br"]

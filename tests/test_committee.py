@@ -20,7 +20,8 @@ from pyexport.cli import main
 from pyexport.committee import CommitteeEvaluator, force_deviation
 from pyexport.contract import PotentialModule, build_inputs, fold_to_atoms, load_model
 from pyexport.lammps.data_file import write_lammps_data
-from pyexport.models.cluster import ClusterBasis, ClusterLinear
+from pyexport.models.cluster import ClusterLinear
+from pyexport.models.cluster_basis import ClusterBasis
 from pyexport.structures import cspbbr3, rattled
 
 ELEMENTS = ["Br", "Cs", "Pb"]          # what the fit picks: ordered by atomic number

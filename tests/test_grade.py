@@ -227,7 +227,8 @@ def test_cluster_nn_is_graded_on_the_same_invariants(graded):
     """cluster-nn reads the invariants of the same descriptor: with the linear fit's active set its
     scripted, exported grade equals the cluster model's (the network's output does not enter)."""
     from pyexport.contract import export_model
-    from pyexport.models.cluster import ClusterBasis, ClusterNN
+    from pyexport.models.cluster import ClusterNN
+    from pyexport.models.cluster_basis import ClusterBasis
 
     ckpt = load_checkpoint(graded["ckpt"])
     basis = ClusterBasis.from_dict(ckpt["hyperparameters"]["basis"])

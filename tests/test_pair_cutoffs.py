@@ -23,7 +23,8 @@ from pyexport.cli.fit import parse_pair_cutoffs
 from pyexport.committee import ClusterCommittee
 from pyexport.contract import PotentialModule, build_inputs, fold_to_atoms, load_model
 from pyexport.training.checkpoints import load_checkpoint, model_from_checkpoint
-from pyexport.models.cluster import ClusterBasis, ClusterDescriptor, ClusterLinear, ClusterNN
+from pyexport.models.cluster import ClusterLinear, ClusterNN
+from pyexport.models.cluster_basis import ClusterBasis, ClusterDescriptor
 from pyexport.structures import cspbbr3, rattled
 from pyexport.units import LAMMPS_BAR_PER_EV_A3
 

@@ -13,7 +13,7 @@ from contract_models import many_body_module
 from pyexport.lammps.dump import read_frames
 from pyexport.committee import ClusterCommittee, CommitteeEvaluator, write_committee
 from pyexport.contract import export_model
-from pyexport.models.cluster import ClusterBasis
+from pyexport.models.cluster_basis import ClusterBasis
 from pyexport.cli.select import add_select_parser
 from pyexport.select import (FRAMES_FILE, SELECTION_FILE, RDFDescriptor, farthest_point_sampling, frame_descriptors,
                              select_frames)

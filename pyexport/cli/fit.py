@@ -126,7 +126,7 @@ def parse_lambdas(text) -> List[float]:
 
 def parse_pair_cutoffs(value) -> dict:
     """``"C-H=2.0,N-H=2.0"`` (flag or config string) or a config table ``{"C-H": 2.0}`` as
-    {pair: Å}; the keys and ranges are checked by :class:`pyexport.models.cluster.ClusterBasis`."""
+    {pair: Å}; the keys and ranges are checked by :class:`pyexport.models.cluster_basis.ClusterBasis`."""
     if value is None:
         return {}
     if isinstance(value, dict):

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from ..contract import GradedPotentialModule, PotentialModule
-from ..models.cluster import ClusterBasis, build_energy_model
+from ..models.cluster import build_energy_model
+from ..models.cluster_basis import ClusterBasis
 from ..models.grade import ExtrapolationGrade
 from ..models.pair import CoreRepulsion, WithCore
 

@@ -16,7 +16,7 @@ from typing import List, Optional
 
 import torch
 
-from ..models.cluster import ClusterDescriptor
+from ..models.cluster_basis import ClusterDescriptor
 from ..units import GPA_PER_EV_A3
 from .batches import voigt
 from .data import Prepared

@@ -6,7 +6,7 @@ from typing import List, Sequence
 import numpy as np
 import torch
 
-from ..models.cluster import ClusterDescriptor
+from ..models.cluster_basis import ClusterDescriptor
 from ..models.grade import build_active_set
 from .batches import batches, make_batch
 from .data import Prepared
