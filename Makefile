@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 # Installed (not editable) so that new modules never go missing; the C++ build is cached in build/.
 # Tests run from the repository root, where the source packages shadow the installed copies.
-SOURCES := CMakeLists.txt pyproject.toml $(wildcard lammps_plugin/*.cpp lammps_plugin/*.h pyexport/*.py pyexport/*/*.py efg/*.py)
+SOURCES := CMakeLists.txt pyproject.toml $(wildcard lammps_plugin/*.cpp lammps_plugin/*.h pyexport/*.py pyexport/*/*.py efg/*.py efg/*/*.py)
 
 .PHONY: all setup build test demo bench clean
 
