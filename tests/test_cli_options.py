@@ -145,3 +145,31 @@ def test_run_main_shows_the_library_log(capsys):
     assert out == "read 3 frames\n"
     assert err == "prog go: warning: frame 2 has no cell\n"
     assert not logging.getLogger("pyexport").handlers          # nothing left behind after the command
+
+
+def test_efg_commands_take_config_files_and_flags_win(tmp_path):
+    """--config on every efg command: options left at their default take the file's values, flags
+    given win, unknown keys name the file."""
+    import argparse
+
+    from efg.cli import build_parser
+    from pyexport.cli.options import with_config
+
+    for command in ("analyze", "scan", "harmonic", "compare"):
+        assert "--config" in build_parser()._subparsers._group_actions[0].choices[command].format_help()
+
+    seen = {}
+    p = argparse.ArgumentParser()
+    p.add_argument("--every", type=int, default=1)
+    p.add_argument("--index", default=":")
+    p.add_argument("--isotope", dest="isotopes", action="append", default=[])
+    p.set_defaults(func=with_config(lambda args: seen.update(vars(args)) or 0, p))
+    config = tmp_path / "analyze.toml"
+    config.write_text('every = 5\nindex = "10::2"\nisotopes = ["Br=81Br"]\n')
+    args = p.parse_args(["--config", str(config), "--index", "::3"])
+    assert args.func(args) == 0
+    assert seen["every"] == 5 and seen["index"] == "::3" and seen["isotopes"] == ["Br=81Br"]
+    config.write_text("evry = 5\n")
+    with pytest.raises(ValueError, match="analyze.toml: unknown option 'evry'"):
+        args = p.parse_args(["--config", str(config)])
+        args.func(args)

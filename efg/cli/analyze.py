@@ -2,7 +2,7 @@
 import argparse
 
 from pyexport import nmr
-from pyexport.cli.options import defaults_of, show_defaults
+from pyexport.cli.options import defaults_of, show_defaults, with_config
 
 from efg import analyze as analysis
 from efg.analyze import EFG_SOURCES, analyze
@@ -36,8 +36,8 @@ def add_parser(subparsers) -> None:
                    help="atoms per model call (several frames)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("-o", "--output", required=True, help="run.json (run.npz and run_hist.png beside it)")
+    p.set_defaults(func=with_config(run, p))
     show_defaults(p)
-    p.set_defaults(func=run)
 
 
 def print_molecules(molecules) -> None:

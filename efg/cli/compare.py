@@ -3,7 +3,7 @@ baseline against the MD temperature scan)."""
 import argparse
 from pathlib import Path
 
-from pyexport.cli.options import show_defaults
+from pyexport.cli.options import show_defaults, with_config
 
 from efg import compare as comparison
 from efg.compare import compare
@@ -15,8 +15,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("harmonic", help="harmonic.json of efg harmonic")
     p.add_argument("scan", help="scan.json of efg scan (its runs are read too)")
     p.add_argument("-o", "--output", required=True, help="report folder (report.md, compare.json, PNGs)")
+    p.set_defaults(func=with_config(run, p))
     show_defaults(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from typing import List
 
 import numpy as np
 
-from pyexport.cli.options import defaults_of, show_defaults
+from pyexport.cli.options import defaults_of, show_defaults, with_config
 from pyexport.nmr import parse_isotope_options
 
 from efg.harmonic import STATISTICS, HarmonicWarning, NamedMode, run_harmonic
@@ -77,8 +77,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=defaults["threads"], help="torch threads")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("-o", "--output", required=True, help="JSON report; PNGs are written beside it")
+    p.set_defaults(func=with_config(run, p))
     show_defaults(p)
-    p.set_defaults(func=run)
     return p
 
 

@@ -2,7 +2,7 @@
 analyze at several temperatures -> curves vs T and transition temperatures)."""
 import argparse
 
-from pyexport.cli.options import show_defaults
+from pyexport.cli.options import show_defaults, with_config
 
 from efg.temperature_scan import scan
 
@@ -13,8 +13,8 @@ def add_parser(subparsers) -> None:
                                           "they change.")
     p.add_argument("runs", nargs="+", help="run JSON files of efg analyze (each with --temperature)")
     p.add_argument("-o", "--output", required=True, help="scan.json (PNG plots beside it)")
+    p.set_defaults(func=with_config(run, p))
     show_defaults(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

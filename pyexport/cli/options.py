@@ -30,6 +30,26 @@ def add_config_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="JSON or TOML file of options (keys = option names); flags given win")
 
 
+def with_config(run: Callable, p: argparse.ArgumentParser) -> Callable:
+    """``run`` of a command whose argparse options carry their own defaults (the ``efg``
+    commands), with ``--config`` (added here): every option left at its default takes the file's
+    value (keys = option names, ``-`` or ``_``; unknown keys are an error naming the file), and
+    flags given on the command line win. Options that must be on the command line (``required``)
+    stay there."""
+    add_config_argument(p)
+    defaults = {a.dest: a.default for a in p._actions
+                if a.dest not in ("help", "config") and a.default is not argparse.SUPPRESS}
+
+    def run_with_config(args: argparse.Namespace) -> int:
+        if getattr(args, "config", None):
+            for key, value in read_config(args.config, defaults).items():
+                if getattr(args, key, None) == defaults[key]:
+                    setattr(args, key, value)
+        return run(args)
+
+    return run_with_config
+
+
 def show_defaults(p: argparse.ArgumentParser, defaults: Optional[Dict[str, object]] = None) -> None:
     """Append ``(default: X)`` to the help of ``p``'s options, after they are all added.
 
