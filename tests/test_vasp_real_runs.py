@@ -16,6 +16,7 @@ import pytest
 
 from pyexport.data import IncompleteDataWarning, ParseError, UnconvergedSCFWarning, read
 from pyexport.data.dataset import EV_PER_A3_PER_KBAR
+from test_data_readers import assert_agrees_with_ase
 
 DATA = Path(__file__).parent / "data"
 LEPSILON_OUTCAR = DATA / "pymatgen" / "OUTCAR.lepsilon.gz"
@@ -43,19 +44,6 @@ def _cut(path, tmp_path, n_lines, extra=""):
     return dest
 
 
-def _assert_agrees_with_ase(ours, path):
-    theirs = ase.io.read(path, index=":", format="vasp-out")
-    assert len(ours) == len(theirs)
-    for a, b in zip(ours, theirs):
-        assert a.get_chemical_symbols() == b.get_chemical_symbols()
-        np.testing.assert_allclose(a.cell[:], b.cell[:], rtol=0, atol=1e-12)
-        np.testing.assert_allclose(a.positions, b.positions, rtol=0, atol=1e-12)
-        np.testing.assert_allclose(a.get_forces(), b.get_forces(), rtol=0, atol=1e-12)
-        np.testing.assert_allclose(a.get_stress(), b.get_stress(), rtol=0, atol=1e-12)
-        assert a.get_potential_energy() == pytest.approx(
-            b.get_potential_energy(force_consistent=True), abs=1e-9)
-
-
 # -- linear response: 'Iteration' headers after the last ionic step -------------------------------
 
 @pytest.mark.parametrize("path", [LEPSILON_OUTCAR, LCHIMAG_OUTCAR], ids=["lepsilon", "lchimag"])
@@ -63,7 +51,7 @@ def test_linear_response_run_is_one_complete_step(path):
     frames = read(path)
     assert len(frames) == 1 == len(_printed_totens(path))
     assert frames[0].get_potential_energy() == _printed_totens(path)[0]
-    _assert_agrees_with_ase(frames, path)
+    assert_agrees_with_ase(frames, path)
 
 
 KILLED_LEPSILON_OUTCAR = DATA / "custodian" / "OUTCAR.lrf_comm.gz"
@@ -89,7 +77,7 @@ def test_real_killed_linear_response_run_keeps_its_ionic_step():
     with pytest.warns(IncompleteDataWarning):
         frames = read(KILLED_LEPSILON_OUTCAR, incomplete="warn")
     assert [a.get_potential_energy() for a in frames] == _printed_totens(KILLED_LEPSILON_OUTCAR)
-    _assert_agrees_with_ase(frames, KILLED_LEPSILON_OUTCAR)
+    assert_agrees_with_ase(frames, KILLED_LEPSILON_OUTCAR)
 
 
 # -- VASP 5.2 prints a step's energy before its stress and forces ----------------------------------
@@ -233,7 +221,7 @@ def test_unconverged_outcar_steps_are_flagged_and_counted():
     with pytest.warns(UnconvergedSCFWarning, match=r"2 of 3 ionic steps \(1-2\).*NELM = 15.*kept"):
         frames = read(CH4_UNCONVERGED_OUTCAR)
     assert [a.info["scf_converged"] for a in frames] == [False, False, True]
-    _assert_agrees_with_ase(frames, CH4_UNCONVERGED_OUTCAR)
+    assert_agrees_with_ase(frames, CH4_UNCONVERGED_OUTCAR)
 
 
 def test_unconverged_outcar_steps_dropped_on_request():
