@@ -29,6 +29,15 @@ def run_lammps(script: str, workdir, nprocs: int = None, check: bool = True, tim
     return proc
 
 
+def assert_lammps_stops(script: str, workdir, message: str, name: str = "") -> None:
+    """Run ``script`` (serially) and assert that LAMMPS stops with an error whose text holds
+    ``message``; ``name`` labels the case in the failure."""
+    proc = run_lammps(script, workdir, check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode > 0, f"{name}: LAMMPS did not stop (rc {proc.returncode})"
+    assert "ERROR" in text and message in text, f"{name}: expected {message!r} in:\n{text[-1500:]}"
+
+
 def read_dump_sorted(path):
     """(ids, columns) of a one-frame `write_dump ... custom id ...` file, rows sorted by id."""
     lines = Path(path).read_text().splitlines()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from contract_models import export, graded_module, many_body_module
-from lammps_run import read_dump_sorted, read_values, run_lammps
+from lammps_run import assert_lammps_stops, read_dump_sorted, read_values, run_lammps
 from pyexport.contract import build_inputs, load_model
 from pyexport.lammps.data_file import write_lammps_data
 from test_pair_mlff import HEADER, TYPE_ORDER, perovskite
@@ -116,6 +116,4 @@ def test_grade_errors(tmp_path, graded_pt):
         wd = tmp_path / name
         wd.mkdir()
         write_lammps_data(wd / "data.lmp", atoms, TYPE_ORDER)
-        proc = run_lammps(HEADER + lines + "run 0\n", wd, check=False)
-        text = proc.stdout + proc.stderr
-        assert proc.returncode > 0 and "ERROR" in text and message in text, f"{name}: {text[-1500:]}"
+        assert_lammps_stops(HEADER + lines + "run 0\n", wd, message, name)
