@@ -180,6 +180,23 @@ def write_orthogonal_dump(path, frames, types):
     path.write_text("\n".join(lines) + "\n")
 
 
+def cubic_perovskite(reps):
+    """Ideal cubic CsPbBr3 (a = 5.9 Å) repeated ``reps``."""
+    return Atoms("CsPbBr3", scaled_positions=[[.5, .5, .5], [0, 0, 0], [.5, 0, 0], [0, .5, 0], [0, 0, .5]],
+                 cell=np.eye(3) * 5.9, pbc=True).repeat(reps)
+
+
+def rattled_cubic_dump(path, reps, amplitudes):
+    """A dump of ``cubic_perovskite(reps)`` rattled by each amplitude (Å) in turn, seeds 0, 1, ..."""
+    frames = []
+    for seed, amplitude in enumerate(amplitudes):
+        atoms = cubic_perovskite(reps)
+        atoms.rattle(amplitude, seed=seed)
+        frames.append(atoms)
+    write_orthogonal_dump(path, frames, ["Cs", "Pb", "Br"])
+    return path
+
+
 @pytest.fixture(scope="module")
 def random_committee(tmp_path_factory):
     """A 3-member committee of tiny cluster models with random coefficients (no fit needed:
@@ -194,15 +211,7 @@ def random_committee(tmp_path_factory):
 
 
 def test_select_with_committee_picks_the_most_uncertain_frames(tmp_path, random_committee):
-    cubic = Atoms("CsPbBr3", scaled_positions=[[.5, .5, .5], [0, 0, 0], [.5, 0, 0], [0, .5, 0], [0, 0, .5]],
-                  cell=np.eye(3) * 5.9, pbc=True).repeat((2, 1, 1))
-    frames = []
-    for seed, amplitude in enumerate([0.05, 0.3, 0.02, 0.15, 0.1, 0.25, 0.03, 0.2]):
-        atoms = cubic.copy()
-        atoms.rattle(amplitude, seed=seed)
-        frames.append(atoms)
-    dump = tmp_path / "md.lammpstrj"
-    write_orthogonal_dump(dump, frames, ["Cs", "Pb", "Br"])
+    dump = rattled_cubic_dump(tmp_path / "md.lammpstrj", (2, 1, 1), [0.05, 0.3, 0.02, 0.15, 0.1, 0.25, 0.03, 0.2])
     evaluator = CommitteeEvaluator(random_committee)
     expected = np.array([evaluator.max_force_uncertainty(a) for a in read_frames(str(dump), types="Cs,Pb,Br")])
     assert len(set(np.round(expected, 12))) == 8           # distinct, so the ranking is unambiguous
@@ -251,8 +260,7 @@ def graded_potential(tmp_path_factory):
     model = ClusterLinear(3, ClusterBasis.preset("tiny", cutoff=5.0), elements)
     with torch.no_grad():
         model.coef.normal_(0.0, 1e-2)
-    cubic = Atoms("CsPbBr3", scaled_positions=[[.5, .5, .5], [0, 0, 0], [.5, 0, 0], [0, .5, 0], [0, 0, .5]],
-                  cell=np.eye(3) * 5.9, pbc=True).repeat((3, 3, 3))
+    cubic = cubic_perovskite((3, 3, 3))
     training = []
     for seed in range(8):
         atoms = cubic.copy()
@@ -268,15 +276,7 @@ def graded_potential(tmp_path_factory):
 def test_select_with_grade_picks_the_frames_furthest_outside_the_data(tmp_path, graded_potential):
     from pyexport.calculator import MLFFCalculator
 
-    cubic = Atoms("CsPbBr3", scaled_positions=[[.5, .5, .5], [0, 0, 0], [.5, 0, 0], [0, .5, 0], [0, 0, .5]],
-                  cell=np.eye(3) * 5.9, pbc=True).repeat((2, 2, 2))
-    frames = []
-    for seed, amplitude in enumerate([0.03, 0.4, 0.02, 0.15, 0.1, 0.3, 0.04, 0.2]):
-        atoms = cubic.copy()
-        atoms.rattle(amplitude, seed=seed)
-        frames.append(atoms)
-    dump = tmp_path / "md.lammpstrj"
-    write_orthogonal_dump(dump, frames, ["Cs", "Pb", "Br"])
+    dump = rattled_cubic_dump(tmp_path / "md.lammpstrj", (2, 2, 2), [0.03, 0.4, 0.02, 0.15, 0.1, 0.3, 0.04, 0.2])
     calc = MLFFCalculator(graded_potential)
     expected = []
     for atoms in read_frames(str(dump), types="Cs,Pb,Br"):
