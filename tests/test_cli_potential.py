@@ -34,12 +34,7 @@ ELEMENTS = ["Br", "Cs", "Pb"]  # what `fit` picks: ordered by atomic number
 TINY = ClusterBasis.preset("tiny", cutoff=5.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _label(truth, atoms):

@@ -54,13 +54,7 @@ def _outputs(module, atoms):
     return float(out["energy"]), forces, out["virial"].detach().numpy(), out["atom_energy"].detach().numpy()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tensors are small: one thread is faster than contending for shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

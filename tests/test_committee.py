@@ -31,12 +31,7 @@ MEMBERS = 4
 A0 = 6.0                               # Å, lattice parameter of the cells
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _label(truth, atoms):

@@ -15,9 +15,11 @@ from pyexport.calculator import MLFFCalculator
 from pyexport.cli import main
 from pyexport.training.checkpoints import load_checkpoint
 from test_pair_cutoffs import (CUTOFF, ELEMENTS, FIT_BASIS, FIT_SIZE, PAIRS, TYPE_ORDER, _label,  # noqa: F401
-                               methylammonium_cell, one_thread, random_model)
+                               methylammonium_cell, random_model)
 
 STRENGTH = 50.0
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -41,13 +41,7 @@ FIT_BASIS = ClusterBasis(cutoff=CUTOFF, pair_cutoffs=PAIRS, **FIT_SIZE)
 CELL_A = 6.3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tensors are small: one thread is faster than contending for shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def methylammonium_cell(rattle=0.03, seed=0, scale=1.0) -> Atoms:

@@ -28,12 +28,7 @@ VASPRUN = DATA / "dpdata" / "vasprun.h2o.md.10.xml"     # 10 labelled MD steps o
 DUMP = DATA / "dpdata" / "traj.dump"                     # LAMMPS dump, 2 frames, Fe Ni
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class _CreatesMarker:

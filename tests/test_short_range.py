@@ -15,7 +15,9 @@ from pyexport.calculator import MLFFCalculator
 from pyexport.contract import export_model
 from pyexport.training.checkpoints import load_checkpoint, potential_from_checkpoint
 from pyexport.short_range import approach_scan, short_range_scans
-from test_grade import graded, one_thread  # noqa: F401  (fixtures: a small fit of the same data)
+from test_grade import graded  # noqa: F401  (fixture: a small fit of the same data)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "cspbbr3"
 
