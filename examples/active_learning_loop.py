@@ -46,7 +46,7 @@ import numpy as np
 from ase import Atoms
 
 from pyexport.data.dataset import decompressed_text
-from pyexport.lammps.log import elapsed_steps, read_thermo
+from pyexport.lammps.log import elapsed_steps, read_thermo, read_timestep
 
 BIN = Path(sys.prefix) / "bin"
 
@@ -158,7 +158,7 @@ def md(folder: Path, temperature: int, seed: int, args, example: Example) -> Dic
     thermo = read_thermo(log_path)
     steps_run = int(elapsed_steps(thermo["Step"])[-1]) if len(thermo.get("Step", [])) else 0
     n_atoms = int(re.search(r"^\s*(\d+) atoms$", log, re.M).group(1))
-    dt = float(re.search(r"Time step\s*:\s*(\S+)", log).group(1))
+    dt = read_timestep(log_path)
     outcome = {"temperature_K": temperature, "steps_run": steps_run, "atom_ps": steps_run * dt * n_atoms,
                "max_grade": float(thermo["c_grade"].max()) if len(thermo.get("c_grade", [])) else None}
     errors = [line for line in log.splitlines() if line.startswith("ERROR")]

@@ -1,4 +1,5 @@
-"""Thermo output of a LAMMPS log file (``log.lammps``)."""
+"""Thermo output and settings of a LAMMPS log file (``log.lammps``)."""
+import re
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -41,3 +42,17 @@ def elapsed_steps(step: np.ndarray) -> np.ndarray:
         return step.copy()
     offset = np.concatenate([[0.0], np.cumsum(np.where(np.diff(step) < 0, step[:-1], 0.0))])
     return step + offset
+
+
+_TIMESTEP = re.compile(r"^\s*timestep\s+([-+0-9.eE]+)\s*(?:#.*)?$", re.M)
+
+
+def read_timestep(log) -> float:
+    """The MD time step (in the run's time unit: ps for ``units metal``) that the input set last,
+    from the ``timestep`` commands LAMMPS echoes into the log (with variables substituted).
+    Raises ``ValueError`` naming the log when it holds none (LAMMPS' default step then applies,
+    which depends on the unit style)."""
+    found = _TIMESTEP.findall(Path(log).read_text())
+    if not found:
+        raise ValueError(f"{log}: no 'timestep' command in this LAMMPS log")
+    return float(found[-1])
