@@ -1,5 +1,6 @@
-"""NMR quantities of electric-field-gradient (EFG) tensors: principal values, V_zz, eta, C_Q;
-nuclear quadrupole moments and isotope names.
+"""NMR quantities of electric-field-gradient (EFG) tensors: principal values, V_zz, eta, C_Q,
+principal frames and their Euler angles; nuclear quadrupole moments, spins and isotope names.
+(NQR transition frequencies: :mod:`pyexport.nqr`; ``.magres`` files: :mod:`pyexport.magres`.)
 
 In the lower layer (``pyexport``) because the data side needs it too: EFG labels from VASP
 (``QUAD_EFG``), the EFG model's metrics in C_Q.
@@ -23,6 +24,21 @@ Conventions:
   (:data:`DEFAULT_ISOTOPES`: 79Br, 127I, 133Cs, 14N, 2H, ...; :func:`resolve_isotopes`).
 - Six-component (Voigt-like) storage uses VASP's order ``V_xx V_yy V_zz V_xy V_xz V_yz``
   (the OUTCAR table "Electric field gradients (V/A^2)" and ``compute efg/atom``).
+- Haeberlen order. NMR software for shielding tensors (and Soprano's default for them) orders
+  ``|V_zz − δ_iso| ≥ |V_xx − δ_iso| ≥ |V_yy − δ_iso|`` with ``δ_iso`` = trace/3, and defines
+  ``eta_H = (V_yy − V_xx) / (V_zz − δ_iso)``. For a traceless EFG tensor δ_iso = 0: the same
+  V_zz, the two smaller values named the other way round (Haeberlen's V_xx is our V_yy), and
+  the same eta. This module uses the NQR order throughout (as Soprano does for EFG tensors).
+- Orientation (:func:`principal_frame`, :func:`euler_zyz`): the principal axes as the columns
+  of a proper rotation ``R`` (det +1, z = x × y), ``V = R diag(V_xx, V_yy, V_zz) Rᵀ``, and
+  the Euler angles of ``R`` in the active ZYZ convention, ``R = R_z(α) R_y(β) R_z(γ)``, radians,
+  brought to ``β ∈ [0, π/2]``, ``α ∈ [0, 2π)``, ``γ ∈ [0, π)`` with the freedom of an
+  eigenvector's sign: Soprano's ``EFGEuler`` default (order NQR, ZYZ, active), which
+  MagresView shows too.
+- Nuclear spins I (:data:`NUCLEAR_SPINS`) of the isotopes in the table, for the NQR lines
+  (:mod:`pyexport.nqr`).
+- EFG in atomic units (``.magres`` files, CASTEP): 1 E_h/(e a_0²) =
+  :data:`V_PER_A2_PER_EFG_AU` V/Å² (≈ 97.1736), derived from CODATA's E_h, e and a_0.
 
 Degenerate cases: for ``V = 0`` eta is 0 (not NaN). For eta = 1 the two largest principal
 values have equal magnitude and opposite sign, so the sign of V_zz (and of C_Q) is a matter of
@@ -37,6 +53,11 @@ from scipy import constants
 
 #: C_Q [MHz] per millibarn per V/Å²: e · (1e-31 m² per mb) · (1e20 V/m² per V/Å²) / h / 1e6.
 CQ_MHZ_PER_MB_V_PER_A2 = constants.e * 1e-31 * 1e20 / constants.h / 1e6
+
+#: V/Å² per atomic unit of EFG, E_h / (e a_0²) (Hartree per elementary charge per bohr²), from
+#: CODATA's E_h, e and a_0 (≈ 97.1736; CODATA 2018 and 2022 differ by 1.4e-9 relative).
+V_PER_A2_PER_EFG_AU = (constants.physical_constants["Hartree energy"][0]
+                       / (constants.e * constants.physical_constants["Bohr radius"][0] ** 2) / 1e20)
 
 #: Component order of six-component EFG storage (VASP OUTCAR, ``compute efg/atom``).
 VOIGT6_ORDER = ("xx", "yy", "zz", "xy", "xz", "yz")
@@ -74,6 +95,16 @@ QUADRUPOLE_MOMENTS: Dict[str, QuadrupoleMoment] = {
     "91Zr": QuadrupoleMoment(-176.0, PYYKKO_2018),
     "127I": QuadrupoleMoment(-696.0, PYYKKO_2018),
     "133Cs": QuadrupoleMoment(-3.43, PYYKKO_2018),
+}
+
+#: isotope name -> nuclear spin I of its ground state (ħ units), for every isotope of
+#: :data:`QUADRUPOLE_MOMENTS`. The values are those listed with the moments in the tables cited
+#: there (and N. J. Stone, "Table of nuclear electric quadrupole moments", At. Data Nucl. Data
+#: Tables 111-112, 1 (2016)); tests/test_nqr.py compares them with Soprano's isotope data.
+NUCLEAR_SPINS: Dict[str, float] = {
+    "2H": 1.0, "14N": 1.0, "17O": 2.5, "23Na": 1.5, "27Al": 2.5, "35Cl": 1.5, "37Cl": 1.5,
+    "39K": 1.5, "79Br": 1.5, "81Br": 1.5, "85Rb": 2.5, "87Rb": 1.5, "91Zr": 2.5, "127I": 2.5,
+    "133Cs": 3.5,
 }
 
 #: element -> isotope used when only the element is known. The choice is the quadrupolar isotope
@@ -116,6 +147,15 @@ def quadrupole_moment_mb(isotope: str) -> float:
         raise ValueError(f"isotope {isotope!r}: no quadrupole moment in the table "
                          f"(known: {known}); pass Q in millibarn instead")
     return QUADRUPOLE_MOMENTS[key].q_mb
+
+
+def nuclear_spin(isotope: str) -> float:
+    """Nuclear spin I of ``isotope`` ("79Br" -> 1.5, "127I" -> 2.5, "133Cs" -> 3.5)."""
+    key = normalize_isotope(isotope)
+    if key not in NUCLEAR_SPINS:
+        known = ", ".join(sorted(NUCLEAR_SPINS, key=_isotope_sort_key))
+        raise ValueError(f"isotope {isotope!r}: no nuclear spin in the table (known: {known})")
+    return NUCLEAR_SPINS[key]
 
 
 def default_isotope(element: str) -> str:
@@ -230,6 +270,73 @@ def principal_axes(V) -> Tuple[np.ndarray, np.ndarray]:
     values = np.take_along_axis(values, order, axis=-1)
     vectors = np.take_along_axis(vectors, order[..., None, :], axis=-1)
     return values, vectors
+
+
+def principal_frame(V) -> Tuple[np.ndarray, np.ndarray]:
+    """Principal values and a right-handed principal frame of the (..., 3, 3) tensors ``V``.
+
+    Returns ``(values, R)``: ``values`` (..., 3) = (V_xx, V_yy, V_zz) in the NQR order
+    ``|V_zz| ≥ |V_yy| ≥ |V_xx|`` (V/Å² for V/Å² input); ``R`` (..., 3, 3) a proper rotation whose
+    columns are the unit x, y, z principal axes in the input's Cartesian frame, z = x × y, so that
+    ``V = R diag(values) Rᵀ``. Each axis is defined up to its sign (two of them may flip
+    together); where two principal values are equal their axes are any orthonormal pair of
+    that plane.
+    """
+    values, axes = principal_axes(V)
+    axes = axes.copy()
+    axes[..., :, 2] = np.cross(axes[..., :, 0], axes[..., :, 1])
+    return values, axes
+
+
+def euler_zyz(R) -> np.ndarray:
+    """Active ZYZ Euler angles (α, β, γ), radians, of the principal frames ``R`` (..., 3, 3).
+
+    ``R = R_z(α) R_y(β) R_z(γ)`` (rotations about the fixed-then-moved axes: R_z(α) last),
+    with ``R`` from :func:`principal_frame`: the rotation that carries the Cartesian axes onto
+    the principal axes. Because each principal axis is defined up to sign, the four proper
+    frames ``R·diag(s_x, s_y, s_z)`` with ``s_x s_y s_z = 1`` describe the same tensor; the one
+    returned has ``β ∈ [0, π/2]``, ``γ ∈ [0, π)``, ``α ∈ [0, 2π)`` (Soprano's normalisation of
+    active ZYZ angles for NMR tensors). At β = 0 only α + γ is defined: α = 0 is taken; at
+    β = π/2 two of the four remain (α, γ and α + π, π − γ), told apart by rounding. Returns (..., 3).
+    """
+    R = np.asarray(R, dtype=float)
+    if R.ndim < 2 or R.shape[-2:] != (3, 3):
+        raise ValueError(f"R: expected an array of shape (..., 3, 3), got {R.shape}")
+    det = np.linalg.det(R)
+    if not np.allclose(det, 1.0, atol=1e-8):
+        raise ValueError("R: not a proper rotation (det ≠ +1); take it from principal_frame")
+    # R·diag(1, -1, -1) = R_z(α + π) R_y(π − β) R_z(−γ): choose the frame with R_zz ≥ 0 (β ≤ π/2)
+    flip = R[..., 2, 2] < 0
+    R = np.where(flip[..., None, None], R * np.array([1.0, -1.0, -1.0]), R)
+    beta = np.arccos(np.clip(R[..., 2, 2], -1.0, 1.0))
+    sin_beta = np.sin(beta)
+    axial = sin_beta < 1e-12
+    alpha = np.where(axial, 0.0, np.arctan2(R[..., 1, 2], R[..., 0, 2]))
+    gamma = np.where(axial, np.arctan2(R[..., 1, 0], R[..., 0, 0]),
+                     np.arctan2(R[..., 2, 1], -R[..., 2, 0]))
+    # R·diag(-1, -1, 1) = R_z(α) R_y(β) R_z(γ + π): γ modulo π
+    gamma = np.mod(gamma, np.pi)
+    alpha = np.mod(alpha, 2.0 * np.pi)
+    gamma = np.where(np.isclose(gamma, np.pi, rtol=0, atol=1e-12), 0.0, gamma)
+    alpha = np.where(np.isclose(alpha, 2.0 * np.pi, rtol=0, atol=1e-12), 0.0, alpha)
+    return np.stack([alpha, beta, gamma], axis=-1)
+
+
+def rotation_zyz(angles) -> np.ndarray:
+    """The rotation ``R_z(α) R_y(β) R_z(γ)`` (..., 3, 3) of Euler angles (..., 3) in radians
+    (the inverse of :func:`euler_zyz` up to the principal axes' signs)."""
+    angles = np.asarray(angles, dtype=float)
+    alpha, beta, gamma = angles[..., 0], angles[..., 1], angles[..., 2]
+
+    def about_z(t):
+        c, s, o, z = np.cos(t), np.sin(t), np.ones_like(t), np.zeros_like(t)
+        return np.stack([np.stack([c, -s, z], -1), np.stack([s, c, z], -1), np.stack([z, z, o], -1)], -2)
+
+    def about_y(t):
+        c, s, o, z = np.cos(t), np.sin(t), np.ones_like(t), np.zeros_like(t)
+        return np.stack([np.stack([c, z, s], -1), np.stack([z, o, z], -1), np.stack([-s, z, c], -1)], -2)
+
+    return about_z(alpha) @ about_y(beta) @ about_z(gamma)
 
 
 def principal(V) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -156,6 +156,70 @@ def test_principal_axes():
                                atol=1e-12)
 
 
+def test_principal_frame_is_a_right_handed_eigenframe():
+    rng = np.random.default_rng(11)
+    V = _random_traceless(rng, (50,))
+    values, R = nmr.principal_frame(V)
+    np.testing.assert_allclose(values, np.stack(nmr.principal(V), axis=-1), atol=1e-12)
+    np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-12)
+    np.testing.assert_allclose(R @ (values[:, :, None] * np.swapaxes(R, 1, 2)), V, atol=1e-11)
+
+
+def test_euler_angles_recover_a_known_orientation():
+    """V = R(α, β, γ) diag(V_xx, V_yy, V_zz) R(α, β, γ)ᵀ with angles in the canonical ranges
+    (β ≤ π/2, γ < π): euler_zyz gives them back, whichever signs the eigensolver chose; R_z and
+    R_y are the active rotations (R_z(π/2) takes x to y)."""
+    np.testing.assert_allclose(nmr.rotation_zyz([np.pi / 2, 0, 0]) @ [1, 0, 0], [0, 1, 0], atol=1e-15)
+    np.testing.assert_allclose(nmr.rotation_zyz([0, np.pi / 2, 0]) @ [0, 0, 1], [1, 0, 0], atol=1e-15)
+    rng = np.random.default_rng(12)
+    angles = np.stack([rng.uniform(0, 2 * np.pi, 200), rng.uniform(0.01, np.pi / 2 - 0.01, 200),
+                       rng.uniform(0, np.pi, 200)], axis=-1)
+    principal_values = np.array([-0.3, -1.2, 1.5]) * 40.0             # |V_zz| > |V_yy| > |V_xx|
+    R = nmr.rotation_zyz(angles)
+    V = R @ (principal_values[:, None] * np.swapaxes(R, 1, 2))
+    values, frame = nmr.principal_frame(V)
+    np.testing.assert_allclose(values, np.broadcast_to(principal_values, values.shape), atol=1e-11)
+    np.testing.assert_allclose(nmr.euler_zyz(frame), angles, atol=1e-9)
+    # the three other sign choices of the axes give the same angles
+    for signs in ([-1, -1, 1], [1, -1, -1], [-1, 1, -1]):
+        np.testing.assert_allclose(nmr.euler_zyz(frame * np.array(signs)), angles, atol=1e-9)
+    # axial about z: only α + γ is defined; β = 0 and α = 0 taken
+    assert nmr.euler_zyz(nmr.principal_frame(np.diag([-1.0, -1.0, 2.0]))[1]) == pytest.approx([0, 0, 0], abs=1e-12)
+    with pytest.raises(ValueError, match="not a proper rotation"):
+        nmr.euler_zyz(-np.eye(3))
+
+
+def test_orientation_and_haeberlen_order_agree_with_soprano():
+    """Soprano's EFG tensors (order NQR, ZYZ, active): the same principal values, axes and Euler
+    angles; its Haeberlen order swaps our V_xx and V_yy of a traceless tensor, with the same
+    eta (module docstring)."""
+    pytest.importorskip("soprano")
+    from soprano.nmr.tensor import NMRTensor
+
+    rng = np.random.default_rng(13)
+    for V in _random_traceless(rng, (100,)):
+        values, frame = nmr.principal_frame(V)
+        nqr_order = NMRTensor(V, order="n")
+        np.testing.assert_allclose(nqr_order.eigenvalues, values, atol=1e-12)
+        np.testing.assert_allclose(nqr_order.eigenvectors @ np.diag(values) @ nqr_order.eigenvectors.T, V,
+                                   atol=1e-11)
+        np.testing.assert_allclose(np.abs(np.sum(nqr_order.eigenvectors * frame, axis=0)), 1.0, atol=1e-10)
+        np.testing.assert_allclose(nqr_order.euler_angles("zyz"), nmr.euler_zyz(frame), atol=1e-8)
+        haeberlen = NMRTensor(V, order="h")
+        np.testing.assert_allclose(haeberlen.eigenvalues, values[[1, 0, 2]], atol=1e-12)
+        assert haeberlen.asymmetry == pytest.approx(nmr.eta(V), abs=1e-12)
+
+
+def test_efg_atomic_unit_from_codata():
+    """1 E_h/(e a0²) in V/Å²: scipy's CODATA 'atomic unit of electric field gradient' to its 11
+    printed digits, and CODATA 2018's 9.7173624292e21 V/m² (2022 moved it by 1.4e-9)."""
+    from scipy import constants
+
+    au = constants.physical_constants["atomic unit of electric field gradient"][0]
+    assert nmr.V_PER_A2_PER_EFG_AU == pytest.approx(au / 1e20, rel=1e-11)
+    assert nmr.V_PER_A2_PER_EFG_AU == pytest.approx(97.173624292, rel=2e-9)
+
+
 @pytest.mark.parametrize("diagonal", [(-1.0, -1.0, 2.0), (2.0, -1.0, -1.0), (-1.0, 2.0, -1.0)])
 def test_axial_tensor(diagonal):
     V = np.diag(diagonal)
