@@ -16,10 +16,15 @@ chooses (no guess), and ``run.json`` records the source used. Then, per site and
   dump (and ``--md-timestep``) the vibrational DOS, for ``efg compare`` against phonopy;
 - for molecular cations (MAPbI3: ``--molecule-axis C-N``, on by default when the dump has C and
   N), the reorientation of the molecular axes: C1(t), C2(t) and the correlation times τ1, τ2
-  (:mod:`efg.molecules`), in ps with ``--md-timestep``, else in frames.
+  (:mod:`efg.molecules`), in ps with ``--md-timestep``, else in frames;
+- NQR-ready results (:mod:`efg.nqr`): per quadrupolar species the pure-NQR lines of its spin
+  from ⟨V⟩ (with errors) and averaged over frames, their line shapes over sites × frames; per
+  site the principal values, axes and ZYZ Euler angles of ⟨V⟩; with ``magres`` a ``.magres``
+  file of ⟨V⟩ on the average structure (Soprano, MagresView, ASE read it).
 
 Outputs: ``run.json`` (everything above), ``run.npz`` (the tensors, frames × atoms × 3 × 3, V/Å²,
-for re-analysis), ``run_hist.png``, and ``run_reorientation.png`` when there are molecules.
+for re-analysis), ``run_hist.png``, ``run_nqr.png`` (NQR line shapes), and
+``run_reorientation.png`` when there are molecules.
 Under ``mpirun -np N`` the frames are split between ranks and rank 0 writes the same files as
 a serial run.
 
@@ -43,6 +48,7 @@ from pyexport.trajectories import iread
 from pyexport.outputs import refuse_overwriting_inputs, write_json
 
 from .frame_steps import FrameStep, make_steps
+from .nqr import average_structure, plot_nqr_lines, site_orientation, species_nqr, write_average_magres
 from .report import Estimate, SpeciesNMR
 from .statistics import estimate_entry
 
@@ -242,18 +248,20 @@ def species_statistics(tensors, q_mb, symbols, isotopes) -> Dict[str, SpeciesNMR
 
 def analyze(dump, model=None, types=None, isotopes=None, index=":", every=1, columns=None,
             batch_atoms=4000, temperature=None, md_timestep_ps=None, output=None, progress=True,
-            comm=None, molecule_axis="auto", efg_source="auto") -> Optional[dict]:
+            comm=None, molecule_axis="auto", efg_source="auto", magres=None) -> Optional[dict]:
     """Run the analysis; returns the report dict (on rank 0; None on other ranks) and writes
     ``output`` (.json), with ``.npz`` and ``_hist.png`` beside it, when given.
     ``isotopes`` {element: isotope} for C_Q; the other elements get their default isotope
     (:func:`pyexport.nmr.resolve_isotopes`). ``md_timestep_ps`` (the MD time step) enables the vibrational DOS from the dump's velocities
     and puts the molecular reorientation times in ps. ``molecule_axis``: "auto", "none" or
     "TAIL-HEAD" (see :func:`parse_molecule_axis`). ``efg_source``: "auto", "model" or "columns"
-    (see :func:`choose_efg_source`); the report records the source used."""
+    (see :func:`choose_efg_source`); the report records the source used. ``magres``: a
+    ``.magres`` file to write the time-averaged tensors ⟨V⟩ of every atom to, on the average
+    structure (:func:`efg.nqr.write_average_magres`)."""
     start_time = time.time()
-    if output:
+    if output or magres:
         refuse_overwriting_inputs([dump, model, types if isinstance(types, str) else None],
-                                  output_files(output))
+                                  (output_files(output) if output else []) + [magres])
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     type_map = parse_types(types) if isinstance(types, str) or types is None else types
     if every > 1:
@@ -291,11 +299,16 @@ def analyze(dump, model=None, types=None, isotopes=None, index=":", every=1, col
         "quadrupole_moments_mb": {s: nmr.quadrupole_moment_mb(i) for s, i in iso.items()},
         "species": {element: entry.to_json() for element, entry in
                     species_statistics(tensors, np.nan_to_num(q_mb, nan=0.0), symbols, iso).items()},
-        "sites": {"symbols": symbols.tolist(), **sites_stats},
+        "nqr": {element: entry.to_json() for element, entry in species_nqr(tensors, symbols, iso).items()},
+        "sites": {"symbols": symbols.tolist(), **sites_stats, **site_orientation(tensors.mean(axis=0))},
         # the sections of the per-frame steps (efg.frame_steps) go here, in this order
         "structure": {}, "dynamics": {}, "perovskite": None,
-        "conventions": "V in V/Å², VASP order xx yy zz xy xz yz; |Vzz|>=|Vyy|>=|Vxx|; "
+        "conventions": "V in V/Å², VASP order xx yy zz xy xz yz; |Vzz|>=|Vyy|>=|Vxx| (NQR order; "
+                       "Haeberlen's Vxx, Vyy are our Vyy, Vxx, same eta); "
                        "C_Q = e Q Vzz / h (MHz, signed); eta = (Vxx - Vyy)/Vzz; "
+                       "NQR lines in MHz by transition (pyexport.nqr), from |C_Q| and eta; "
+                       "principal axes: rows x, y, z (right-handed); Euler angles active ZYZ, "
+                       "R = Rz(alpha) Ry(beta) Rz(gamma), V = R diag(Vxx, Vyy, Vzz) R^T, degrees; "
                        "null = no number (undefined or not computed)",
         "wall_time_s": time.time() - start_time,
     }
@@ -303,10 +316,29 @@ def analyze(dump, model=None, types=None, isotopes=None, index=":", every=1, col
                "symbols": symbols, "md_timestep_ps": md_timestep_ps}
     for step in steps:
         step.conclude(results[step.name], report, context)
+    if magres:
+        report["magres_file"] = str(write_magres_of_run(magres, dump, first, tensors, results, report))
     report["wall_time_s"] = time.time() - start_time
     if output:
         write_outputs(report, tensors, output)
     return report
+
+
+def write_magres_of_run(path, dump, first, tensors: np.ndarray, results: dict, report: dict):
+    """⟨V⟩ of the run as a ``.magres`` file, on the average structure of the frames' positions
+    and cells (kept by the ``dynamics`` step; the first frame when that step is off)."""
+    if "dynamics" in results:
+        structure = average_structure(first, np.stack([v[0] for v in results["dynamics"]]),
+                                      np.stack([v[1] for v in results["dynamics"]]))
+        where = "on the average structure (mean positions and cell)"
+    else:
+        structure, where = first, "on the first analysed frame"
+    steps = report["timesteps"]
+    comments = [f"efgmd efg analyze: motional average (time-averaged EFG tensor) of {len(steps)} frames "
+                f"(timesteps {steps[0]}..{steps[-1]}) of {Path(dump).name}, {where}",
+                "EFG source: " + report["efg_source"].replace("[", "(").replace("]", ")")   # '[' opens blocks
+                + (f"; temperature {report['temperature_K']:g} K" if report.get("temperature_K") else "")]
+    return write_average_magres(path, structure, tensors.mean(axis=0), comments)
 
 
 def _compose_every(index: str, every: int) -> str:
@@ -321,7 +353,8 @@ def _compose_every(index: str, every: int) -> str:
 def output_files(output) -> List[Path]:
     """Every file :func:`write_outputs` may write for ``output`` (run.json)."""
     stem = Path(output).with_suffix("")
-    return [Path(output), Path(f"{stem}.npz"), Path(f"{stem}_hist.png"), Path(f"{stem}_reorientation.png")]
+    return [Path(output), Path(f"{stem}.npz"), Path(f"{stem}_hist.png"), Path(f"{stem}_nqr.png"),
+            Path(f"{stem}_reorientation.png")]
 
 
 def write_outputs(report: dict, tensors: np.ndarray, output) -> None:
@@ -335,8 +368,11 @@ def write_outputs(report: dict, tensors: np.ndarray, output) -> None:
     if "C1" in report.get("molecules", {}):
         report["reorientation_png"] = f"{stem.name}_reorientation.png"
         plot_reorientation(report["molecules"], f"{stem}_reorientation.png")
+    if report.get("nqr"):
+        report["nqr_png"] = f"{stem.name}_nqr.png"
     write_json(output, report)
     plot_histograms(report, f"{stem}_hist.png")
+    plot_nqr_lines(report, f"{stem}_nqr.png")
 
 
 def plot_histograms(report: dict, path) -> None:

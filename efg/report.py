@@ -92,17 +92,57 @@ class SpeciesNMR:
 
 
 @dataclass
+class SpeciesNQR:
+    """Pure-NQR lines of one quadrupolar species (``nqr.<El>`` of ``run.json``; :mod:`efg.nqr`),
+    in MHz, in the order of ``transitions`` (:func:`pyexport.nqr.transition_labels`):
+
+    - ``lines_of_mean_tensor_mhz``: the lines of each site's time-averaged tensor ⟨V⟩ (its signed
+      C_Q and eta → :func:`pyexport.nqr.nqr_frequencies_mhz`), averaged over the sites, with
+      errors (fast-motion limit: what an NQR spectrum shows when the motion averages V);
+    - ``mean_lines_mhz``: the average of the instantaneous lines over frames and sites (the
+      static limit);
+    - ``site_indices`` (atom indices from 0, in id order) and ``site_lines_of_mean_tensor_mhz``,
+      the lines of ⟨V⟩ per site (value and error: sites × lines);
+    - ``histogram_lines_mhz``: per line, the distribution of the instantaneous frequency over
+      sites × frames (``transition``, ``counts``, ``edges``), the line shape to compare with a
+      measured NQR spectrum."""
+
+    isotope: str
+    spin: float
+    transitions: List[str]
+    lines_of_mean_tensor_mhz: Estimate
+    mean_lines_mhz: Estimate
+    site_indices: List[int]
+    site_lines_of_mean_tensor_mhz: Estimate
+    histogram_lines_mhz: List[dict]
+
+    def to_json(self) -> dict:
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.to_json() if isinstance(value, Estimate) else value
+        return out
+
+    @classmethod
+    def from_json(cls, entry: dict) -> "SpeciesNQR":
+        return cls(**{f.name: Estimate.from_json(entry[f.name]) if f.type is Estimate else entry[f.name]
+                      for f in fields(cls)})
+
+
+@dataclass
 class RunReport:
     """What ``efg scan`` (and anyone) reads from one ``run.json``: the temperature, the NMR
     parameters per species, the structural order parameters (perovskites; empty otherwise), the
     dynamics (MSD, vibrational DOS) and the molecular reorientation section (None without
-    molecules); the last two kept as written."""
+    molecules); the last two kept as written; the NQR lines per quadrupolar species (empty in
+    reports written before they existed)."""
 
     temperature_K: Optional[float]
     species: Dict[str, SpeciesNMR]
     structure: Dict[str, Estimate] = field(default_factory=dict)
     dynamics: dict = field(default_factory=dict)
     molecules: Optional[dict] = None
+    nqr: Dict[str, SpeciesNQR] = field(default_factory=dict)
     path: Optional[str] = None
 
     @classmethod
@@ -110,7 +150,9 @@ class RunReport:
         return cls(temperature_K=report.get("temperature_K"),
                    species={el: SpeciesNMR.from_json(e) for el, e in report["species"].items()},
                    structure={k: Estimate.from_json(e) for k, e in (report.get("structure") or {}).items()},
-                   dynamics=report.get("dynamics") or {}, molecules=report.get("molecules"), path=path)
+                   dynamics=report.get("dynamics") or {}, molecules=report.get("molecules"),
+                   nqr={el: SpeciesNQR.from_json(e) for el, e in (report.get("nqr") or {}).items()},
+                   path=path)
 
     @classmethod
     def read(cls, path) -> "RunReport":

@@ -111,7 +111,7 @@ def test_mpi_analyze_equals_serial(md_dump, tmp_path, columns):
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
         report = json.loads(out.read_text())
-        for key in ("wall_time_s", "tensors_file", "histogram_png"):   # differ by name or time only
+        for key in ("wall_time_s", "tensors_file", "histogram_png", "nqr_png"):   # differ by name or time only
             report.pop(key)
         outputs[n] = report
     assert outputs[1] == outputs[2]
@@ -418,3 +418,97 @@ def test_not_a_perovskite_names_the_elements_as_text():
     assert "among Na, Cl" in message and "np.str_" not in message and "b_symbol" not in message
     with pytest.raises(ValueError, match="the pair B = Cl, X = Na does not have six X"):
         find_octahedra(rocksalt, b_symbol="Cl", x_symbol="Na")
+
+
+# --------------------------------------------------------------------------------------------
+# NQR-ready results: lines per species, orientation per site, the .magres of the motional average
+
+
+def write_typed_dump(path, types, positions, tensors, cell):
+    """A dump with types, positions (F, N, 3) Å wrapped into the cubic box ``cell`` and EFG
+    columns c_efg[1..6] of ``tensors`` (F, N, 3, 3)."""
+    lines = []
+    for f, (frame_positions, frame_tensors) in enumerate(zip(positions, tensors)):
+        lines += ["ITEM: TIMESTEP", str(10 * f), "ITEM: NUMBER OF ATOMS", str(len(types)),
+                  "ITEM: BOX BOUNDS pp pp pp"] + [f"0 {cell}"] * 3
+        lines.append("ITEM: ATOMS id type x y z c_efg[1] c_efg[2] c_efg[3] c_efg[4] c_efg[5] c_efg[6]")
+        for i, (kind, x, v) in enumerate(zip(types, np.mod(frame_positions, cell), nmr.to_voigt6(frame_tensors))):
+            lines.append(f"{i + 1} {kind} " + " ".join(f"{c:.17g}" for c in list(x) + list(v)))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_nqr_lines_orientation_and_magres_of_a_run(tmp_path, capsys):
+    """Two ¹²⁷I sites (one hopping between two axes, one static at known Euler angles), one
+    ¹³³Cs, one Pb (no isotope): run.json's nqr section equals the lines computed directly from
+    the tensors, the static site's Euler angles come back, the motional average lowers the
+    hopping site's line, and the .magres file holds ⟨V⟩ (a.u.) on the average structure."""
+    import ase.io
+
+    from efg.cli import main as efg_main
+    from efg.report import RunReport
+    from pyexport import nqr
+
+    rng = np.random.default_rng(7)
+    n_frames, cell = 240, 12.0
+    angles = np.array([0.7, 0.4, 2.1])                                  # α, β, γ (rad)
+    static = nmr.rotation_zyz(angles) @ np.diag([-12.0, -48.0, 60.0]) @ nmr.rotation_zyz(angles).T
+    along_z, along_x = np.diag([-25.0, -25.0, 50.0]), np.diag([50.0, -25.0, -25.0])
+    hops = np.zeros(n_frames, dtype=int)
+    for t in range(1, n_frames):                                        # dwell ~4 frames
+        hops[t] = hops[t - 1] if rng.random() > 0.25 else 1 - hops[t - 1]
+    tensors = np.empty((n_frames, 4, 3, 3))
+    tensors[:, 0] = np.where(hops[:, None, None] == 0, along_z, along_x)
+    tensors[:, 1] = static
+    tensors[:, 2] = np.diag([-0.2, -0.3, 0.5])
+    tensors[:, 3] = np.diag([1.0, 2.0, -3.0])
+    noise = rng.normal(0, 0.5, tensors.shape)
+    noise[:, 1] = 0.0                                                   # the static site stays exact
+    tensors += 0.5 * (noise + np.swapaxes(noise, -1, -2))
+    tensors -= np.eye(3) * np.trace(tensors, axis1=2, axis2=3)[..., None, None] / 3
+    sites = np.array([[0.02, 6.0, 6.0], [3.0, 3.0, 3.0], [9.0, 9.0, 3.0], [6.0, 2.0, 9.0]])
+    positions = sites + rng.normal(0, 0.05, (n_frames, 4, 3))            # site 0 crosses x = 0
+    write_typed_dump(tmp_path / "md.dump", [1, 1, 2, 3], positions, tensors, cell)
+
+    assert efg_main(["analyze", "--dump", str(tmp_path / "md.dump"), "--types", "I,Cs,Pb", "--no-progress",
+                     "-o", str(tmp_path / "run.json"), "--magres", str(tmp_path / "mean.magres")]) == 0
+    printed = capsys.readouterr().out
+    assert "I (127I, I = 5/2) NQR nu(<V>): ±1/2↔±3/2: " in printed and "±3/2↔±5/2: " in printed
+    assert f"and {tmp_path / 'mean.magres'}" in printed
+    report = _strict_json(tmp_path / "run.json")
+    assert list(report["nqr"]) == ["I", "Cs"]                           # Pb has no isotope
+    iodine, cesium = report["nqr"]["I"], report["nqr"]["Cs"]
+    assert (iodine["isotope"], iodine["spin"], iodine["transitions"]) == ("127I", 2.5, ["±1/2↔±3/2", "±3/2↔±5/2"])
+    assert (cesium["spin"], len(cesium["transitions"])) == (3.5, 3) and cesium["site_indices"] == [2]
+
+    mean = tensors.mean(axis=0)
+    lines_of_mean = nqr.nqr_frequencies_mhz(nmr.cq_mhz(mean[:2], "127I"), nmr.eta(mean[:2]), 2.5)
+    np.testing.assert_allclose(iodine["site_lines_of_mean_tensor_mhz"]["value"], lines_of_mean, rtol=1e-10)
+    np.testing.assert_allclose(iodine["lines_of_mean_tensor_mhz"]["value"], lines_of_mean.mean(axis=0), rtol=1e-10)
+    instantaneous = nqr.nqr_frequencies_mhz(nmr.cq_mhz(tensors[:, :2], "127I"), nmr.eta(tensors[:, :2]), 2.5)
+    np.testing.assert_allclose(iodine["mean_lines_mhz"]["value"], instantaneous.mean(axis=(0, 1)), rtol=1e-10)
+    site_errors = np.array(iodine["site_lines_of_mean_tensor_mhz"]["error"])
+    assert np.all(site_errors[0] > 0.01) and np.all(site_errors[1] < 1e-10)   # the static site has no spread
+    # motional averaging: the hopping site's lines of <V> lie far below its time-averaged lines
+    assert np.all(lines_of_mean[0] < 0.7 * instantaneous[:, 0].mean(axis=0))
+    for histogram in iodine["histogram_lines_mhz"]:
+        assert sum(histogram["counts"]) == n_frames * 2
+    assert (tmp_path / "run_nqr.png").stat().st_size > 1000 and report["nqr_png"] == "run_nqr.png"
+
+    np.testing.assert_allclose(report["sites"]["euler_zyz_deg_of_mean_tensor"][1], np.degrees(angles), atol=1e-9)
+    axes = np.array(report["sites"]["principal_axes_of_mean_tensor"][1])            # rows x, y, z
+    np.testing.assert_allclose(np.abs(axes @ nmr.rotation_zyz(angles)), np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(report["sites"]["principal_values_of_mean_tensor_V_per_A2"][1], [-12, -48, 60],
+                               atol=1e-10)
+
+    run = RunReport.read(tmp_path / "run.json")
+    assert {el: entry.to_json() for el, entry in run.nqr.items()} == report["nqr"]
+
+    read = ase.io.read(tmp_path / "mean.magres", format="magres")
+    assert read.get_chemical_symbols() == ["I", "I", "Cs", "Pb"]
+    np.testing.assert_allclose(read.get_array("efg") * nmr.V_PER_A2_PER_EFG_AU, mean, rtol=0,
+                               atol=1e-10 * np.abs(mean).max())
+    # mean positions follow the atoms across the boundary (site 0 sits at x ≈ 0.02, not at L/2)
+    offset = read.positions - sites
+    offset -= cell * np.round(offset / cell)
+    assert np.abs(offset).max() < 0.05 and report["magres_file"] == str(tmp_path / "mean.magres")
+    assert "motional average" in (tmp_path / "mean.magres").read_text()

@@ -1,11 +1,13 @@
 """``efg analyze``: options, MPI ranks and the printed summary of :func:`efg.analyze.analyze`."""
 import argparse
+import math
 
 from pyexport import nmr
 from pyexport.cli.options import defaults_of, show_defaults, with_config
 
 from efg import analyze as analysis
 from efg.analyze import EFG_SOURCES, analyze
+from efg.nqr import spin_text
 
 
 def add_parser(subparsers) -> None:
@@ -34,6 +36,9 @@ def add_parser(subparsers) -> None:
                         "'auto': C-N when the dump has C and N; 'none': off")
     p.add_argument("--batch-atoms", type=int, default=defaults["batch_atoms"],
                    help="atoms per model call (several frames)")
+    p.add_argument("--magres", metavar="PATH",
+                   help="also write the time-averaged EFG tensor of every atom, on the average "
+                        "structure, as a .magres file (EFG in atomic units; Soprano, MagresView, ASE)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("-o", "--output", required=True, help="run.json (run.npz and run_hist.png beside it)")
     p.set_defaults(func=with_config(run, p))
@@ -67,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                      batch_atoms=args.batch_atoms, temperature=args.temperature,
                      md_timestep_ps=args.md_timestep_ps, output=args.output,
                      progress=not args.no_progress, comm=mpi_communicator(),
-                     molecule_axis=args.molecule_axis, efg_source=args.efg_source)
+                     molecule_axis=args.molecule_axis, efg_source=args.efg_source, magres=args.magres)
     if report is not None:
         for element, entry in report["species"].items():
             if entry["isotope"]:
@@ -75,6 +80,27 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{element} ({entry['isotope']}): C_Q(<V>) = {cq['value']:.4f} ± {cq['error']:.4f} MHz, "
                       f"<|C_Q|> = {entry['mean_abs_cq_mhz']['value']:.4f} MHz, "
                       f"eta(<V>) = {entry['eta_of_mean_tensor']['value']:.3f}")
+        for element, entry in (report.get("nqr") or {}).items():
+            print(nqr_summary(element, entry))
         print_molecules(report.get("molecules"))
-        print(f"wrote {args.output}")
+        print(f"wrote {args.output}" + (f" and {report['magres_file']}" if report.get("magres_file") else ""))
     return 0
+
+
+def plus_minus(value: float, error) -> str:
+    """"value ± error" with the error to two significant digits and the value to match (no
+    error: four significant digits)."""
+    if error is None or not error > 0:
+        return f"{value:.4g}"
+    decimals = max(0, 1 - int(math.floor(math.log10(error))))
+    return f"{value:.{decimals}f} ± {error:.{decimals}f}"
+
+
+def nqr_summary(element: str, entry: dict) -> str:
+    """One line per quadrupolar species: its NQR lines of <V> with errors and <nu> (MHz)."""
+    of_mean, mean = entry["lines_of_mean_tensor_mhz"], entry["mean_lines_mhz"]
+    lines = []
+    for k, transition in enumerate(entry["transitions"]):
+        error = of_mean["error"][k] if of_mean["error"] is not None else None
+        lines.append(f"{transition}: {plus_minus(of_mean['value'][k], error)} MHz (<nu> {mean['value'][k]:.4g})")
+    return (f"{element} ({entry['isotope']}, I = {spin_text(entry['spin'])}) NQR nu(<V>): " + "; ".join(lines))
