@@ -8,7 +8,8 @@ Steps (each a command a user can run by hand; they are printed as they run):
   2. pyexport scan              R-point tilt double well: potential vs reference
   3. LAMMPS (pair_style mlff)   NPT heating runs of a 4×4×4 (--full 6×6×6) orthorhombic supercell
   4. pyexport fit-efg / export  equivariant EFG model from the point-charge labels → efg.pt
-  5. efg analyze + efg scan     C_Q(T), η(T), tilts, lattice, transition temperature
+  5. efg analyze + efg scan     C_Q(T), η(T), NQR lines and a .magres file of ⟨V⟩ per T, tilts,
+                                lattice, transition temperature
   6. efg harmonic               phonopy baseline of the same potential (imaginary R/M modes)
   7. efg compare                harmonic vs MD report: out/report.md with every plot
   8. closed_loop.py compare     C_Q(T) of the fitted models' MD vs the shipped reference MD
@@ -86,6 +87,35 @@ def append_closed_loop(report: Path, folder: Path) -> None:
                              f"| {row['fitted']:.4f} ± {row['fitted_error']:.4f} | {ratio:+.1f} | "
                              f"{'yes' if row['agree_2sigma'] else 'no'} |")
     lines += ["", "![closed loop](closed_loop_cq.png)", ""]
+    with open(report, "a") as fh:
+        fh.write("\n".join(lines))
+
+
+def append_nqr(report: Path, runs) -> None:
+    """The NQR lines of every temperature (each run.json's ``nqr`` section) as a section of the
+    report, with the line shapes at the lowest and highest temperature."""
+    reports = [json.loads(Path(r).read_text()) for r in runs]
+    lines = ["", "## NQR lines (pure NQR, zero field)", "",
+             "Per temperature and isotope: the lines of each site's time-averaged tensor ⟨V⟩ (its C_Q and η "
+             "through the quadrupole Hamiltonian of the nuclear spin, `pyexport.nqr`), averaged over the sites, "
+             "± the block-jackknife error; ⟨ν⟩ averages the instantaneous lines (static limit). The `.magres` "
+             "file beside each run.json holds ⟨V⟩ of every atom in atomic units on the average structure "
+             "(Soprano, MagresView and ASE read it).", "",
+             "| T (K) | isotope | transition | ν(⟨V⟩) (MHz) | ⟨ν⟩ (MHz) | .magres |", "|---|---|---|---|---|---|"]
+    for entry in reports:
+        for nqr in (entry.get("nqr") or {}).values():
+            of_mean, mean = nqr["lines_of_mean_tensor_mhz"], nqr["mean_lines_mhz"]
+            for k, transition in enumerate(nqr["transitions"]):
+                error = of_mean["error"][k] if of_mean["error"] is not None else float("nan")
+                lines.append(f"| {entry['temperature_K']:g} | {nqr['isotope']} | {transition} | "
+                             f"{of_mean['value'][k]:.4f} ± {error:.4f} | {mean['value'][k]:.4f} | "
+                             f"`{Path(entry.get('magres_file') or '-').name}` |")
+    for index in sorted({0, len(runs) - 1}):
+        entry = reports[index]
+        if entry.get("nqr_png"):
+            shutil.copy(Path(runs[index]).parent / entry["nqr_png"], report.parent / entry["nqr_png"])
+            lines += ["", f"![NQR line shapes at {entry['temperature_K']:g} K]({entry['nqr_png']})"]
+    lines.append("")
     with open(report, "a") as fh:
         fh.write("\n".join(lines))
 
@@ -183,7 +213,7 @@ def main(argv=None):
         target = out / "analyze" / f"run_{T}K.json"
         run(py + ["efg", "analyze", "--dump", dump, "--model", out / "efg.pt", "--index", index,
                   "--types", "Cs,Pb,Br", "--isotope", "Br=79Br", "--isotope", "Cs=133Cs", "--temperature", T,
-                  "--md-timestep", cfg["dt_ps"],
+                  "--md-timestep", cfg["dt_ps"], "--magres", target.with_suffix(".magres"),
                   "-o", target, "--no-progress"])
         runs.append(target)
     if len(runs) < 2:
@@ -208,6 +238,7 @@ def main(argv=None):
             fh.write("\n## MD runs stopped by the guard\n\nThe potential left its training domain "
                      "(temperature runaway) in these runs; only the frames before the stop were analysed:\n\n")
             fh.writelines(f"- {T} K: {text}\n" for T, text in halted.items())
+    append_nqr(out / "report" / "report.md", runs)
     step("8. closed loop: fitted potential + EFG model vs the reference MD (7net-0 + point charges)")
     t = time.time()
     run([sys.executable, HERE / "closed_loop.py", "compare", "--potential", out / "potential.pt",
