@@ -97,7 +97,8 @@ def run_fit(config: FitConfig, structures: Optional[Sequence[Structure]] = None)
     active_set = None
     if config.active_set:
         t_active = time.perf_counter()
-        active_set = fit_active_set(model.descriptor, [prepared[i] for i in splits["train"]], elements)
+        active_set = fit_active_set(model.descriptor, [prepared[i] for i in splits["train"]], elements,
+                                    config.active_set_rtol)
         report["time_active_set_s"] = time.perf_counter() - t_active
         metrics["active_set"] = active_set_summary(active_set)
     report["time_total_s"] = time.perf_counter() - t0

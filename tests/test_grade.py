@@ -16,7 +16,7 @@ from pyexport.cli import main
 from pyexport.contract import GradedPotentialModule, PotentialModule, build_inputs
 from pyexport.training.checkpoints import load_checkpoint, model_from_checkpoint, potential_from_checkpoint
 from pyexport.training.data import split_indices
-from pyexport.models.grade import ExtrapolationGrade, grade_numpy, maxvol
+from pyexport.models.grade import ExtrapolationGrade, grade_numpy, maxvol, species_active_set
 
 REFERENCE = Path(__file__).resolve().parents[1] / "examples" / "cspbbr3" / "reference" / "cspbbr3_7net0.extxyz.xz"
 CUTOFF = 6.5
@@ -65,6 +65,37 @@ def test_maxvol_spans_every_row_with_coefficients_at_most_one():
             trial = chosen.copy()
             trial[j] = i
             assert abs(np.linalg.det(rows[trial])) <= det * (1.0 + 1e-9)
+
+
+def test_directions_the_data_hardly_spans_are_left_out_of_the_grade():
+    """Features with one direction of almost no spread in the training rows (1e-9 of the others):
+    kept (rtol 1e-10), a small step along it gives a huge γ; left out (the default 1e-6), the
+    same step leaves γ where the other features put it. Training rows stay at γ ≤ 1 either way."""
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(400, 6))
+    features = np.concatenate([base, base[:, :1] + 1e-9 * rng.normal(size=(400, 1))], axis=1)
+    probe = features[:1].copy()
+    probe[0, 6] += 1e-4                       # off the near-null direction by 1e-4 of a unit step
+    for rtol, rank in ((1e-10, 8), (1e-6, 7)):
+        active = species_active_set(features, rtol)
+        assert active.rank == rank
+        inside = np.abs(features @ active.weight + active.bias).max(axis=1)
+        assert inside.max() <= 1.0 + 1e-6          # MaxVol tolerance and the near-singular solve
+        gamma = float(np.abs(probe @ active.weight + active.bias).max())
+        assert (gamma > 100.0) if rtol == 1e-10 else (gamma <= 1.0 + 1e-6)
+
+
+def test_active_set_rtol_option_sets_the_rank(graded, tmp_path):
+    ranks = {}
+    for rtol in ("1e-6", "1e-3"):
+        ckpt = str(tmp_path / f"pot_{rtol}.ckpt")
+        assert main(["fit", str(graded["root"] / "data.xyz"), "--basis", "tiny", "--cutoff", str(CUTOFF),
+                     "--lambdas", "1e-8:1e-2:4", "--active-set-rtol", rtol, "-o", ckpt, "--no-progress"]) == 0
+        species = load_checkpoint(ckpt)["active_set"]["species"]
+        ranks[rtol] = {e: v["rank"] for e, v in species.items()}
+    default = {e: v["rank"] for e, v in load_checkpoint(graded["ckpt"])["active_set"]["species"].items()}
+    assert ranks["1e-6"] == default                        # 1e-6 is the default
+    assert all(ranks["1e-3"][e] < default[e] for e in default)
 
 
 def test_training_structures_are_inside_the_active_set(graded):

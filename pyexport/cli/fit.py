@@ -30,7 +30,7 @@ def _fit_defaults() -> dict:
         "hidden": ",".join(str(h) for h in c.nn.hidden), "epochs": c.nn.epochs, "learning_rate": c.nn.learning_rate,
         "batch_atoms": c.nn.batch_atoms, "patience": c.nn.patience, "lbfgs_steps": c.nn.lbfgs_steps,
         "train_linear": c.nn.train_linear, "core_repulsion": c.core_repulsion, "core_strength": c.core_strength,
-        "active_set": c.active_set, "output": c.output, "metrics": c.metrics, "threads": None, "progress": c.progress,
+        "active_set": c.active_set, "active_set_rtol": c.active_set_rtol, "output": c.output, "metrics": c.metrics, "threads": None, "progress": c.progress,
     }
 
 
@@ -97,6 +97,10 @@ def add_fit_arguments(p, neural: bool) -> None:
         p.add_argument("--no-active-set", dest="active_set", action="store_const", const=False,
                        help="do not store the MaxVol active set of the training atoms (the model then has no "
                             "extrapolation grade; the default stores it)")
+        p.add_argument("--active-set-rtol", type=float,
+                       help="the grade's feature subspace: principal directions of the training atoms' scaled "
+                            "invariants with singular value above this times the largest (smaller: more "
+                            "directions, a grade that reacts to changes the fitted energy hardly feels)")
         p.add_argument("--train-linear", action="store_const", const=True,
                        help="cluster-nn: train the linear part too (default: kept at the ridge fit)")
     p.add_argument("--metrics", help="metrics JSON path (default: <output>.metrics.json)")
@@ -168,7 +172,7 @@ def fit_config_from_options(options: dict):
                       patience=int(options["patience"]), lbfgs_steps=int(options["lbfgs_steps"]),
                       train_linear=bool(options["train_linear"])),
         core_repulsion=bool(options["core_repulsion"]), core_strength=float(options["core_strength"]),
-        active_set=bool(options["active_set"]),
+        active_set=bool(options["active_set"]), active_set_rtol=float(options["active_set_rtol"]),
         output=options["output"], metrics=options["metrics"], progress=bool(options["progress"]))
 
 

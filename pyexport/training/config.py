@@ -72,6 +72,7 @@ class FitConfig:
     core_repulsion: bool = True      # CoreRepulsion below the data's shortest pair distances
     core_strength: float = 100.0     # eV
     active_set: bool = True          # extrapolation grade (MaxVol active set of the training atoms)
+    active_set_rtol: float = 1e-6    # principal directions kept: singular value > rtol × largest (grade.py)
     output: str = "model.ckpt"
     metrics: Optional[str] = None
     progress: bool = True

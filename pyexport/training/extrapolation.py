@@ -28,14 +28,15 @@ def species_features(descriptor: ClusterDescriptor, items: Sequence[Prepared], m
                 per_species[s].append(features[species == s])
     return [np.concatenate(parts) if parts else np.zeros((0, descriptor.n_features)) for parts in per_species]
 
-def fit_active_set(descriptor: ClusterDescriptor, train_items: Sequence[Prepared], elements: Sequence[str]) -> dict:
-    """The extrapolation grade's active set (:func:`pyexport.models.grade.build_active_set`) of the
-    training structures' atoms."""
+def fit_active_set(descriptor: ClusterDescriptor, train_items: Sequence[Prepared], elements: Sequence[str],
+                   rtol: float = 1e-6) -> dict:
+    """The extrapolation grade's active set (:func:`pyexport.models.grade.build_active_set`, principal
+    directions above ``rtol``) of the training structures' atoms."""
     features = species_features(descriptor, train_items)
     missing = [e for e, f in zip(elements, features) if len(f) == 0]
     if missing:
         raise ValueError(f"no training atoms of {missing}: no active set (fit with --no-active-set)")
-    return build_active_set(features, elements)
+    return build_active_set(features, elements, rtol)
 
 def shortest_pair_distances(prepared: Sequence[Prepared], n_species: int) -> List[List[float]]:
     """(S, S) Å: the shortest distance between atoms of each pair of species over all edges of
