@@ -3,7 +3,8 @@
 extrapolation-grade guard, and a JSON the README quotes.
 
     python examples/cspbbr3/stability.py --model examples/cspbbr3/potential.pt \\
-        --supercell 8 --temperatures 300,500,700,800 --ps 10 --gbreak 10 -o examples/cspbbr3/stability
+        --supercell 8 --temperatures 300:2,400:3,500:3,600:3,700:3,800:4 --ps 10 --gbreak 10 \\
+        -o examples/cspbbr3/stability
 
 Every run starts from the relaxed orthorhombic ground state of the reference set, repeated to
 n×n×n pseudocubic cells (n = 8: 2,560 atoms), and runs ``in.npt.lmp`` (4 fs, triclinic NPT at
@@ -13,14 +14,16 @@ potential energy 0.1 eV/atom below the start, and (``--gbreak``) the largest ext
 error, its volume within 10 % of the start's and max γ below G. Per run, ``runs/<name>.json``
 records what happened (steps, ps, atom-ps, guard, max γ, max T, volume change); a finished
 run is never repeated (the campaign resumes where a stopped session left it), and
-``stability.json`` sums it up (atom-ps survived per temperature) with ``stability.png`` (max γ
-and T against time for every run).
+``stability.json`` sums up every run record in ``runs/`` made with this model (by its sha256;
+records of other models are left out and listed) with ``stability.png`` (max γ and T against
+time for every run). ``T:k`` in ``--temperatures`` asks for k independent runs (seeds) at T.
 
 ``--compare-guards T`` answers whether the grade guard warns before the runaway: the same run
 (same seed) once with the γ guard and once with only the temperature and energy guards,
 reporting the step at which each stopped.
 """
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -28,7 +31,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -44,8 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", type=Path, default=HERE / "potential.pt", help="exported potential (with active set)")
     p.add_argument("--supercell", type=int, default=8, help="n of the n×n×n pseudocubic cell (even)")
-    p.add_argument("--temperatures", default="300,500,700,800", help="K, comma list")
-    p.add_argument("--repeats", type=int, default=1, help="independent runs (seeds) per temperature")
+    p.add_argument("--temperatures", default="300:2,400:3,500:3,600:3,700:3,800:4",
+                   help="K, comma list; T:k for k independent runs (seeds) at T")
+    p.add_argument("--repeats", type=int, default=1, help="independent runs (seeds) per temperature without :k")
     p.add_argument("--ps", type=float, default=10.0, help="production length per run, ps")
     p.add_argument("--equil-ps", type=float, default=1.0, help="equilibration per run, ps (counted as survived)")
     p.add_argument("--dt", type=float, default=0.004, help="time step, ps")
@@ -57,6 +61,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("-o", "--output", type=Path, default=HERE / "stability")
     return p.parse_args(argv)
+
+
+def temperature_runs(text: str, repeats: int) -> List[tuple]:
+    """``"300:2,800"`` → [(300, 2), (800, repeats)]: temperature (K) and number of runs."""
+    runs = []
+    for item in text.split(","):
+        t, _, k = item.strip().partition(":")
+        try:
+            runs.append((int(t), int(k) if k else repeats))
+        except ValueError:
+            raise SystemExit(f"--temperatures: {item!r} is not T or T:k (integers)") from None
+        if runs[-1][1] < 1:
+            raise SystemExit(f"--temperatures: {item!r} asks for no runs")
+    return runs
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def ground_state_supercell(n: int):
@@ -79,7 +101,9 @@ def run_one(name: str, temperature: int, seed: int, gbreak: Optional[float], arg
     folder = args.output / "runs" / name
     record_path = args.output / "runs" / f"{name}.json"
     if record_path.exists():
-        return json.loads(record_path.read_text())
+        record = json.loads(record_path.read_text())
+        if record.get("model_sha256") == args.model_sha256:
+            return record                   # done in an earlier session: not repeated
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("halted_*"):
         old.unlink()
@@ -114,7 +138,7 @@ def run_one(name: str, temperature: int, seed: int, gbreak: Optional[float], arg
         "ps_run": survived_steps * args.dt, "atom_ps": survived_steps * args.dt * n_atoms,
         "guard": guard, "max_grade": float(grade.max()) if len(grade) else None,
         "max_temperature_K": float(thermo["Temp"].max()) if "Temp" in thermo else None,
-        "volume_change": volume_change, "wall_s": wall,
+        "volume_change": volume_change, "wall_s": wall, "model_sha256": args.model_sha256,
     }
     record["survived"] = bool(guard is None and survived_steps == equil + steps and abs(volume_change) < 0.10
                               and (gbreak is None or (record["max_grade"] or 0.0) < gbreak))
@@ -127,7 +151,20 @@ def run_one(name: str, temperature: int, seed: int, gbreak: Optional[float], arg
     return record
 
 
-def summarise(records: List[dict], args) -> dict:
+def campaign_records(args) -> tuple:
+    """Every campaign run record in ``output/runs`` (not the guard comparison) made with this
+    model, by temperature and name; and the names of those made with another model."""
+    mine, others = [], []
+    for path in sorted((args.output / "runs").glob("*.json")):
+        record = json.loads(path.read_text())
+        if record["name"].startswith("guards_"):
+            continue
+        (mine if record.get("model_sha256") == args.model_sha256 else others).append(record)
+    mine.sort(key=lambda r: (r["temperature_K"], r["seed"]))
+    return mine, [r["name"] for r in others]
+
+
+def summarise(records: List[dict], args, other_models: Sequence[str] = ()) -> dict:
     by_t: Dict[int, dict] = {}
     for r in records:
         entry = by_t.setdefault(r["temperature_K"], {"runs": 0, "survived": 0, "atom_ps": 0.0,
@@ -140,7 +177,8 @@ def summarise(records: List[dict], args) -> dict:
     model = args.model.resolve()
     root = HERE.parents[1]
     shown = str(model.relative_to(root)) if model.is_relative_to(root) else str(model)
-    return {"model": shown, "supercell": args.supercell, "gbreak": args.gbreak, "dt_ps": args.dt,
+    return {"model": shown, "model_sha256": args.model_sha256, "supercell": args.supercell,
+            "gbreak": args.gbreak, "dt_ps": args.dt, "left_out_other_models": list(other_models),
             "per_temperature": {str(t): v for t, v in sorted(by_t.items())},
             "atom_ps_survived": sum(v["atom_ps_survived"] for v in by_t.values()),
             "runs": len(records), "runs_survived": sum(int(r["survived"]) for r in records), "records": records}
@@ -174,6 +212,7 @@ def plot(records: List[dict], args, path: Path) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
+    args.model_sha256 = file_sha256(args.model)
     from pyexport.lammps.data_file import write_lammps_data
 
     start = ground_state_supercell(args.supercell)
@@ -184,13 +223,17 @@ def main(argv=None) -> int:
         t = args.compare_guards
         jobs = [(f"guards_{t}K_grade", t, args.seed, args.gbreak), (f"guards_{t}K_plain", t, args.seed, None)]
     else:
-        temps = [int(t) for t in args.temperatures.split(",")]
         jobs = [(f"{t}K_n{args.supercell}_s{args.seed + k}", t, args.seed + k, args.gbreak)
-                for t in temps for k in range(args.repeats)]
+                for t, n in temperature_runs(args.temperatures, args.repeats) for k in range(n)]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         records = list(pool.map(lambda job: run_one(*job, args, data.resolve(), len(start)), jobs))
     name = "guards.json" if args.compare_guards else "stability.json"
-    summary = summarise(records, args)
+    other_models: List[str] = []
+    if not args.compare_guards:
+        records, other_models = campaign_records(args)
+        if other_models:
+            print(f"left out of the summary (another model): {', '.join(other_models)}", flush=True)
+    summary = summarise(records, args, other_models)
     (args.output / name).write_text(json.dumps(summary, indent=2))
     plot(records, args, args.output / name.replace(".json", ".png"))
     for t, v in summary["per_temperature"].items():
