@@ -17,8 +17,9 @@ import ase.io
 import numpy as np
 import pytest
 
-from pyexport.lammps.dump import (DumpFormatError, TruncatedDumpError, TruncatedDumpWarning,
-                                  count_frames, iread, read_frames, read_type_map)
+from pyexport.lammps.dump import (BATCH_BYTES, DumpFormatError, TruncatedDumpError,
+                                  TruncatedDumpWarning, count_frames, iread, read_frames,
+                                  read_type_map)
 from lammps_helpers import lammps_instance
 
 DATA = Path(__file__).parent / "data"
@@ -174,6 +175,7 @@ def lammps_run(tmp_path_factory):
         fix md all nve
         fix box all deform 1 x scale 1.05 xy final 0.9 remap x
         dump traj all custom 5 {root}/traj.dump id type x y z vx vy vz c_ke
+        dump traj_scaled all custom 5 {root}/traj_scaled.dump id type xs ys zs
         run 30
     """)
     lmp.close()
@@ -269,6 +271,74 @@ def test_trajectory_equals_ase_and_changes_box(lammps_run):
     theirs = ase_frames(path, SYMBOLS)
     for a, b in zip(ours, theirs):
         np.testing.assert_array_equal(a.arrays["c_ke"], b.arrays["c_ke"])
+
+
+def test_scaled_trajectory_follows_the_changing_box(lammps_run):
+    """xs ys zs of the deforming box: each frame's scaled coordinates go with its own box (the
+    frames are converted together), as ASE and the x y z dump of the same run have them."""
+    root, _ = lammps_run
+    scaled = read_frames(root / "traj_scaled.dump", types=SYMBOLS)
+    assert_matches_ase(scaled, ase_frames(root / "traj_scaled.dump", SYMBOLS), scaled=True)
+    cartesian = read_frames(root / "traj.dump", types=SYMBOLS)
+    assert len(scaled) == len(cartesian) == 7
+    for a, b in zip(scaled, cartesian):
+        np.testing.assert_allclose(a.cell[:], b.cell[:], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(a.positions, b.positions, rtol=0, atol=1e-4)  # %g: 6 digits
+
+
+def test_frames_with_other_columns_in_one_file(lammps_run, tmp_path):
+    """Two dumps of different columns one after the other (as `cat` makes): every frame as
+    read from its own file."""
+    root, _ = lammps_run
+    parts = [root / "triclinic_x.dump", root / "triclinic_default.dump", root / "traj.dump"]
+    joined = tmp_path / "joined.dump"
+    joined.write_bytes(b"".join(part.read_bytes() for part in parts))
+    frames = read_frames(joined, types=SYMBOLS)
+    alone = [atoms for part in parts for atoms in read_frames(part, types=SYMBOLS)]
+    assert len(frames) == len(alone) == 9
+    for a, b in zip(frames, alone):
+        assert sorted(a.arrays) == sorted(b.arrays)
+        for name in a.arrays:
+            np.testing.assert_array_equal(a.arrays[name], b.arrays[name])
+
+
+def test_frame_without_atoms_between_frames(tmp_path):
+    """A frame of 0 atoms (an empty dump group) between two others, ids out of order."""
+    path = tmp_path / "empty.dump"
+    header = ("ITEM: TIMESTEP\n{}\nITEM: NUMBER OF ATOMS\n{}\nITEM: BOX BOUNDS pp pp pp\n0 10\n"
+              "0 10\n0 10\nITEM: ATOMS id type x y z\n")
+    path.write_text(header.format(0, 3) + "3 1 3 3 3\n1 2 1 1 1\n2 1 2 2 2\n"
+                    + header.format(5, 0) + header.format(10, 2) + "7 2 7 7 7\n5 1 5 5 5\n")
+    frames = read_frames(path, types=["Cs", "Pb"])
+    assert [len(a) for a in frames] == [3, 0, 2]
+    assert [a.info["timestep"] for a in frames] == [0, 5, 10]
+    assert frames[0].arrays["id"].tolist() == [1, 2, 3] and frames[2].arrays["id"].tolist() == [5, 7]
+    assert frames[0].get_chemical_symbols() == ["Pb", "Cs", "Cs"]
+    np.testing.assert_array_equal(frames[2].positions, [[5, 5, 5], [7, 7, 7]])
+
+
+def test_batches_of_other_spacing_and_nan(tmp_path):
+    """A dump longer than one batch of rows (BATCH_BYTES) whose later frames have padded columns
+    (%20.15g) and a nan: every value is Python's float of its token, in every frame."""
+    rng = np.random.default_rng(2)
+    frames, n_atoms = 40, 2500
+    values = rng.normal(size=(frames, n_atoms)) * 10.0 ** rng.integers(-8, 8, (frames, n_atoms))
+    formats = ["%.10g"] * 25 + ["%20.15g"] * 15
+    text = []
+    for k in range(frames):
+        tokens = [formats[k] % v for v in values[k]]
+        if k == 30:
+            tokens[7] = "nan"
+        rows = "".join(f"{i + 1} 1 0.5 0.5 0.5 {t}\n" for i, t in enumerate(tokens))
+        text.append(f"ITEM: TIMESTEP\n{k}\nITEM: NUMBER OF ATOMS\n{n_atoms}\nITEM: BOX BOUNDS pp pp pp\n"
+                    f"0 1\n0 1\n0 1\nITEM: ATOMS id type x y z c_junk\n{rows}")
+        values[k] = [float(t) for t in tokens]
+    path = tmp_path / "batches.dump"
+    path.write_text("".join(text))
+    assert path.stat().st_size > 2 * BATCH_BYTES
+    got = np.array([atoms.arrays["c_junk"] for atoms in iread(path, types=["Cs"])])
+    np.testing.assert_array_equal(got, values)        # (nan == nan for assert_array_equal)
+    assert np.isnan(got[30, 7]) and np.isnan(got).sum() == 1
 
 
 @pytest.mark.parametrize("index, ase_index", [
@@ -765,9 +835,10 @@ def test_unwrapped_coordinates_a_few_boxes_away_are_kept(tmp_path):
     assert read_frames(path, types=["Fe", "Ni"])[1].positions[4, 1] == -570.0
 
 
-@pytest.mark.parametrize("bounds", [b"5.7 -0.04", b"nan 5.7", b"0 inf"])
+@pytest.mark.parametrize("bounds", [b"5.7 -0.04", b"nan 5.7", b"0 inf", b"0 10 0.5"])
 def test_inverted_or_non_finite_box_is_an_error(tmp_path, bounds):
-    """Box bounds with xlo > xhi (or not numbers a box can have), in the second frame."""
+    """Box bounds with xlo > xhi (or not numbers a box can have, or a tilt on one line of an
+    orthogonal box), in the second frame."""
     text = (DATA / "mdanalysis" / "image_vf.lammpstrj").read_bytes()
     start = _frame_starts(text)[1]
     box = text.index(b"ITEM: BOX BOUNDS", start)
@@ -780,5 +851,6 @@ def test_inverted_or_non_finite_box_is_an_error(tmp_path, bounds):
     timestep = int(text[start:].split(b"\n")[1])
     with pytest.raises(DumpFormatError, match=rf"box\.lammpstrj, line {line} \(frame 1, timestep "
                                               rf"{timestep}\): (inverted or empty box: xlo .* >= xhi|"
-                                              r"box bounds must be finite)"):
+                                              r"box bounds must be finite|"
+                                              r"orthogonal box needs 2 numbers per line)"):
         read_frames(path, types=["H", "O"])

@@ -1,15 +1,15 @@
 """Lines of a plain or compressed text file, read in blocks into one reused buffer.
 
-:class:`BlockLines` hands out single lines (headers) or many lines as one uint8 array (the atom
-rows of a LAMMPS dump frame), so that a frame costs no Python call per line; it records where a
-compressed stream was cut short and a last line without its newline. :func:`open_binary`
+:class:`BlockLines` hands out a few lines as a list (headers) or many lines as one uint8 array
+(the atom rows of a LAMMPS dump frame), so that a frame costs no Python call per line; it records
+where a compressed stream was cut short and a last line without its newline. :func:`open_binary`
 recognises gzip, bzip2 and xz by their first bytes.
 """
 import bz2
 import gzip
 import lzma
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -83,16 +83,22 @@ class BlockLines:
             self._end += 1
         return self._available() >= n_lines
 
-    def readline(self) -> Optional[bytes]:
-        """The next line without its newline, or None when no complete line is left."""
-        if not self._ensure(1):
-            return None
-        end = int(self._newlines[self._next])
-        line = self._buf[self._pos:end].tobytes()
-        self._pos = end + 1
-        self._next += 1
-        self.line_number += 1
-        return line
+    def peek(self, n: int) -> List[bytes]:
+        """The next ``n`` lines without their newlines (fewer at the end of the stream), left
+        unread: ``skip`` takes them."""
+        self._ensure(n)
+        n = min(n, self._available())
+        if n == 0:
+            return []
+        end = int(self._newlines[self._next + n - 1])
+        return self._buf[self._pos:end].tobytes().split(b"\n")
+
+    def skip(self, n: int) -> None:
+        """Take the next ``n`` lines, which ``peek`` has shown to be there."""
+        if n:
+            self._pos = int(self._newlines[self._next + n - 1]) + 1
+            self._next += n
+            self.line_number += n
 
     def read_lines(self, n: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
         """The next ``n`` lines, newlines included, as (bytes (uint8), offsets of their n
