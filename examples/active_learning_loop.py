@@ -268,12 +268,14 @@ def grow(example: Example, description: str, argv: Optional[Sequence[str]] = Non
     done = max((int(a.info.get("active_round", 0)) for a in frames), default=0)
     data = args.work / f"data_round_{done + 1}.extxyz"
     ase.io.write(data, frames, format="extxyz")
-    history = []
+    record = args.work / "active_learning.json"
+    # rounds of earlier invocations on the same work folder stay in the record
+    history = [h for h in json.loads(record.read_text()) if h["round"] <= done] if record.exists() else []
     for r in range(done + 1, done + args.rounds + 1):
         summary = one_round(r, data, args, example)
         new = summary.pop("new_frames")
         history.append(summary)
-        (args.work / "active_learning.json").write_text(json.dumps(history, indent=1) + "\n")
+        record.write_text(json.dumps(history, indent=1) + "\n")
         print(f"round {r}: {summary['runs_survived']}/{len(args.temperatures)} runs survived "
               f"({summary['atom_ps_survived']:.3g} atom-ps), max grade {summary['max_grade']}, "
               f"{len(new)} frames added ({summary['seconds']:.0f} s)", flush=True)
