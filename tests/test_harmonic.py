@@ -12,19 +12,22 @@ Models (all exported through the contract and read back through MLFFCalculator):
 """
 import argparse
 import json
+import lzma
+from pathlib import Path
 
 import numpy as np
 import phonopy
 import pytest
-from ase import Atoms
+from ase import Atoms, units
 from ase.build import bulk
-from ase.io import write
+from ase.io import read, write
 from scipy import constants
 
 from contract_models import export, many_body_module, point_charge_efg_module
 from lammps_run import run_lammps
 from efg import harmonic
 from efg.cli import harmonic as harmonic_cli
+from efg.harmonic.relax import relax_structure
 from pyexport.lammps.dump import iread
 from pyexport.nmr import cq_mhz, eta, to_voigt6
 from pyexport.calculator import MLFFCalculator
@@ -32,6 +35,8 @@ from pyexport.contract import PotentialModule, export_model, load_model
 from pyexport.efg_eval import predict_efg
 from pyexport.lammps.data_file import write_lammps_data
 from pyexport.models.pair import HarmonicSprings, symmetric_table
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 A_FCC = 5.26                       # Å, conventional fcc lattice parameter
 R0_FCC = A_FCC / np.sqrt(2.0)      # nearest-neighbour distance
@@ -298,6 +303,14 @@ def test_cli_lists_imaginary_modes_and_excludes_them_from_thermal_properties(mod
     assert all(m["irrep"] in ("T1u", "T2u") for m in listed["Γ"]["imaginary"])
     assert "imaginary at R" in printed and "imaginary at M" in printed
 
+    # not dynamically stable, and the lowest mode of the mesh is phonopy's lowest (Γ acoustic apart)
+    assert im["dynamically_stable"] is False
+    lowest = im["mesh"]["lowest_mode"]
+    reloaded.run_mesh([6, 6, 6], is_gamma_center=True)
+    assert lowest["frequency_THz"] == pytest.approx(reloaded.mesh.frequencies.min(), abs=1e-9)
+    assert lowest["frequency_THz"] < -1.0
+    assert "NOT dynamically stable: " in printed and f"lowest {lowest['frequency_THz']:.3f} THz" in printed
+
     # thermal properties: real modes only, with a warning that counts the others
     mesh = im["mesh"]
     reloaded.run_mesh([6, 6, 6], is_gamma_center=True)
@@ -451,6 +464,130 @@ def test_md_msd_at_low_temperature_equals_harmonic_msd(models, tmp_path):
     expected_iso = np.trace(expected[0, 0]) / 3
     assert abs(md_mean - expected_iso) <= 3 * md_se
     assert md_se < 0.03 * expected_iso
+
+
+# --------------------------------------------------------------------------------------------
+# CsPbBr3 with the shipped potential: the orthorhombic ground state (the MD's low-T phase) is
+# a minimum with every mode real; the cubic phase is a saddle with imaginary R and M modes
+# --------------------------------------------------------------------------------------------
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "cspbbr3"
+
+
+@pytest.fixture(scope="module")
+def cspbbr3_phases(tmp_path_factory):
+    """The orthorhombic (Pnma, 40 atoms) and cubic ground states of the reference set, as
+    relaxed by 7net-0 (not by the fitted potential), as VASP files."""
+    text = lzma.decompress((EXAMPLE / "reference" / "cspbbr3_7net0.extxyz.xz").read_bytes()).decode()
+    d = tmp_path_factory.mktemp("cspbbr3")
+    (d / "all.xyz").write_text(text)
+    frames = [a for a in read(d / "all.xyz", index=":") if a.info.get("config_type") == "phase_min"]
+    paths = {}
+    for phase in ("orthorhombic", "cubic"):
+        paths[phase] = d / f"{phase}.vasp"
+        write(paths[phase], next(a for a in frames if a.info.get("phase") == phase), format="vasp", direct=True)
+    return paths
+
+
+def test_orthorhombic_ground_state_of_the_shipped_potential_has_only_real_modes(models, cspbbr3_phases,
+                                                                                tmp_path, capsys):
+    """examples/cspbbr3/potential.pt (read as it is now: a refit replaces it) on the 7net-0
+    ground state: relaxed first (its residual forces with the fitted potential are ~1e-2 eV/Å),
+    then phonopy in the MD's own 320-atom cell: no imaginary mode on the mesh, at the
+    commensurate q-points or on the band path, and the thermal quantities of the cubic case."""
+    potential = EXAMPLE / "potential.pt"
+    out = tmp_path / "harmonic_ortho.json"
+    rc = cli(["harmonic", "--potential", str(potential), "--structure", str(cspbbr3_phases["orthorhombic"]),
+              "--relax", "1e-4", "--supercell", "2", "2", "2", "--temperatures", "100:200:100",
+              "--samples", "20", "--efg-model", models["efg"], "--efg-samples", "4", "--mesh", "6", "6", "6",
+              "--band-points", "11", "--threads", "1", "--no-progress", "-o", str(out)])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+
+    # the relaxation reached a force minimum at zero pressure, Pnma kept; checked afresh
+    relaxed = read(report["outputs"]["relaxed_structure"])
+    relaxed.calc = MLFFCalculator(str(potential))
+    assert np.abs(relaxed.get_forces()).max() <= 1e-4
+    relaxation = report["relaxation"]
+    assert np.abs(relaxed.get_stress()).max() / units.GPa <= relaxation["stress_tolerance_GPa"]
+    assert relaxation["steps"] > 0 and relaxation["before"]["max_force_eV_per_A"] > 1e-3
+    assert relaxation["before"]["space_group"] == relaxation["after"]["space_group"] == "Pnma (62)"
+    assert report["structure"]["space_group"] == "Pnma (62)"
+    assert report["structure"]["n_atoms_supercell"] == 320 and report["structure"]["n_atoms_primitive"] == 20
+    assert "relaxed with the potential" in printed
+
+    # every mode real: on the mesh (checked with phonopy from the saved force constants), at the
+    # commensurate q-points and on the band path; the lowest mode is phonopy's lowest
+    im = report["imaginary_modes"]
+    assert im["dynamically_stable"] is True
+    assert im["mesh"]["n_imaginary"] == 0 and not im["commensurate_qpoints"] and not im["special_points"]
+    reloaded = phonopy.load(report["outputs"]["phonopy_yaml"])
+    reloaded.run_mesh([6, 6, 6], is_gamma_center=True)
+    freqs = np.sort(reloaded.mesh.frequencies.ravel())
+    assert np.abs(freqs[:3]).max() < im["tolerance_THz"]         # the acoustic modes at Γ
+    lowest = im["mesh"]["lowest_mode"]
+    assert lowest["frequency_THz"] == pytest.approx(freqs[3], abs=1e-9)
+    assert lowest["frequency_THz"] > 0.05                       # THz: real, not a zero within noise
+    assert im["band_path_min_frequency_THz"] > -im["tolerance_THz"]
+    assert "dynamically stable: every mode real on the 6x6x6 mesh" in printed
+    for stat in ("classical", "quantum"):
+        assert report["sampling"][stat]["excluded_by_reason"] == {"acoustic at Gamma": 3}
+
+    # the thermal quantities of the cubic case: MSD per site (all three species), EFG samples
+    hot, cold = report["temperatures"][1]["classical"], report["temperatures"][0]["classical"]
+    symbols = np.array([s["symbol"] for s in report["structure"]["sites"]])
+    msd = np.trace(np.array(hot["msd_phonopy_mesh_A2"]), axis1=1, axis2=2) / 3
+    assert set(symbols) == {"Cs", "Pb", "Br"} and np.all(msd > 0)
+    # classical MSD is linear in T: 200 K is twice 100 K
+    np.testing.assert_allclose(np.array(hot["msd_phonopy_mesh_A2"]), 2 * np.array(cold["msd_phonopy_mesh_A2"]),
+                               rtol=1e-10, atol=1e-14)
+    # the sampled MSD agrees with phonopy's on the same (supercell) q-points
+    sampled, se = (np.trace(np.array(hot[k]), axis1=1, axis2=2) / 3 for k in ("msd_samples_A2", "msd_samples_se_A2"))
+    exact = np.trace(np.array(hot["msd_phonopy_supercell_A2"]), axis1=1, axis2=2) / 3
+    assert np.all(np.abs(sampled - exact) <= 5 * se + 1e-12)
+    efg = report["temperatures"][1]["quantum"]["efg"]
+    assert efg["n_samples"] == 4 and set(efg["species"]) == {"Cs", "Pb", "Br"}
+    assert efg["species"]["Br"]["abs_cq_of_mean_tensor_mhz"]["value"] > 0
+
+
+def test_cubic_phase_of_the_shipped_potential_reports_its_unstable_modes(cspbbr3_phases, tmp_path):
+    """The cubic 2x2x2 cell (40 atoms: R and M are commensurate), relaxed with the same potential
+    (only its lattice parameter can move): a saddle point. R (triple) and M are listed as imaginary, with their q-points and frequencies,
+    and left out of the sampling, not dropped silently."""
+    with pytest.warns(harmonic.HarmonicWarning) as caught:
+        report = harmonic.run_harmonic(EXAMPLE / "potential.pt", cspbbr3_phases["cubic"], [1, 1, 1],
+                                       tmp_path / "harmonic_cubic.json", temperatures="600", n_samples=4,
+                                       mesh=[4, 4, 4], band_points=11, max_unstable_curves=0, relax=1e-4,
+                                       threads=1, progress=False, plots=False)
+    assert any("phonon modes on the 4x4x4 mesh are imaginary" in str(w.message) for w in caught)
+    assert report["structure"]["space_group"] == "Pm-3m (221)"
+    assert report["relaxation"]["after"]["max_force_eV_per_A"] <= 1e-4
+    im = report["imaginary_modes"]
+    assert im["dynamically_stable"] is False
+    points = {p["label"]: p for p in im["special_points"]}
+    assert {"R", "M"} <= set(points)
+    r_modes = points["R"]["imaginary"]
+    assert len(r_modes) == 3 and r_modes[0]["degenerate_bands"] == [0, 1, 2]   # the tilt triplet
+    np.testing.assert_allclose(points["R"]["qpoint"], [0.5, 0.5, 0.5])
+    assert all(m["frequency_THz"] < -0.1 for p in points.values() for m in p["imaginary"])
+    assert im["mesh"]["lowest_mode"]["frequency_THz"] < -0.1 and im["mesh"]["n_imaginary"] > 0
+    n_imaginary = sum(len(p["imaginary"]) for p in im["commensurate_qpoints"])
+    assert report["sampling"]["classical"]["excluded_by_reason"] == {"imaginary": n_imaginary,
+                                                                     "acoustic at Gamma": 3}
+
+
+def test_relaxation_keeps_the_space_group_and_stops_at_the_tolerance(cspbbr3_phases):
+    calc = MLFFCalculator(str(EXAMPLE / "potential.pt"))
+    start = read(cspbbr3_phases["orthorhombic"])
+    fixed, summary = relax_structure(start, calc, 1e-3, relax_cell=False)
+    np.testing.assert_allclose(fixed.cell.array, start.cell.array, atol=1e-10)   # FixSymmetry: 1e-15
+    assert summary["max_atomic_shift_A"] > 1e-3 and summary["stress_tolerance_GPa"] is None
+    fixed.calc = calc
+    assert np.abs(fixed.get_forces()).max() <= 1e-3
+    again, summary = relax_structure(fixed, calc, 1e-3, relax_cell=False)        # already there
+    assert summary["steps"] == 0 and np.array_equal(again.positions, fixed.positions)
+    with pytest.raises(RuntimeError, match=r"ortho.*did not reach max force 1e-06 eV/Å within 2 BFGS steps"):
+        relax_structure(start, calc, 1e-6, max_steps=2, where="ortho")
 
 
 # --------------------------------------------------------------------------------------------

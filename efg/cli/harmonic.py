@@ -9,6 +9,7 @@ from pyexport.cli.options import defaults_of, show_defaults, with_config
 from pyexport.nmr import parse_isotope_options
 
 from efg.harmonic import STATISTICS, HarmonicWarning, NamedMode, run_harmonic
+from efg.harmonic.relax import relaxation_line
 
 
 def mode_arg(text: str) -> NamedMode:
@@ -41,6 +42,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "Writes a JSON report and PNGs beside it.")
     p.add_argument("--potential", required=True, help="exported potential (.pt)")
     p.add_argument("--structure", required=True, help="equilibrium structure (POSCAR, CIF, extxyz, ...)")
+    p.add_argument("--relax", type=float, default=None, metavar="FMAX",
+                   help="eV/Å: first relax the structure with the potential (positions and cell at "
+                        "zero pressure, space group kept) until every force component is <= FMAX, "
+                        "e.g. 1e-4; written to <output stem>_relaxed.vasp. Without it a structure "
+                        "with residual forces > 1e-3 eV/Å gets a warning")
+    p.add_argument("--relax-fixed-cell", action="store_true",
+                   help="with --relax: relax the positions only, keep the cell")
     p.add_argument("--supercell", required=True, nargs="+", type=int, metavar="N",
                    help="supercell of the structure: 3 integers (diagonal) or 9 (matrix, rows)")
     p.add_argument("--temperatures", default=defaults["temperatures"],
@@ -96,9 +104,24 @@ def run(args: argparse.Namespace) -> int:
             imaginary_tolerance=args.imaginary_tolerance, modes=args.mode,
             mode_max_displacement=args.mode_max_displacement, mode_points=args.mode_points,
             max_unstable_curves=args.max_unstable_curves, seed=args.seed, symprec=args.symprec,
-            threads=args.threads, progress=not args.no_progress)
+            threads=args.threads, relax=args.relax, relax_cell=not args.relax_fixed_cell,
+            progress=not args.no_progress)
     print_summary(report)
     return 0
+
+
+def stability_line(imaginary_modes: dict) -> str:
+    """'dynamically stable: ...' or 'NOT dynamically stable: ...' with the lowest mode."""
+    mesh = imaginary_modes["mesh"]
+    low = mesh["lowest_mode"]
+    where = (f"lowest {low['frequency_THz']:.3f} THz at q = {np.round(low['qpoint'], 4).tolist()} "
+             f"band {low['band_index']} (acoustic modes at Γ apart)")
+    grid = "x".join(str(n) for n in mesh["mesh"])
+    if imaginary_modes["dynamically_stable"]:
+        return (f"dynamically stable: every mode real on the {grid} mesh, the commensurate q-points "
+                f"and the band path; {where}")
+    return (f"NOT dynamically stable: {mesh['n_imaginary']} of {mesh['n_modes']} modes imaginary on the "
+            f"{grid} mesh (f < -{imaginary_modes['tolerance_THz']:g} THz); {where}")
 
 
 def print_summary(report: dict) -> None:
@@ -106,7 +129,11 @@ def print_summary(report: dict) -> None:
     fc = report["force_constants"]
     print(f"{s['formula']}  {s['space_group']}  primitive {s['n_atoms_primitive']} atoms, "
           f"supercell {s['n_atoms_supercell']} atoms, {fc['n_displacements']} displacements")
+    relaxed = relaxation_line(report.get("relaxation"))
+    if relaxed:
+        print(relaxed)
     im = report["imaginary_modes"]
+    print(stability_line(im))
     for point in im["special_points"]:
         freqs = ", ".join(f"{m['frequency_THz']:.3f}" + (f" ({m['irrep']})" if m["irrep"] else "")
                           for m in point["imaginary"])

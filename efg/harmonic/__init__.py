@@ -2,12 +2,16 @@
 energy along unstable modes.
 
     efg harmonic --potential potential.pt --structure POSCAR --supercell 4 4 4 \\
-        --temperatures 100:500:50 [--efg-model efg.pt --isotope Br=79Br] -o harmonic.json
+        --temperatures 100:500:50 [--relax 1e-4] [--efg-model efg.pt --isotope Br=79Br] -o harmonic.json
 
 The potential is the same ``.pt`` file that ``pair_style mlff`` runs, evaluated through
 :class:`pyexport.calculator.MLFFCalculator`; the EFG model (optional) is evaluated with
 :func:`pyexport.efg_eval.predict_efg`. Steps and outputs (one JSON file, PNGs beside it):
 
+0. With ``--relax FMAX``: the structure relaxed with the potential (positions and cell at zero
+   pressure, space group kept) until every force component is at most FMAX eV/Å, written to
+   ``<stem>_relaxed.vasp`` (:mod:`.relax`): the harmonic model of a phase is meaningful only
+   about a minimum of the potential that runs the MD.
 1. Force constants by finite displacements (phonopy, symmetry from spglib), the forces of the
    undisplaced supercell subtracted; translational and permutation symmetry imposed.
 2. Phonon bands along the standard path of the primitive cell's Bravais lattice (ASE's
@@ -15,9 +19,11 @@ The potential is the same ``.pt`` file that ``pair_style mlff`` runs, evaluated 
    (``<stem>_bands.png``).
 3. Imaginary modes listed explicitly: at the path's special points (with the irreducible
    representation where phonopy names it, i.e. at Γ), at every q-point commensurate with the
-   supercell, and on the mesh; the band path's lowest frequency. Frequencies below
-   ``-imaginary_tolerance`` count as imaginary and appear as negative numbers, as phonopy writes
-   them. Thermal properties use real modes only, and a warning says how many were left out.
+   supercell, and on the mesh; the band path's lowest frequency and the mesh's lowest mode (its
+   q-point and band; the acoustic modes at Γ apart); ``dynamically_stable`` when no mode is
+   imaginary anywhere. Frequencies below ``-imaginary_tolerance`` count as imaginary and appear
+   as negative numbers, as phonopy writes them. Thermal properties use real modes only, and a
+   warning says how many were left out.
 4. Harmonic canonical sampling of the supercell at each temperature, classical
    (normal-mode variance kT/ω²) and quantum (ħ/2ω · coth(ħω/2kT)) statistics, through phonopy's
    ``RandomDisplacements``. Imaginary modes, the three acoustic modes at Γ and modes with
@@ -43,6 +49,7 @@ The package holds one concept per module, as phonopy's ``phonon/`` does:
 
 - :mod:`.force_constants`: phonopy from an ASE calculator, phonons at q, supercell → site map;
 - :mod:`.inputs`: the structure file and the options, checked before any force is computed;
+- :mod:`.relax`: the structure at a force minimum of the potential, its space group kept;
 - :mod:`.bands`: bands, irreps, imaginary modes, DOS and thermal properties on a mesh;
 - :mod:`.msd`: mean-square displacements from the modes;
 - :mod:`.sampling`: harmonic sampling at T and the MSD of the samples;
@@ -62,6 +69,7 @@ from .force_constants import (DEFAULT_DISPLACEMENT_A, DEFAULT_IMAGINARY_TOLERANC
 from .inputs import parse_temperatures, read_structure
 from .mode_scans import ModeEnergyCurve, amplitude_grid, mode_energy_curve, phonon_mode_pattern
 from .msd import full_mesh_qpoints, phonopy_msd
+from .relax import relax_structure
 from .sampling import HarmonicSampler, sample_msd
 from .workflow import NamedMode, run_harmonic
 
@@ -71,4 +79,4 @@ __all__ = ["DEFAULT_DISPLACEMENT_A", "DEFAULT_IMAGINARY_TOLERANCE_THZ", "Harmoni
            "compute_force_constants", "degenerate_sets", "efg_statistics", "evaluate_efg",
            "full_mesh_qpoints", "mesh_properties", "mode_energy_curve", "modes_at_points",
            "parse_temperatures", "phonon_mode_pattern", "phonons_at", "phonopy_msd",
-           "read_structure", "run_harmonic", "sample_msd", "site_isotopes", "to_ase_atoms"]
+           "read_structure", "relax_structure", "run_harmonic", "sample_msd", "site_isotopes", "to_ase_atoms"]

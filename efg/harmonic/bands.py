@@ -96,6 +96,21 @@ def modes_at_points(phonon, qpoints, labels, tolerance: float) -> List[dict]:
     return out
 
 
+def lowest_mode(qpoints: np.ndarray, frequencies: np.ndarray) -> dict:
+    """The lowest frequency (THz, negative if imaginary) of ``frequencies`` (n_q, n_band) at
+    ``qpoints`` (primitive reciprocal basis), with its q-point and band: the test of dynamical
+    stability. The three acoustic modes at Γ (zero by translation symmetry) are left out; every
+    other mode counts, the acoustic branches near Γ included."""
+    freqs = np.array(frequencies, dtype=float)
+    for i, q in enumerate(np.reshape(qpoints, (-1, 3))):
+        if np.allclose(q - np.rint(q), 0.0, atol=1e-8):
+            freqs[i, np.argsort(np.abs(freqs[i]))[:3]] = np.inf
+    i, band = np.unravel_index(np.argmin(freqs), freqs.shape)
+    return {"qpoint": np.reshape(qpoints, (-1, 3))[i], "band_index": int(band),
+            "frequency_THz": float(freqs[i, band]),
+            "note": "lowest mode on the mesh apart from the three acoustic modes at Gamma"}
+
+
 # --------------------------------------------------------------------------------------------
 # Mesh: DOS and thermal properties from real modes
 # --------------------------------------------------------------------------------------------
@@ -115,6 +130,7 @@ def mesh_properties(phonon, mesh, temperatures: np.ndarray, tolerance: float) ->
     listed = [{"qpoint": m.qpoints[i], "weight": int(weights[i]), "band_index": int(b),
                "frequency_THz": float(freqs[i, b])}
               for i, b in zip(*np.nonzero(imaginary))]
+    lowest = lowest_mode(np.array(m.qpoints), freqs)
     warning = None
     if n_imag:
         warning = (f"thermal properties: {n_imag} of {n_modes} phonon modes on the "
@@ -129,7 +145,7 @@ def mesh_properties(phonon, mesh, temperatures: np.ndarray, tolerance: float) ->
     return {
         "mesh": [int(n) for n in m.mesh_numbers],
         "n_modes": n_modes, "n_imaginary": n_imag, "n_near_zero": n_zero,
-        "imaginary_modes": listed, "warning": warning,
+        "imaginary_modes": listed, "lowest_mode": lowest, "warning": warning,
         "thermal_properties": {
             "statistics": "quantum", "per": "mole of primitive cells",
             "modes_included": f"f > {tolerance:g} THz (imaginary and zero modes excluded)",

@@ -25,6 +25,7 @@ from .inputs import check_elements, parse_supercell_matrix, parse_temperatures, 
 from .mode_scans import amplitude_grid, mode_energy_curve, unstable_modes_for_curves
 from .msd import full_mesh_qpoints, phonopy_msd
 from .plots import plot_bands_dos, plot_mode_curves, plot_msd
+from .relax import relax_structure
 from .sampling import HarmonicSampler, sample_msd
 
 
@@ -44,9 +45,16 @@ def run_harmonic(potential, structure, supercell, output, temperatures="100:500:
                  modes: Sequence[NamedMode] = (), mode_max_displacement: float = 0.8,
                  mode_points: int = 21, max_unstable_curves: int = 6,
                  seed: int = 0, symprec: float = 1e-5, threads: Optional[int] = None,
+                 relax: Optional[float] = None, relax_cell: bool = True,
                  progress: bool = True, plots: bool = True) -> dict:
     """Run the harmonic baseline and write ``output`` (JSON) with PNGs beside it; return the
     report as a dict (numpy arrays, before JSON conversion). See the module docstring.
+
+    ``relax`` (eV/Å): first relax the structure with the potential until every force component
+    is at most this (and, with ``relax_cell``, the cell at zero pressure), its space group kept
+    (:func:`efg.harmonic.relax.relax_structure`); the relaxed structure is written to
+    ``<stem>_relaxed.vasp`` and the phonons are those of it. Without it a structure whose
+    residual forces exceed 1e-3 eV/Å gets a warning.
 
     All inputs are checked before any force is computed: the files exist, the structure is
     periodic in 3D and holds only elements both models know, the temperatures are positive.
@@ -61,7 +69,7 @@ def run_harmonic(potential, structure, supercell, output, temperatures="100:500:
     stem = Path(output).with_suffix("")
     refuse_overwriting_inputs([potential, structure, efg_model],
                               [output] + [f"{stem}_{name}" for name in ("bands.png", "msd.png", "modes.png",
-                                                                        "phonopy.yaml")])
+                                                                        "phonopy.yaml", "relaxed.vasp")])
     temps = parse_temperatures(temperatures)
     statistics = list(dict.fromkeys(statistics))
     for stat in statistics:
@@ -93,6 +101,16 @@ def run_harmonic(potential, structure, supercell, output, temperatures="100:500:
         warnings.warn(message, HarmonicWarning, stacklevel=3)
         report_warnings.append(message)
 
+    # 0. the structure at a force minimum of the potential
+    relaxation = None
+    if relax is not None:
+        t0 = time.perf_counter()
+        atoms, relaxation = relax_structure(atoms, calc, relax, relax_cell=relax_cell,
+                                            symprec=symprec, where=str(structure))
+        relaxation["relaxed_structure"] = f"{stem}_relaxed.vasp"
+        atoms.write(relaxation["relaxed_structure"], format="vasp", direct=True)
+        timings["relaxation"] = time.perf_counter() - t0
+
     # 1. force constants
     t0 = time.perf_counter()
     phonon = build_phonopy(atoms, smat, symprec=symprec)
@@ -101,7 +119,7 @@ def run_harmonic(potential, structure, supercell, output, temperatures="100:500:
     if fc_info["max_residual_force_eV_per_A"] > 1e-3:
         msg = (f"the structure is not at equilibrium of the potential: max residual force "
                f"{fc_info['max_residual_force_eV_per_A']:.3g} eV/Å (subtracted from the "
-               f"displaced forces); relax it for a meaningful harmonic baseline")
+               f"displaced forces); relax it for a meaningful harmonic baseline (--relax 1e-4)")
         warn(msg)
     timings["force_constants"] = time.perf_counter() - t0
     sites = SiteMap.of(phonon)
@@ -199,10 +217,16 @@ def run_harmonic(potential, structure, supercell, output, temperatures="100:500:
             plot_mode_curves(curves, outputs["modes_png"])
     outputs["phonopy_yaml"] = f"{stem}_phonopy.yaml"
     phonon.save(outputs["phonopy_yaml"])
+    if relaxation is not None:
+        outputs["relaxed_structure"] = relaxation["relaxed_structure"]
     timings["total"] = time.perf_counter() - t_start
 
     from phonopy import __version__ as phonopy_version
     n_prim = len(phonon.primitive)
+    # dynamically stable: no imaginary mode on the mesh, at a commensurate or special q-point
+    # or on the band path (the acoustic modes at Γ are zero within the tolerance)
+    stable = bool(mesh_info["n_imaginary"] == 0 and not any(m["imaginary"] for m in special + commensurate)
+                  and bands["min_frequency_THz"] >= -imaginary_tolerance)
     report = {
         "command": "efg harmonic",
         "units": {"frequency": "THz (imaginary as negative)", "eigenvalue": "eV/(Å² amu)",
@@ -215,8 +239,10 @@ def run_harmonic(potential, structure, supercell, output, temperatures="100:500:
                    "efg_samples_per_temperature": int(efg_samples) if efg_model is not None else None,
                    "statistics": statistics, "seed": seed, "mesh": mesh,
                    "imaginary_tolerance_THz": imaginary_tolerance,
+                   "relax_eV_per_A": relax, "relax_cell": bool(relax_cell) if relax is not None else None,
                    "efg_model": None if efg_model is None else str(efg_model),
                    "isotopes": isotope_of or None, "phonopy_version": phonopy_version},
+        "relaxation": relaxation,
         "structure": {"formula": atoms.get_chemical_formula(),
                       "space_group": _space_group(phonon),
                       "n_atoms": len(atoms), "n_atoms_primitive": n_prim,
@@ -230,10 +256,12 @@ def run_harmonic(potential, structure, supercell, output, temperatures="100:500:
         "force_constants": fc_info,
         "imaginary_modes": {
             "tolerance_THz": imaginary_tolerance,
+            "dynamically_stable": stable,
             "special_points": [m for m in special if m["imaginary"]],
             "commensurate_qpoints": [m for m in commensurate if m["imaginary"]],
             "mesh": {"mesh": mesh_info["mesh"], "n_modes": mesh_info["n_modes"],
-                     "n_imaginary": mesh_info["n_imaginary"], "modes": mesh_info["imaginary_modes"]},
+                     "n_imaginary": mesh_info["n_imaginary"], "modes": mesh_info["imaginary_modes"],
+                     "lowest_mode": mesh_info["lowest_mode"]},
             "band_path_min_frequency_THz": bands["min_frequency_THz"],
         },
         "special_points": [_without_imaginary(m) for m in special],
