@@ -4,10 +4,11 @@ and (by default) the cell relaxed at zero pressure, the space group kept.
 A harmonic baseline means something only about a minimum of the potential that runs the MD: the
 forces of a structure relaxed by another method (DFT, a foundation model) are small but not zero
 with the fitted potential, and the Hessian about such a point can show imaginary modes that are
-artefacts of the residual force (the 7net-0 ground state of orthorhombic CsPbBr3 has residual
-forces of 0.01 eV/Å with the demo's potential and modes down to −0.17 THz on an 8×8×8 mesh; relaxed
-to 1e-4 eV/Å every mode is real). The cell is relaxed too because the MD it is compared with runs
-at zero pressure (NPT).
+artefacts of the residual force. The 7net-0 ground state of orthorhombic CsPbBr3 has residual
+forces of 0.01 eV/Å with the shipped potential; with force constants from its 40-atom cell the
+9×7×10 mesh has modes down to −0.14 THz, which are real (lowest 0.08 THz) once it is relaxed to
+1e-4 eV/Å (from the 320-atom cell both are real: 0.121 and 0.123 THz). The cell is relaxed too
+because the MD it is compared with runs at zero pressure (NPT).
 
 The symmetry is kept (ASE's ``FixSymmetry``: forces and stress symmetrised in the space group
 spglib finds at ``symprec``), so a phase that is a saddle point of the potential (cubic CsPbBr3)
