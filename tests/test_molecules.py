@@ -13,7 +13,7 @@ from ase import Atoms
 
 from pyexport import nmr
 from efg.analyze import analyze
-from efg.compare import write_report
+from efg.compare_report import write_report
 from efg.molecules import (DECORRELATED_BELOW, axis_vectors, find_molecular_axes,
                            reorientation_correlation)
 from efg.temperature_scan import BOLTZMANN_MEV_PER_K, scan
@@ -311,7 +311,7 @@ def test_scan_gives_arrhenius_reorientation_and_c_over_a(runs, tmp_path):
     assert saved["curves"]["molecules:tau2_ps"]["value"][0] is None
     # the report of efg compare carries both
     harmonic = {"structure": {"formula": "CH6NPbI3", "space_group": "Pm-3m"}, "inputs": {}}
-    text = write_report(tmp_path, harmonic, saved, [], {})
+    text = write_report(tmp_path, [harmonic], [], saved, [], [], {}, z_threshold=3.0)
     assert "## Molecular reorientation (C->N axes)" in text
     assert "| 100 | not decorrelated | not decorrelated |" in text
     assert f"- τ2: Arrhenius E_a = {fit['activation_energy_meV']:.1f} ± " in text
