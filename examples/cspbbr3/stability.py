@@ -11,7 +11,9 @@ n×n×n pseudocubic cells (n = 8: 2,560 atoms), and runs ``in.npt.lmp`` (4 fs, t
 0 bar) with its three guards, checked every ``--every`` steps: temperature above 2T + 100 K,
 potential energy 0.1 eV/atom below the start, and (``--gbreak``) the largest extrapolation grade
 γ of any atom above G. A run *survives* when it reaches its end with no guard firing, no LAMMPS
-error, its volume within 10 % of the start's and max γ below G. Per run, ``runs/<name>.json``
+error, its volume within 20 % of the start's (a lattice that neither collapsed nor blew up:
+thermal expansion from the 0 K ground state alone is 7 % at 600 K and 11 % at 800 K with the
+shipped potential) and max γ below G at every check, the last step's included. Per run, ``runs/<name>.json``
 records what happened (steps, ps, atom-ps, guard, max γ, max T, volume change); a finished
 run is never repeated (the campaign resumes where a stopped session left it), and
 ``stability.json`` sums up every run record in ``runs/`` made with this model (by its sha256;
@@ -140,8 +142,7 @@ def run_one(name: str, temperature: int, seed: int, gbreak: Optional[float], arg
         "max_temperature_K": float(thermo["Temp"].max()) if "Temp" in thermo else None,
         "volume_change": volume_change, "wall_s": wall, "model_sha256": args.model_sha256,
     }
-    record["survived"] = bool(guard is None and survived_steps == equil + steps and abs(volume_change) < 0.10
-                              and (gbreak is None or (record["max_grade"] or 0.0) < gbreak))
+    record["survived"] = reached_the_end(record)
     record_path.write_text(json.dumps(record, indent=2))
     trace = {"time_ps": (elapsed_steps(thermo.get("Step", np.array([]))) * args.dt).tolist(),
              "temperature_K": thermo.get("Temp", np.array([])).tolist(), "max_grade": grade.tolist()}
@@ -149,6 +150,19 @@ def run_one(name: str, temperature: int, seed: int, gbreak: Optional[float], arg
     print(f"{name}: {'survived' if record['survived'] else 'stopped'} after {record['ps_run']:.2f} ps, "
           f"max grade {record['max_grade']}, {guard or ''}", flush=True)
     return record
+
+
+#: |V_end / V_start − 1| above this: the lattice collapsed or blew up (thermal expansion from the
+#: ground state is ~11 % at 800 K)
+VOLUME_LIMIT = 0.20
+
+
+def reached_the_end(record: dict) -> bool:
+    """Whether a run survived: all its steps, no guard or LAMMPS error, volume within
+    VOLUME_LIMIT, max γ below its G (when graded)."""
+    return bool(record["guard"] is None and record["steps_run"] == record["steps_planned"]
+                and abs(record["volume_change"]) < VOLUME_LIMIT
+                and (record["gbreak"] is None or (record["max_grade"] or 0.0) < record["gbreak"]))
 
 
 def campaign_records(args) -> tuple:
@@ -159,6 +173,7 @@ def campaign_records(args) -> tuple:
         record = json.loads(path.read_text())
         if record["name"].startswith("guards_"):
             continue
+        record["survived"] = reached_the_end(record)     # the criterion of this version
         (mine if record.get("model_sha256") == args.model_sha256 else others).append(record)
     mine.sort(key=lambda r: (r["temperature_K"], r["seed"]))
     return mine, [r["name"] for r in others]
