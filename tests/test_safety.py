@@ -247,7 +247,7 @@ def test_efg_scan_compare_harmonic_refuse_to_overwrite_inputs(tmp_path, capsys):
     out = tmp_path / "report"
     out.mkdir()
     (out / "compare.json").write_bytes(before)
-    _assert_refused(efg_main(["compare", str(out / "compare.json"), str(run), "-o", str(out)]),
+    _assert_refused(efg_main(["compare", str(run), "--harmonic", f"{out / 'compare.json'}:all", "-o", str(out)]),
                     capsys, out / "compare.json", before)
     _assert_refused(efg_main(["harmonic", "--potential", "p.pt", "--structure", str(run), "--supercell", "2",
                               "-o", str(run)]), capsys, run, before)
