@@ -43,12 +43,13 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from pyexport import nmr
+from pyexport.magres import write_magres
 from pyexport.lammps.dump import read_type_map
 from pyexport.trajectories import iread
 from pyexport.outputs import refuse_overwriting_inputs, write_json
 
 from .frame_steps import FrameStep, make_steps
-from .nqr import average_structure, plot_nqr_lines, site_orientation, species_nqr, write_average_magres
+from .nqr import average_structure, plot_nqr_lines, site_orientation, species_nqr
 from .report import Estimate, SpeciesNMR
 from .statistics import estimate_entry
 
@@ -257,7 +258,7 @@ def analyze(dump, model=None, types=None, isotopes=None, index=":", every=1, col
     "TAIL-HEAD" (see :func:`parse_molecule_axis`). ``efg_source``: "auto", "model" or "columns"
     (see :func:`choose_efg_source`); the report records the source used. ``magres``: a
     ``.magres`` file to write the time-averaged tensors ⟨V⟩ of every atom to, on the average
-    structure (:func:`efg.nqr.write_average_magres`)."""
+    structure (:func:`pyexport.magres.write_magres`)."""
     start_time = time.time()
     if output or magres:
         refuse_overwriting_inputs([dump, model, types if isinstance(types, str) else None],
@@ -338,7 +339,7 @@ def write_magres_of_run(path, dump, first, tensors: np.ndarray, results: dict, r
                 f"(timesteps {steps[0]}..{steps[-1]}) of {Path(dump).name}, {where}",
                 "EFG source: " + report["efg_source"].replace("[", "(").replace("]", ")")   # '[' opens blocks
                 + (f"; temperature {report['temperature_K']:g} K" if report.get("temperature_K") else "")]
-    return write_average_magres(path, structure, tensors.mean(axis=0), comments)
+    return write_magres(path, structure, tensors.mean(axis=0), comments=comments)
 
 
 def _compose_every(index: str, every: int) -> str:

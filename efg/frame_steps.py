@@ -192,14 +192,20 @@ def structure_statistics(structure: List[dict]) -> dict:
     return out
 
 
-def displacement_msd(scaled: np.ndarray, cells: np.ndarray, masses: np.ndarray) -> np.ndarray:
-    """Per frame and atom, u ⊗ u (F, N, 3, 3) Å² of the displacement u from the atom's mean
-    position over the run. Atoms are followed across periodic boundaries (frames must be close
-    enough in time that no atom moves half a cell between them); the centre-of-mass motion of
-    each frame is removed."""
+def unwrap_scaled(scaled: np.ndarray) -> np.ndarray:
+    """Fractional positions (F, N, 3) with each atom followed across periodic boundaries from
+    its first-frame position (frames must be close enough in time that no atom moves half a
+    cell between them)."""
     step = np.diff(scaled, axis=0)
     step -= np.round(step)
-    unwrapped = np.concatenate([scaled[:1], scaled[:1] + np.cumsum(step, axis=0)])
+    return np.concatenate([scaled[:1], scaled[:1] + np.cumsum(step, axis=0)])
+
+
+def displacement_msd(scaled: np.ndarray, cells: np.ndarray, masses: np.ndarray) -> np.ndarray:
+    """Per frame and atom, u ⊗ u (F, N, 3, 3) Å² of the displacement u from the atom's mean
+    position over the run (atoms followed across periodic boundaries, :func:`unwrap_scaled`);
+    the centre-of-mass motion of each frame is removed."""
+    unwrapped = unwrap_scaled(scaled)
     u = np.einsum("fnj,fjk->fnk", unwrapped - unwrapped.mean(axis=0), cells)
     u -= (masses[None, :, None] * u).sum(axis=1, keepdims=True) / masses.sum()
     return u[..., :, None] * u[..., None, :]

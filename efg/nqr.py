@@ -11,16 +11,18 @@ motional average as a ``.magres`` file.
   in the NQR order ``|V_zz| ≥ |V_yy| ≥ |V_xx|``, the principal axes as rows (x, y, z; a
   right-handed frame in the dump's Cartesian axes) and the active ZYZ Euler angles in degrees
   (:func:`pyexport.nmr.euler_zyz`, Soprano's convention).
-- ``.magres`` (:func:`write_average_magres`): ⟨V⟩ of every atom on the average structure (mean
-  positions, followed across periodic boundaries from the first frame, and the mean cell).
+- ``.magres``: ⟨V⟩ of every atom on :func:`average_structure` (mean positions, followed across
+  periodic boundaries from the first frame, and the mean cell), written by
+  :func:`pyexport.magres.write_magres`.
 """
 from typing import Dict, Mapping, Sequence
 
 import numpy as np
 from ase import Atoms
 
-from pyexport import magres, nmr, nqr
+from pyexport import nmr, nqr
 
+from .frame_steps import unwrap_scaled
 from .report import Estimate, SpeciesNQR
 from .statistics import estimate_entry
 
@@ -46,16 +48,14 @@ def species_nqr(tensors: np.ndarray, symbols: Sequence[str], isotopes: Mapping[s
         if isotope is None:
             continue
         spin = nmr.nuclear_spin(isotope)
-        q_mb = nmr.quadrupole_moment_mb(isotope)
         sites = np.flatnonzero(symbols == element)
         sub6 = v6[:, sites]
 
         def lines_of_mean(mean6):                           # (sites, 6) -> (sites, lines)
             tensor = nmr.from_voigt6(mean6)
-            return nqr.nqr_frequencies_mhz(nmr.CQ_MHZ_PER_MB_V_PER_A2 * q_mb * nmr.vzz(tensor),
-                                           nmr.eta(tensor), spin)
+            return nqr.nqr_frequencies_mhz(nmr.cq_mhz(tensor, isotope), nmr.eta(tensor), spin)
 
-        instantaneous = nqr.nqr_frequencies_mhz(nmr.CQ_MHZ_PER_MB_V_PER_A2 * q_mb * nmr.vzz(tensors[:, sites]),
+        instantaneous = nqr.nqr_frequencies_mhz(nmr.cq_mhz(tensors[:, sites], isotope),
                                                 nmr.eta(tensors[:, sites]), spin)       # (F, sites, lines)
         labels = list(nqr.transition_labels(spin))
         histograms = []
@@ -88,18 +88,9 @@ def average_structure(first: Atoms, scaled: np.ndarray, cells: np.ndarray) -> At
     (F, 3, 3) and the mean fractional positions of ``scaled`` (F, N, 3), each atom followed
     across periodic boundaries from its first-frame position (frames must be close enough that
     no atom moves half a cell between them), wrapped back into the cell."""
-    step = np.diff(scaled, axis=0)
-    step -= np.round(step)
-    unwrapped = np.concatenate([scaled[:1], scaled[:1] + np.cumsum(step, axis=0)])
     mean = Atoms(first.get_chemical_symbols(), cell=cells.mean(axis=0), pbc=first.pbc)
-    mean.set_scaled_positions(np.mod(unwrapped.mean(axis=0), 1.0))
+    mean.set_scaled_positions(np.mod(unwrap_scaled(scaled).mean(axis=0), 1.0))
     return mean
-
-
-def write_average_magres(path, structure: Atoms, mean_tensors: np.ndarray, comments: Sequence[str]):
-    """⟨V⟩ (N, 3, 3) V/Å² of every atom on ``structure`` as a ``.magres`` file (EFG in atomic
-    units, :mod:`pyexport.magres`)."""
-    return magres.write_magres(path, structure, mean_tensors, comments=comments)
 
 
 def spin_text(spin: float) -> str:
