@@ -46,6 +46,13 @@ def space_group(atoms: Atoms, symprec: float) -> str:
     return spglib.get_spacegroup(cell, symprec=symprec) or "unknown"
 
 
+def _state(atoms: Atoms, relax_cell: bool, symprec: float) -> dict:
+    """What the relaxation summary records of a structure (with its calculator), before and after."""
+    return {"energy_eV": float(atoms.get_potential_energy()), "max_force_eV_per_A": max_force(atoms),
+            "max_stress_GPa": max_stress_gpa(atoms) if relax_cell else None,
+            "space_group": space_group(atoms, symprec), "cell_A": np.array(atoms.cell.array)}
+
+
 def relax_structure(atoms: Atoms, calc, fmax: float, relax_cell: bool = True,
                     symprec: float = 1e-5, max_steps: int = DEFAULT_MAX_STEPS,
                     where: str = "structure") -> tuple[Atoms, dict]:
@@ -68,9 +75,7 @@ def relax_structure(atoms: Atoms, calc, fmax: float, relax_cell: bool = True,
     relaxed = atoms.copy()
     relaxed.calc = calc
     stress_tolerance_gpa = fmax * len(atoms) / atoms.get_volume() / units.GPa
-    before = {"energy_eV": float(relaxed.get_potential_energy()), "max_force_eV_per_A": max_force(relaxed),
-              "max_stress_GPa": max_stress_gpa(relaxed) if relax_cell else None,
-              "space_group": space_group(relaxed, symprec), "cell_A": np.array(relaxed.cell.array)}
+    before = _state(relaxed, relax_cell, symprec)
     converged = before["max_force_eV_per_A"] <= fmax and (
         not relax_cell or before["max_stress_GPa"] <= stress_tolerance_gpa)
     steps = 0
@@ -85,9 +90,7 @@ def relax_structure(atoms: Atoms, calc, fmax: float, relax_cell: bool = True,
             converged = bool(optimizer.run(fmax=fmax, steps=max_steps))
         steps = int(optimizer.nsteps)
         relaxed.set_constraint()
-    after = {"energy_eV": float(relaxed.get_potential_energy()), "max_force_eV_per_A": max_force(relaxed),
-             "max_stress_GPa": max_stress_gpa(relaxed) if relax_cell else None,
-             "space_group": space_group(relaxed, symprec), "cell_A": np.array(relaxed.cell.array)}
+    after = _state(relaxed, relax_cell, symprec)
     if not converged:
         raise RuntimeError(f"{where}: relaxation with the potential did not reach max force "
                            f"{fmax:g} eV/Å within {max_steps} BFGS steps (now "
