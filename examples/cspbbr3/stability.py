@@ -142,7 +142,7 @@ def run_one(name: str, temperature: int, seed: int, gbreak: Optional[float], arg
         "max_temperature_K": float(thermo["Temp"].max()) if "Temp" in thermo else None,
         "volume_change": volume_change, "wall_s": wall, "model_sha256": args.model_sha256,
     }
-    record["survived"] = reached_the_end(record)
+    record["survived"] = run_survived(record)
     record_path.write_text(json.dumps(record, indent=2))
     trace = {"time_ps": (elapsed_steps(thermo.get("Step", np.array([]))) * args.dt).tolist(),
              "temperature_K": thermo.get("Temp", np.array([])).tolist(), "max_grade": grade.tolist()}
@@ -157,7 +157,7 @@ def run_one(name: str, temperature: int, seed: int, gbreak: Optional[float], arg
 VOLUME_LIMIT = 0.20
 
 
-def reached_the_end(record: dict) -> bool:
+def run_survived(record: dict) -> bool:
     """Whether a run survived: all its steps, no guard or LAMMPS error, volume within
     VOLUME_LIMIT, max γ below its G (when graded)."""
     return bool(record["guard"] is None and record["steps_run"] == record["steps_planned"]
@@ -173,7 +173,7 @@ def campaign_records(args) -> tuple:
         record = json.loads(path.read_text())
         if record["name"].startswith("guards_"):
             continue
-        record["survived"] = reached_the_end(record)     # the criterion of this version
+        record["survived"] = run_survived(record)     # the criterion of this version
         (mine if record.get("model_sha256") == args.model_sha256 else others).append(record)
     mine.sort(key=lambda r: (r["temperature_K"], r["seed"]))
     return mine, [r["name"] for r in others]
