@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # Tests run from the repository root, where the source packages shadow the installed copies.
 SOURCES := CMakeLists.txt pyproject.toml $(wildcard lammps_plugin/*.cpp lammps_plugin/*.h pyexport/*.py pyexport/*/*.py efg/*.py efg/*/*.py)
 
-.PHONY: all setup build test demo bench clean
+.PHONY: all setup build gpaw test demo bench clean
 
 all: build
 
@@ -29,7 +29,25 @@ $(VENV)/.built: $(VENV)/.deps $(SOURCES)
 setup: $(VENV)/.deps
 build: $(VENV)/.built
 
-test: build
+# GPAW (the open PAW code behind `pyexport label`), serial, from its pip sdist: it compiles against
+# libxc, OpenBLAS and FFTW (Debian/Ubuntu packages, installed with apt-get when missing; sudo
+# unless root) with the siteconfig written here. Pinned in constraints.txt, so pip never resolves
+# torch or another numpy. About a minute.
+GPAW_APT := libxc-dev libopenblas-dev libfftw3-dev
+SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(VENV)/.gpaw: $(VENV)/.deps constraints.txt
+	dpkg -s $(GPAW_APT) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(GPAW_APT); }
+	printf '%s\n' "mpi = False" "fftw = True" "scalapack = False" \
+	  "libraries = ['xc', 'openblas', 'fftw3']" "compiler = 'g++'" > $(VENV)/gpaw-siteconfig.py
+	GPAW_CONFIG=$(abspath $(VENV))/gpaw-siteconfig.py $(PIP) install -q -c constraints.txt gpaw
+	touch $@
+
+gpaw: $(VENV)/.gpaw
+
+# GPAW=0 leaves GPAW out (its tests are then skipped): for machines without apt-get.
+GPAW ?= 1
+test: build $(if $(filter 1,$(GPAW)),gpaw,)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: build
