@@ -211,6 +211,7 @@ def test_label_command_writes_training_data_and_resumes(tmp_path):
     assert info["dft_code"] == f"GPAW {gpaw.__version__}" and info["dft_xc"] == "PBE"
     assert info["dft_ecut_eV"] == 300.0 and list(info["dft_kpts"]) == [1, 1, 1]
     assert "Br:Br." in info["dft_setups"] and info["label_frame"] == 0
+    assert info["dft_symmetry"] == "time reversal only"
 
     # resume: the same frame is skipped; a new one in the input is labelled and appended
     ase.io.write(tmp_path / "two.extxyz", [first, second])

@@ -22,9 +22,11 @@ same input skips every input frame whose structure fingerprint is already in the
 interrupted batch loses at most the frame that was running. The output must be an uncompressed
 extended XYZ file (appending).
 
-Each frame is a fresh serial GPAW calculation (``symmetry="off"``, as VASP's ISYM = 0 for MD
-frames) on a periodic cell with a Γ-centred k-mesh: N_i = max(1, ⌈|b_i|/kspacing⌉) with |b_i|
-including 2π (VASP's KSPACING rule, :func:`pyexport.vasp_inputs.kpoint_mesh`), or a fixed mesh.
+Each frame is a fresh serial, spin-paired GPAW calculation without point-group symmetry (MD frames
+have none; forces stay as computed) but with time-reversal symmetry, k and −k being equivalent
+(:data:`SYMMETRY`, as VASP's ISYM = 0), on a periodic cell with a Γ-centred k-mesh:
+N_i = max(1, ⌈|b_i|/kspacing⌉) with |b_i| including 2π (VASP's KSPACING rule,
+:func:`pyexport.vasp_inputs.kpoint_mesh`), or a fixed mesh.
 """
 import hashlib
 import io
@@ -45,10 +47,13 @@ __all__ = ["DEFAULT_CONVERGENCE", "INFO_KEYS", "LabelSettings", "MissingDependen
 #: electrons per valence electron (the EFG is a property of the density; GPAW's default is 1e-4).
 DEFAULT_CONVERGENCE = {"energy": 5e-4, "density": 1e-6, "eigenstates": 4e-8}
 
+#: GPAW's ``symmetry`` argument: no point group, time reversal (halves most k-meshes).
+SYMMETRY = {"point_group": False, "time_reversal": True}
+
 #: The ``info`` keys :func:`label_frame` writes.
 INFO_KEYS = ("dft_code", "dft_xc", "dft_ecut_eV", "dft_kpts", "dft_kspacing", "dft_smearing",
-             "dft_smearing_eV", "dft_convergence", "dft_setups", "dft_efg_method", "dft_seconds",
-             "label_frame", "label_structure")
+             "dft_smearing_eV", "dft_convergence", "dft_symmetry", "dft_setups", "dft_efg_method",
+             "dft_seconds", "label_frame", "label_structure")
 
 GPAW_INSTALL_HINT = ("pip install 'efgmd[gpaw]' (it compiles against libxc, BLAS and FFTW: "
                      "apt-get install libxc-dev libopenblas-dev libfftw3-dev first), or `make gpaw`")
@@ -159,7 +164,7 @@ def make_calculator(atoms, settings: LabelSettings, txt=None):
                      kpts={"size": kpoint_mesh_for(atoms, settings), "gamma": True},
                      occupations={"name": settings.smearing, "width": settings.smearing_eV},
                      convergence=dict(settings.convergence), setups=settings.setups,
-                     symmetry="off", txt=txt)
+                     symmetry=dict(SYMMETRY), txt=txt)
 
 
 def setups_record(calc) -> str:
@@ -202,6 +207,7 @@ def label_frame(atoms, settings: LabelSettings, index: int = 0, txt=None):
         "dft_smearing": settings.smearing,
         "dft_smearing_eV": float(settings.smearing_eV),
         "dft_convergence": json.dumps(settings.convergence, sort_keys=True),
+        "dft_symmetry": "time reversal only",
         "dft_setups": setups_record(work.calc),
         "dft_seconds": round(seconds, 3),
         "label_frame": int(index),
