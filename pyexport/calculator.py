@@ -17,7 +17,8 @@ class MLFFCalculator(Calculator):
     Properties: ``energy`` / ``free_energy`` (eV), ``energies`` (eV per atom), ``forces``
     (eV/Å), ``stress`` (eV/Å³, ASE Voigt order xx yy zz yz xz xy, = -virial/V) and, when the
     model outputs ``atom_virial``, ``stresses`` (per-atom, eV/Å³, -atom_virial/V so that they
-    sum to ``stress``). For a committee model (``pyexport committee fit``) the energy, forces
+    sum to ``stress``; computed only when asked for where the model has the
+    ``compute_atom_virial`` switch). For a committee model (``pyexport committee fit``) the energy, forces
     and stresses are the committee mean's, and ``force_uncertainty`` (n_atoms,) eV/Å is the
     members' force deviation σ_i (:func:`pyexport.committee.force_deviation`). For a model with an
     active set (``pyexport fit`` stores one by default), ``extrapolation_grade`` (n_atoms,) is each
@@ -59,6 +60,8 @@ class MLFFCalculator(Calculator):
         args = (inputs.pos.to(self.device), inputs.species.to(self.device),
                 inputs.edge_index.to(self.device), inputs.n_local)
         want_grade = self.has_grade and "extrapolation_grade" in properties
+        if hasattr(self.model, "compute_atom_virial"):
+            self.model.compute_atom_virial = "stresses" in properties
         if want_grade:
             self.model.compute_extrapolation_grade = True
         try:

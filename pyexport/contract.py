@@ -11,6 +11,11 @@ post-processor). An exported model is a TorchScript module with
 - potential outputs: ``energy`` (scalar, eV), ``atom_energy`` (n_local,), ``forces`` (N, 3) eV/Å
   (ghost rows too), ``virial`` (3, 3) eV = -Σ_edges r_ij ⊗ ∂E/∂r_ij, optionally ``atom_virial``
   (N, 6) eV in LAMMPS order xx yy zz xy xz yz.
+- per-atom virial on request (optional): a model that has the bool attribute
+  ``compute_atom_virial`` returns ``atom_virial`` only while it is True (its default, so a caller
+  that does not know the switch gets what it always got); LAMMPS sets it to whether the step needs
+  per-atom virials (``vflag_atom``). Models without the attribute (exported before it existed)
+  return ``atom_virial`` on every call, and callers use it as before.
 - committee potentials (optional, :class:`CommitteePotentialModule`): the outputs above are those
   of the committee mean, plus ``committee_forces`` (K, N, 3) eV/Å, each member's forces on every
   row (ghost rows too, summed home like ``forces``); the metadata attribute ``committee_size`` = K.
@@ -67,9 +72,16 @@ class PotentialModule(torch.nn.Module):
 
     ``energy_model(edge_vec, species, edge_index, n_local) -> atom_energy`` takes the edge
     vectors ``edge_vec = pos[j] - pos[i]`` (E, 3) Å in the model dtype and returns the (n_local,)
-    per-atom energies in eV. Forces and the virial follow from one backward pass through the
-    edge vectors, which makes the virial exact for any cell (no finite differences, no f·r sum
-    over images) and keeps the model strictly local.
+    per-atom energies in eV. Forces and the virial follow from the gradient dE/dr_ij of the
+    total energy with respect to the edge vectors, which makes the virial exact for any cell (no
+    finite differences, no f·r sum over images) and keeps the model strictly local.
+
+    The gradient is the energy model's own when it has ``energy_and_edge_gradient(edge_vec,
+    species, edge_index, n_local) -> (atom_energy, features, dE/dr_ij)`` (the cluster models,
+    hand-written), else one autograd backward pass. In training mode, or while the attribute
+    ``autograd_forces`` is True, it is always autograd: the reference the tests compare with.
+    ``atom_virial`` is returned while ``per_atom_virial`` (the model provides it at all) and
+    ``compute_atom_virial`` (the caller wants it this call; True unless set) are both True.
     """
 
     contract_version: int
@@ -79,6 +91,8 @@ class PotentialModule(torch.nn.Module):
     dtype: str
     units: str
     per_atom_virial: bool
+    compute_atom_virial: bool
+    autograd_forces: bool
 
     def __init__(self, energy_model: torch.nn.Module, elements: Sequence[str], cutoff: float,
                  dtype: str = "float64", per_atom_virial: bool = True):
@@ -87,9 +101,14 @@ class PotentialModule(torch.nn.Module):
 
     def forward(self, pos: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
                 n_local: int) -> Dict[str, torch.Tensor]:
-        edge_vec, src, dst = _edge_vectors(pos, edge_index, self.dtype)
+        with_atom_virial = self.per_atom_virial and self.compute_atom_virial
+        if hasattr(self.model, "energy_and_edge_gradient") and not (self.training or self.autograd_forces):
+            edge_vec, src, dst = _edge_vectors(pos, edge_index, self.dtype, False)
+            atom_energy, _, dE_dr = self.model.energy_and_edge_gradient(edge_vec, species, edge_index, n_local)
+            return _potential_outputs(atom_energy, edge_vec, dE_dr, src, dst, pos.shape[0], with_atom_virial)
+        edge_vec, src, dst = _edge_vectors(pos, edge_index, self.dtype, True)
         atom_energy = self.model(edge_vec, species, edge_index, n_local)
-        return _energy_outputs(atom_energy, edge_vec, src, dst, pos.shape[0], self.per_atom_virial, self.training)
+        return _energy_outputs(atom_energy, edge_vec, src, dst, pos.shape[0], with_atom_virial, self.training)
 
 
 class GradedPotentialModule(torch.nn.Module):
@@ -103,7 +122,8 @@ class GradedPotentialModule(torch.nn.Module):
     float64, only while the caller has set ``compute_extrapolation_grade = True``: the projection
     costs about 0.7 of a model step (``benchmarks/bench_grade_core.py``), so LAMMPS asks for it
     only on the steps where ``compute mlff/grade`` needs it. Energies, forces and virials are those of the plain
-    :class:`PotentialModule` of the same energy model, bit for bit.
+    :class:`PotentialModule` of the same energy model, bit for bit (the same analytic or autograd
+    path and switches).
     """
 
     contract_version: int
@@ -113,6 +133,8 @@ class GradedPotentialModule(torch.nn.Module):
     dtype: str
     units: str
     per_atom_virial: bool
+    compute_atom_virial: bool
+    autograd_forces: bool
     active_set_size: int
     compute_extrapolation_grade: bool
 
@@ -128,9 +150,15 @@ class GradedPotentialModule(torch.nn.Module):
 
     def forward(self, pos: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
                 n_local: int) -> Dict[str, torch.Tensor]:
-        edge_vec, src, dst = _edge_vectors(pos, edge_index, self.dtype)
-        atom_energy, features = self.model.energy_and_features(edge_vec, species, edge_index, n_local)
-        out = _energy_outputs(atom_energy, edge_vec, src, dst, pos.shape[0], self.per_atom_virial, self.training)
+        with_atom_virial = self.per_atom_virial and self.compute_atom_virial
+        if hasattr(self.model, "energy_and_edge_gradient") and not (self.training or self.autograd_forces):
+            edge_vec, src, dst = _edge_vectors(pos, edge_index, self.dtype, False)
+            atom_energy, features, dE_dr = self.model.energy_and_edge_gradient(edge_vec, species, edge_index, n_local)
+            out = _potential_outputs(atom_energy, edge_vec, dE_dr, src, dst, pos.shape[0], with_atom_virial)
+        else:
+            edge_vec, src, dst = _edge_vectors(pos, edge_index, self.dtype, True)
+            atom_energy, features = self.model.energy_and_features(edge_vec, species, edge_index, n_local)
+            out = _energy_outputs(atom_energy, edge_vec, src, dst, pos.shape[0], with_atom_virial, self.training)
         if self.compute_extrapolation_grade:
             out["extrapolation_grade"] = self.grade(features.detach(), species[:n_local]).to(torch.float64)
         return out
@@ -139,12 +167,15 @@ class GradedPotentialModule(torch.nn.Module):
 def _init_potential(module: torch.nn.Module, energy_model: torch.nn.Module, elements: Sequence[str],
                     cutoff: float, dtype: str, per_atom_virial: bool) -> None:
     """What every single-model potential wrapper sets: its energy model, the contract metadata,
-    the pair cutoffs and whether it returns ``atom_virial``."""
+    the pair cutoffs, whether it returns ``atom_virial`` (and the per-call switch of it, on), and
+    the autograd reference switch (off)."""
     _check_metadata_values("potential", elements, cutoff, dtype)
     module.model = energy_model
     _set_metadata(module, "potential", elements, cutoff, dtype)
     _set_pair_cutoffs(module, energy_model, cutoff)
     module.per_atom_virial = per_atom_virial
+    module.compute_atom_virial = True
+    module.autograd_forces = False
 
 
 def _energy_outputs(atom_energy: torch.Tensor, edge_vec: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
@@ -158,16 +189,17 @@ def _energy_outputs(atom_energy: torch.Tensor, edge_vec: torch.Tensor, src: torc
     return _potential_outputs(atom_energy, edge_vec, dE_dr, src, dst, n_all, per_atom_virial)
 
 
-def _edge_vectors(pos: torch.Tensor, edge_index: torch.Tensor, dtype: str
+def _edge_vectors(pos: torch.Tensor, edge_index: torch.Tensor, dtype: str, requires_grad: bool = True
                   ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Edge vectors r_ij = r_j - r_i (E, 3) Å in the model dtype, detached and requiring grad
-    (forces and virial are gradients with respect to them), and the edge ends (src, dst)."""
+    """Edge vectors r_ij = r_j - r_i (E, 3) Å in the model dtype, detached, and requiring grad
+    when the forces and virial are to come from autograd; and the edge ends (src, dst)."""
     model_dtype = torch.float64 if dtype == "float64" else torch.float32
     pos = pos.to(model_dtype)
     src = edge_index[0]
     dst = edge_index[1]
     edge_vec = (pos.index_select(0, dst) - pos.index_select(0, src)).detach()
-    edge_vec.requires_grad_(True)
+    if requires_grad:
+        edge_vec.requires_grad_(True)
     return edge_vec, src, dst
 
 
@@ -177,7 +209,8 @@ def _edge_forces(dE_dr: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, n_al
     dim = dE_dr.dim() - 2
     shape = list(dE_dr.shape[:dim]) + [n_all, 3]
     forces = torch.zeros(shape, dtype=dE_dr.dtype, device=dE_dr.device)
-    return forces.index_add(dim, src, dE_dr).index_add(dim, dst, -dE_dr)
+    forces.index_add_(dim, src, dE_dr)
+    return forces.index_add_(dim, dst, dE_dr, alpha=-1.0)
 
 
 def _potential_outputs(atom_energy: torch.Tensor, edge_vec: torch.Tensor, dE_dr: torch.Tensor,
@@ -215,6 +248,7 @@ class CommitteePotentialModule(torch.nn.Module):
     dtype: str
     units: str
     per_atom_virial: bool
+    compute_atom_virial: bool
     committee_size: int
 
     def __init__(self, committee_model: torch.nn.Module, committee_size: int, elements: Sequence[str],
@@ -227,6 +261,7 @@ class CommitteePotentialModule(torch.nn.Module):
         _set_metadata(self, "potential", elements, cutoff, dtype)
         _set_pair_cutoffs(self, self.model, cutoff)
         self.per_atom_virial = per_atom_virial
+        self.compute_atom_virial = True
         self.committee_size = int(committee_size)
 
     def forward(self, pos: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
@@ -246,7 +281,7 @@ class CommitteePotentialModule(torch.nn.Module):
             member_grads.append(g)
         dE_dr_members = torch.stack(member_grads)                     # (K, E, 3)
         out = _potential_outputs(member_energy.mean(0), edge_vec, dE_dr_members.mean(0), src, dst,
-                                 n_all, self.per_atom_virial)
+                                 n_all, self.per_atom_virial and self.compute_atom_virial)
         out["committee_forces"] = _edge_forces(dE_dr_members, src, dst, n_all).to(torch.float64)
         return out
 

@@ -11,6 +11,14 @@ Models
 Both follow the energy-model interface of :class:`pyexport.contract.PotentialModule`
 (``forward(edge_vec, species, edge_index, n_local) -> (n_local,) eV``), are TorchScript-scriptable
 and strictly local, and run in float64 (default) or float32 (``model.to(torch.float32)``).
+
+Both also have ``energy_and_edge_gradient`` -> (atom energies, invariants, dE/dr_ij (E, 3)),
+which the contract wrappers use for forces and virials instead of autograd: the energy is linear
+in the invariants, so dE/dB is the coefficient row of each atom's species (plus, for
+``cluster-nn``, the MLPs' gradient, which autograd takes through the small MLP graph only), and
+the descriptor's hand-written backward (:meth:`ClusterDescriptor.edge_gradient`) carries it to
+the edges. Autograd through the whole descriptor stays the reference (the wrappers'
+``autograd_forces`` flag; ``tests/test_analytic_forces.py`` holds the two to 1e-10).
 """
 from typing import List, Optional, Sequence, Tuple
 
@@ -49,6 +57,16 @@ class ClusterLinear(torch.nn.Module):
         linear in (what the extrapolation grade measures, :mod:`pyexport.models.grade`)."""
         features = self.descriptor(edge_vec, species, edge_index, n_local)
         return _linear_readout(features, species[:n_local], self.coef, self.e0), features
+
+    def energy_and_edge_gradient(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                                 n_local: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Atom energies (n_local,) eV, invariants (n_local, n_features) and dE/dr_ij (E, 3)
+        eV/Å of the total energy, without autograd: dE/dB_i = coef[s_i]."""
+        state = self.descriptor.base_state(edge_vec, species, edge_index, n_local)
+        features = self.descriptor.invariants(state.base)
+        s = species[:n_local]
+        energy = _linear_readout(features, s, self.coef, self.e0)
+        return energy, features, self.descriptor.edge_gradient(state, self.coef.index_select(0, s))
 
 
 class SpeciesMLP(torch.nn.Module):
@@ -117,6 +135,32 @@ class ClusterNN(torch.nn.Module):
             if idx.numel() > 0:
                 energy = energy.index_add(0, idx, self.output_scale * mlp(x.index_select(0, idx)))
         return energy, features
+
+    def energy_and_edge_gradient(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                                 n_local: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Atom energies, invariants and dE/dr_ij (E, 3) eV/Å as :class:`ClusterLinear`'s, with
+        dE/dB = coef[s_i] + ε σ_{s_i} ∂MLP/∂x: autograd runs through the MLPs only (their input
+        detached), the descriptor's backward is hand-written. Needs grad mode (as the autograd
+        path does)."""
+        state = self.descriptor.base_state(edge_vec, species, edge_index, n_local)
+        features = self.descriptor.invariants(state.base)
+        s = species[:n_local]
+        energy = _linear_readout(features, s, self.coef, self.e0)
+        scale = self.feature_scale.index_select(0, s)
+        x = ((features - self.feature_mean.index_select(0, s)) * scale).detach().requires_grad_(True)
+        total = torch.zeros((), dtype=features.dtype, device=features.device)
+        for k, mlp in enumerate(self.mlps):
+            idx = torch.nonzero(s == k).squeeze(1)
+            if idx.numel() > 0:
+                e_k = self.output_scale * mlp(x.index_select(0, idx))
+                energy = energy.index_add(0, idx, e_k.detach())
+                total = total + e_k.sum()
+        feature_grad = self.coef.index_select(0, s)
+        if total.requires_grad:
+            dx = torch.autograd.grad([total], [x], allow_unused=True)[0]
+            if dx is not None:
+                feature_grad = feature_grad + dx * scale
+        return energy.detach(), features, self.descriptor.edge_gradient(state, feature_grad.detach())
 
 
 MODEL_TYPES = ("cluster", "cluster-nn")

@@ -44,7 +44,7 @@ one, two and three A's make body orders 2, 3 and 4. For three factors the coupli
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import product
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -189,6 +189,35 @@ class RadialBasis(torch.nn.Module):
             cheb.append(2.0 * xi * cheb[n - 1] - cheb[n - 2])
         return torch.stack(cheb[: self.n_max], dim=1) * envelope.unsqueeze(1)
 
+    def with_derivative(self, r: torch.Tensor, cutoff: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``g_n(r)`` and ``dg_n/dr`` (1/Å), both (E, n_max), for per-edge cutoffs (E,) Å: the
+        chain rule through ξ(x), the Chebyshev recursion (T'_n = 2 T_{n-1} + 2 ξ T'_{n-1} -
+        T'_{n-2}) and the envelope, written out (no autograd)."""
+        inv_cut = 1.0 / cutoff
+        x = r * inv_cut
+        if self.scale > 0.0:
+            decay = torch.exp(-self.scale * x)
+            norm = 2.0 / (1.0 - math.exp(-self.scale))
+            xi = norm * (1.0 - decay) - 1.0
+            dxi_dr = (norm * self.scale) * decay * inv_cut
+        else:
+            xi = 2.0 * x - 1.0
+            dxi_dr = 2.0 * inv_cut
+        inside = x < 1.0
+        one_minus = 1.0 - x * x
+        envelope = torch.where(inside, one_minus ** 3, torch.zeros_like(x))
+        denv_dr = torch.where(inside, -6.0 * x * one_minus * one_minus * inv_cut, torch.zeros_like(x))
+        cheb: List[torch.Tensor] = [torch.ones_like(xi), xi]
+        dcheb: List[torch.Tensor] = [torch.zeros_like(xi), torch.ones_like(xi)]
+        for n in range(2, self.n_max):
+            cheb.append(2.0 * xi * cheb[n - 1] - cheb[n - 2])
+            dcheb.append(2.0 * cheb[n - 1] + 2.0 * xi * dcheb[n - 1] - dcheb[n - 2])
+        t = torch.stack(cheb[: self.n_max], dim=1)
+        dt = torch.stack(dcheb[: self.n_max], dim=1)
+        g = t * envelope.unsqueeze(1)
+        dg = dt * (dxi_dr * envelope).unsqueeze(1) + t * denv_dr.unsqueeze(1)
+        return g, dg
+
 
 def _sh_normalisation(l_max: int) -> List[float]:
     """Factors making ``Q_l^|m|(z) Re/Im (x + iy)^|m|`` real harmonics of mean square 1 on the
@@ -247,6 +276,54 @@ class SphericalHarmonics(torch.nn.Module):
                     cols[l * l + l - m] = q_l * im_m
         return torch.stack(cols, dim=1) * self.norm.to(u.dtype)
 
+    def vjp(self, u: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """``Σ_lm grad_lm ∂Y_lm/∂u`` (E, 3) for ``grad`` (E, (l_max+1)² - 1) = dE/dY_lm of the
+        columns l ≥ 1 (Y_00 is constant), with Y_lm taken as the polynomial of (x, y, z) that
+        :meth:`forward` evaluates (the caller projects out the radial part).
+
+        With Y_{l,±m} = N Q_l^m(z) (Re | Im)(x + iy)^m: ∂_z Q_l^m = Q_l^{m+1}, ∂_x (x + iy)^m =
+        m (x + iy)^{m-1} and ∂_y (x + iy)^m = i m (x + iy)^{m-1}, so every partial derivative is a
+        product of the same Q's and powers the forward pass computes. Loop m carries Q_l^m and
+        (x + iy)^{m-1}: the x, y derivatives of columns ±m and the z derivative of columns
+        ±(m-1)."""
+        x = u[:, 0]
+        y = u[:, 1]
+        z = u[:, 2]
+        g = grad * self.norm[1:].to(u.dtype)
+        gx = torch.zeros_like(z)
+        gy = torch.zeros_like(z)
+        gz = torch.zeros_like(z)
+        re_m = torch.ones_like(z)
+        im_m = torch.zeros_like(z)
+        q_mm = torch.ones_like(z)
+        for m in range(1, self.l_max + 1):
+            re_prev = re_m
+            im_prev = im_m
+            re_m = x * re_prev - y * im_prev
+            im_m = x * im_prev + y * re_prev
+            q_mm = q_mm * float(2 * m - 1)
+            q_prev = torch.zeros_like(z)
+            q_l = q_mm
+            s_plus = torch.zeros_like(z)     # Σ_l Q_l^m g_{l,m}
+            s_minus = torch.zeros_like(z)    # Σ_l Q_l^m g_{l,-m}
+            z_plus = torch.zeros_like(z)     # Σ_l Q_l^m g_{l,m-1}
+            z_minus = torch.zeros_like(z)    # Σ_l Q_l^m g_{l,-(m-1)}
+            for l in range(m, self.l_max + 1):
+                if l == m + 1:
+                    q_prev, q_l = q_l, float(2 * m + 1) * z * q_mm
+                elif l > m + 1:
+                    q_prev, q_l = q_l, (float(2 * l - 1) * z * q_l - float(l + m - 1) * q_prev) / float(l - m)
+                col = l * l + l - 1          # column of (l, 0) in grad
+                s_plus = s_plus + q_l * g[:, col + m]
+                s_minus = s_minus + q_l * g[:, col - m]
+                z_plus = z_plus + q_l * g[:, col + m - 1]
+                if m > 1:
+                    z_minus = z_minus + q_l * g[:, col - m + 1]
+            gx = gx + float(m) * (s_plus * re_prev + s_minus * im_prev)
+            gy = gy + float(m) * (s_minus * re_prev - s_plus * im_prev)
+            gz = gz + z_plus * re_prev + z_minus * im_prev
+        return torch.stack([gx, gy, gz], dim=1)
+
 
 def gaunt_tensor(l1: int, l2: int, l3: int) -> np.ndarray:
     """Real Gaunt tensor ``G[m1, m2, m3] = (1/4π) ∫ Y_l1m1 Y_l2m2 Y_l3m3 dΩ`` of the harmonics of
@@ -287,6 +364,11 @@ class TwoBody(torch.nn.Module):
     def linearised(self, partials: List[torch.Tensor], tangent: List[torch.Tensor]) -> torch.Tensor:
         return self.forward(tangent)
 
+    def add_base_gradient(self, base: List[torch.Tensor], grad: torch.Tensor, out: List[torch.Tensor]) -> None:
+        """``out[l] += ∂(Σ_k grad_k B_k)/∂A_l`` for this block's features B (N, K_block); the
+        other blocks have the same method (the hand-written backward of the invariants)."""
+        out[0] = out[0].index_add(1, self.channels, grad.unsqueeze(2))
+
 
 class PowerSpectrum(torch.nn.Module):
     """``B3_{c1 c2} = Σ_m A_{c1 lm} A_{c2 lm}`` for channel pairs c1 ≤ c2 at one l."""
@@ -314,6 +396,15 @@ class PowerSpectrum(torch.nn.Module):
         p = torch.matmul(tangent[self.l].index_select(1, self.channels), partials[0].transpose(1, 2))
         p = p + p.transpose(1, 2)
         return p.reshape(p.shape[0], p.shape[1] * p.shape[2]).index_select(1, self.pair_index)
+
+    def add_base_gradient(self, base: List[torch.Tensor], grad: torch.Tensor, out: List[torch.Tensor]) -> None:
+        """``out[l] += W A`` with W (N, C, C) the symmetric matrix of the pair weights:
+        ∂B_{ab}/∂A_a = A_b and ∂B_{ab}/∂A_b = A_a (2 A_a on the diagonal)."""
+        a = base[self.l].index_select(1, self.channels)
+        n = a.shape[1]
+        w = torch.zeros((a.shape[0], n * n), dtype=a.dtype, device=a.device)
+        w = w.index_copy(1, self.pair_index, grad).reshape(a.shape[0], n, n)
+        out[self.l] = out[self.l].index_add(1, self.channels, torch.matmul(w + w.transpose(1, 2), a))
 
 
 class Bispectrum(torch.nn.Module):
@@ -374,6 +465,31 @@ class Bispectrum(torch.nn.Module):
         t3 = torch.matmul(d3, partials[2].reshape(rows, partials[2].shape[1], n * n)).reshape(rows, n, n, n).permute(0, 2, 3, 1)
         return (t1 + t2 + t3).reshape(rows, n * n * n).index_select(1, self.triple_index)
 
+    def add_base_gradient(self, base: List[torch.Tensor], grad: torch.Tensor, out: List[torch.Tensor]) -> None:
+        """The three factors' gradients of ``Σ_abc W_abc Σ G A1_a A2_b A3_c``, W (N, C, C, C)
+        the triple weights (zero outside the stored multisets):
+        ∂/∂A3_c = Σ_ab W_abc (G A1_a A2_b), ∂/∂A2_b = Σ_a (G A1_a) · X_ab, ∂/∂A1_a = G · Σ_b A2_b X_ab
+        with X_ab = Σ_c W_abc A3_c, each a few small batched matmuls."""
+        a1 = base[self.l1].index_select(1, self.channels1)
+        a2 = base[self.l2].index_select(1, self.channels2)
+        a3 = base[self.l3].index_select(1, self.channels3)
+        rows, n = a1.shape[0], a1.shape[1]
+        g = self.gaunt.to(a1.dtype)
+        d1, d2, d3 = g.shape[0], g.shape[1], g.shape[2]
+        w = torch.zeros((rows, n * n * n), dtype=a1.dtype, device=a1.device)
+        w = w.index_copy(1, self.triple_index, grad).reshape(rows, n * n, n)
+        x3 = torch.matmul(w, a3)                                                    # (N, ab, m3)
+        t1 = torch.matmul(a1.reshape(rows * n, d1), g.reshape(d1, d2 * d3)).reshape(rows, n, d2, d3)
+        f12 = torch.matmul(a2.unsqueeze(1), t1)                                     # (N, a, b, m3)
+        da3 = torch.matmul(w.transpose(1, 2), f12.reshape(rows, n * n, d3))
+        da2 = torch.matmul(x3.reshape(rows, n, n, d3).transpose(1, 2).reshape(rows, n, n * d3),
+                           t1.transpose(2, 3).reshape(rows, n * d3, d2))
+        z = torch.matmul(a2.transpose(1, 2).unsqueeze(1), x3.reshape(rows, n, n, d3))  # (N, a, m2, m3)
+        da1 = torch.matmul(z.reshape(rows * n, d2 * d3), g.reshape(d1, d2 * d3).transpose(0, 1)).reshape(rows, n, d1)
+        out[self.l1] = out[self.l1].index_add(1, self.channels1, da1)
+        out[self.l2] = out[self.l2].index_add(1, self.channels2, da2)
+        out[self.l3] = out[self.l3].index_add(1, self.channels3, da3)
+
 
 def _coupling_triples(l_max: int) -> List[Tuple[int, int, int]]:
     """(l1, l2, l3), l1 ≤ l2 ≤ l3 ≤ l_max, triangle and even sum (true scalars)."""
@@ -384,6 +500,24 @@ def _coupling_triples(l_max: int) -> List[Tuple[int, int, int]]:
 # --------------------------------------------------------------------------------------------
 # Descriptor
 # --------------------------------------------------------------------------------------------
+class BaseState(NamedTuple):
+    """What :meth:`ClusterDescriptor.edge_gradient` needs of the forward pass: the per-l base
+    (the list of :meth:`ClusterDescriptor.atomic_base`), the edges' lengths (E,) Å, unit vectors
+    (E, 3), radial derivatives dg/dr (E, n_base0) 1/Å, the padded (atom, slot) layout (radial
+    functions of l > 0 (N, slots, S·n_base1), harmonics of l > 0 (N, slots, (l_max+1)² - 1)),
+    each edge's row in that layout (E,), its neighbour's species (E,) and its row
+    ``centre · S + neighbour species`` (E,) in per-(atom, species) tables."""
+    base: List[torch.Tensor]
+    r: torch.Tensor
+    u: torch.Tensor
+    dg_dr: torch.Tensor
+    g_low: torch.Tensor
+    y_pad: torch.Tensor
+    padded: torch.Tensor
+    neighbour_species: torch.Tensor
+    centre_species: torch.Tensor
+
+
 def _pair_cutoff_table(basis: ClusterBasis, n_species: int, elements: Optional[Sequence[str]]) -> np.ndarray:
     """(S, S) float64 Å for the descriptor: :meth:`ClusterBasis.cutoff_table`, or the global
     cutoff everywhere when there are no pair cutoffs and no elements."""
@@ -409,6 +543,7 @@ class ClusterDescriptor(torch.nn.Module):
     n_base1: int
     l_max: int
     n_features: int
+    block_sizes: List[int]
 
     def __init__(self, n_species: int, basis: ClusterBasis, elements: Optional[Sequence[str]] = None):
         super().__init__()
@@ -442,6 +577,15 @@ class ClusterDescriptor(torch.nn.Module):
         self.blocks = torch.nn.ModuleList(blocks)
         self.labels = labels
         self.n_features = len(labels)
+        self.block_sizes = [self._block_size(b) for b in blocks]
+
+    @staticmethod
+    def _block_size(block: torch.nn.Module) -> int:
+        if isinstance(block, PowerSpectrum):
+            return int(block.pair_index.numel())
+        if isinstance(block, Bispectrum):
+            return int(block.triple_index.numel())
+        return int(block.channels.numel())
 
     def _channels(self, l: int, n_radial: int) -> List[int]:
         """Indices into the l-th base tensor of the channels (s, n < n_radial), s-major."""
@@ -500,6 +644,13 @@ class ClusterDescriptor(torch.nn.Module):
         The layout is that of :meth:`split_base`.
         """
         g, y = self.edge_functions(edge_vec, self.edge_cutoffs(species, edge_index))
+        padded, neighbour_species, max_nb = self._padded_layout(edge_index, species, n_local)
+        return self._base_from_edges(g, y, padded, neighbour_species, n_local, max_nb)[0]
+
+    def _padded_layout(self, edge_index: torch.Tensor, species: torch.Tensor, n_local: int
+                       ) -> Tuple[torch.Tensor, torch.Tensor, int]:
+        """Each edge's row ``centre · max_nb + slot`` (E,) in the padded (atom, neighbour slot)
+        layout, its neighbour's species (E,), and max_nb."""
         src = edge_index[0]
         n_edges = src.shape[0]
         counts = torch.bincount(src, minlength=n_local)
@@ -508,12 +659,19 @@ class ClusterDescriptor(torch.nn.Module):
         first = torch.cumsum(counts, 0) - counts
         slot = torch.empty_like(src)
         slot[order] = torch.arange(n_edges, dtype=src.dtype, device=src.device) - first.index_select(0, src.index_select(0, order))
-        padded = src * max_nb + slot
-        neighbour_species = species.index_select(0, edge_index[1])
+        return src * max_nb + slot, species.index_select(0, edge_index[1]), max_nb
+
+    def _base_from_edges(self, g: torch.Tensor, y: torch.Tensor, padded: torch.Tensor,
+                         neighbour_species: torch.Tensor, n_local: int, max_nb: int
+                         ) -> Tuple[List[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """The per-l base from per-edge radial functions (E, n_base0) and harmonics (E, n_lm),
+        and the padded l > 0 factors (g_low, y_pad) its backward reuses (empty when l_max = 0)."""
         g_pad = torch.zeros((n_local * max_nb, self.n_species, self.n_base0), dtype=g.dtype, device=g.device)
         g_pad = g_pad.index_put((padded, neighbour_species), g).reshape(n_local, max_nb, self.n_species, self.n_base0)
         # l = 0: Y_00 = 1, so A is the plain sum of the radial functions
         out: List[torch.Tensor] = [g_pad.sum(dim=1).reshape(n_local, self.n_species * self.n_base0, 1)]
+        g_low = torch.zeros((0,), dtype=g.dtype, device=g.device)
+        y_pad = torch.zeros((0,), dtype=g.dtype, device=g.device)
         if self.l_max > 0:
             # l > 0: one matmul for all l, split along m (a split's gradient is one cat, whereas
             # slicing one tensor several times costs a zero-filled full-size gradient per slice)
@@ -524,7 +682,58 @@ class ClusterDescriptor(torch.nn.Module):
             rest = torch.matmul(g_low.transpose(1, 2), y_pad)
             sizes = [2 * l + 1 for l in range(1, self.l_max + 1)]
             out.extend(torch.split(rest, sizes, dim=2))
+        return out, g_low, y_pad
+
+    def base_state(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                   n_local: int) -> BaseState:
+        """The atomic base and what its hand-written backward (:meth:`edge_gradient`) needs; the
+        same numbers as :meth:`atomic_base`, plus dg/dr. No autograd graph is needed."""
+        r = torch.linalg.norm(edge_vec, dim=1)
+        u = edge_vec / r.unsqueeze(1)
+        g, dg_dr = self.radial.with_derivative(r, self.edge_cutoffs(species, edge_index))
+        y = self.harmonics(u)
+        padded, neighbour_species, max_nb = self._padded_layout(edge_index, species, n_local)
+        base, g_low, y_pad = self._base_from_edges(g, y, padded, neighbour_species, n_local, max_nb)
+        return BaseState(base, r, u, dg_dr, g_low, y_pad, padded, neighbour_species,
+                         edge_index[0] * self.n_species + neighbour_species)
+
+    def base_gradient(self, base: List[torch.Tensor], feature_grad: torch.Tensor) -> List[torch.Tensor]:
+        """∂(Σ_ik feature_grad_ik B_ik)/∂A as a list over l of (N, C_l, 2l+1), from the blocks'
+        hand-written backward (the invariants are polynomials of degree ≤ 3 in A)."""
+        out: List[torch.Tensor] = [torch.zeros_like(b) for b in base]
+        parts = torch.split(feature_grad, self.block_sizes, dim=1)
+        k = 0
+        for block in self.blocks:
+            block.add_base_gradient(base, parts[k], out)
+            k += 1
         return out
+
+    def edge_gradient(self, state: BaseState, feature_grad: torch.Tensor) -> torch.Tensor:
+        """dE/dr_ij (E, 3) for E = Σ_ik feature_grad_ik B_ik (feature_grad (N, n_features), e.g.
+        the linear readout's coefficients of each atom's species): the backward of
+        :meth:`base_state` written out. The base A_i = Σ_j g(r_ij) ⊗ Y(r̂_ij) gives, per edge,
+        dE/dg_n = Σ_lm D_{i,(s_j,n),lm} Y_lm and dE/dY_lm = Σ_n D_{i,(s_j,n),lm} g_n (D = dE/dA),
+        as two batched matmuls over the padded layout of the forward pass; then
+        dE/dr_ij = (Σ_n dE/dg_n g_n') r̂ + (1 - r̂ r̂ᵀ) ∇_u E / r."""
+        dbase = self.base_gradient(state.base, feature_grad)
+        n_local = feature_grad.shape[0]
+        # l = 0: the centre's row of the neighbour's species
+        dg = dbase[0].reshape(n_local * self.n_species, self.n_base0).index_select(0, state.centre_species)
+        radial = (dg * state.dg_dr).sum(dim=1)
+        grad = state.u * radial.unsqueeze(1)
+        if self.l_max > 0:
+            drest = torch.cat(dbase[1:], dim=2)                                    # (N, S·n1, n_lm)
+            max_nb = state.y_pad.shape[1]
+            n_lm = state.y_pad.shape[2]
+            dy = torch.matmul(state.g_low, drest).reshape(n_local * max_nb, n_lm).index_select(0, state.padded)
+            dg_low = torch.matmul(state.y_pad, drest.transpose(1, 2)).reshape(
+                n_local * max_nb * self.n_species, self.n_base1)
+            dg_low = dg_low.index_select(0, state.padded * self.n_species + state.neighbour_species)
+            radial_low = (dg_low * state.dg_dr[:, : self.n_base1]).sum(dim=1)
+            du = self.harmonics.vjp(state.u, dy)
+            du = du - (du * state.u).sum(dim=1, keepdim=True) * state.u
+            grad = grad + state.u * radial_low.unsqueeze(1) + du / state.r.unsqueeze(1)
+        return grad
 
     def invariants(self, base: List[torch.Tensor]) -> torch.Tensor:
         """(N, n_features) from the per-l base tensors; a polynomial in A, row by row."""

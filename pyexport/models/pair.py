@@ -137,6 +137,24 @@ class CoreRepulsion(torch.nn.Module):
         bond = self.strength * x ** 3 / (1.0 - x) ** 6
         return _half_bonds_per_atom(bond, edge_index, n_local)
 
+    def energy_and_edge_gradient(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                                 n_local: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Atom energies (n_local,) eV and dE/dr_ij (E, 3) eV/Å, written out: half of
+        φ'(r) r̂ per edge, φ'(r) = A (3x²/(1-x)⁶ + 6x³/(1-x)⁷) dx/dr, dx/dr = -1/r_core inside
+        the clamp's range (0 ≤ x ≤ 0.999, as autograd through the clamp), else 0."""
+        si = species.index_select(0, edge_index[0])
+        sj = species.index_select(0, edge_index[1])
+        r = torch.linalg.norm(edge_vec, dim=1)
+        rc = torch.clamp(self.r_core[si, sj], min=1e-12)
+        raw = (self.r_core[si, sj] - r) / rc
+        x = torch.clamp(raw, min=0.0, max=0.999)
+        gap = 1.0 - x
+        bond = self.strength * x ** 3 / gap ** 6
+        slope = self.strength * (3.0 * x * x / gap ** 6 + 6.0 * x ** 3 / gap ** 7) / rc
+        slope = torch.where((raw >= 0.0) & (raw <= 0.999), slope, torch.zeros_like(slope))
+        dE_dr = (-0.5 * slope / r).unsqueeze(1) * edge_vec
+        return _half_bonds_per_atom(bond, edge_index, n_local), dE_dr
+
 
 class WithCore(torch.nn.Module):
     """A per-atom energy model plus a :class:`CoreRepulsion` (same interface, energies added)."""
@@ -156,6 +174,14 @@ class WithCore(torch.nn.Module):
         them: ``cluster``, ``cluster-nn``)."""
         energy, features = self.model.energy_and_features(edge_vec, species, edge_index, n_local)
         return energy + self.core(edge_vec, species, edge_index, n_local), features
+
+    def energy_and_edge_gradient(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                                 n_local: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Energies, features and dE/dr_ij (E, 3) of the wrapped model (which must have this
+        method: ``cluster``, ``cluster-nn``) plus the core's."""
+        energy, features, grad = self.model.energy_and_edge_gradient(edge_vec, species, edge_index, n_local)
+        core_energy, core_grad = self.core.energy_and_edge_gradient(edge_vec, species, edge_index, n_local)
+        return energy + core_energy, features, grad + core_grad
 
 
 def symmetric_table(values: dict, elements: Sequence[str], default: float = 0.0) -> list:
