@@ -91,6 +91,13 @@ MLFFModel::MLFFModel(const std::string &path, const std::string &bytes, const st
     committee_size_ = static_cast<int>(members.toInt());
   }
   read_pair_cutoffs();
+  if (module_.hasattr("compute_atom_virial")) {
+    const auto on = module_.attr("compute_atom_virial");
+    if (!on.isBool())
+      throw std::runtime_error("model file " + path + " has a compute_atom_virial attribute that is not a bool");
+    has_atom_virial_switch_ = true;
+    atom_virial_on_ = on.toBool();
+  }
   if (module_.hasattr("active_set_size")) {
     const auto size = module_.attr("active_set_size");
     if (!size.isInt() || size.toInt() < 0)
@@ -134,6 +141,13 @@ void MLFFModel::set_extrapolation_grade(bool on)
     throw std::runtime_error("model file " + path_ + " has no extrapolation grade (no active set)");
   module_.setattr("compute_extrapolation_grade", on);
   grade_on_ = on;
+}
+
+void MLFFModel::set_atom_virial(bool on)
+{
+  if (!has_atom_virial_switch_ || on == atom_virial_on_) return;
+  module_.setattr("compute_atom_virial", on);
+  atom_virial_on_ = on;
 }
 
 int MLFFModel::species_index(const std::string &symbol) const

@@ -51,6 +51,13 @@ class MLFFModel {
   // a share of the model's time, so it is on only for steps that need it.
   void set_extrapolation_grade(bool on);
 
+  // Whether the model has the optional bool attribute compute_atom_virial: it then returns
+  // atom_virial only while that is true (models exported before it return atom_virial always).
+  bool has_atom_virial_switch() const { return has_atom_virial_switch_; }
+  // Ask for atom_virial on the next forward() calls or not (the attribute is set only when the
+  // value changes); without the switch this does nothing.
+  void set_atom_virial(bool on);
+
   // Cutoff of species pair (a, b) in A: the optional attribute pair_cutoffs (S, S), symmetric,
   // each <= cutoff(); cutoff() for every pair without it. The model needs no longer edge of the pair.
   double pair_cutoff(int a, int b) const { return pair_cutoff_[a * elements_.size() + b]; }
@@ -86,6 +93,8 @@ class MLFFModel {
   std::vector<double> pair_cutoff_;    // (S * S) A, row-major by species
   bool has_pair_cutoffs_ = false;
   bool grade_on_ = false;
+  bool has_atom_virial_switch_ = false;
+  bool atom_virial_on_ = true;
 };
 
 // Contract inputs built from a LAMMPS full neighbour list.

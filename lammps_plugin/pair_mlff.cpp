@@ -267,6 +267,9 @@ void PairMLFF::compute(int eflag, int vflag)
   torch::Tensor energy, atom_energy, forces, virial_out, atom_virial, committee_forces, gamma;
   try {
     model->set_extrapolation_grade(with_grade);
+    // atom_virial costs a per-edge outer product and two (N, 6) scatters: asked for only on the
+    // steps LAMMPS tallies per-atom virials (models without the switch return it always)
+    model->set_atom_virial(vflag_atom != 0);
     out = model->forward(graph->pos(), graph->species(), graph->edge_index(), nlocal_rows);
     energy = model->output(out, "energy", {}, step);
     atom_energy = model->output(out, "atom_energy", {nlocal_rows}, step);
