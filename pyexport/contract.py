@@ -77,7 +77,7 @@ class PotentialModule(torch.nn.Module):
     finite differences, no f·r sum over images) and keeps the model strictly local.
 
     The gradient is the energy model's own when it has ``energy_and_edge_gradient(edge_vec,
-    species, edge_index, n_local) -> (atom_energy, features, dE/dr_ij)`` (the cluster models,
+    species, edge_index, n_local, with_features) -> (atom_energy, features, dE/dr_ij)`` (the cluster models,
     hand-written), else one autograd backward pass. In training mode, or while the attribute
     ``autograd_forces`` is True, it is always autograd: the reference the tests compare with.
     ``atom_virial`` is returned while ``per_atom_virial`` (the model provides it at all) and
@@ -104,7 +104,7 @@ class PotentialModule(torch.nn.Module):
         with_atom_virial = self.per_atom_virial and self.compute_atom_virial
         if hasattr(self.model, "energy_and_edge_gradient") and not (self.training or self.autograd_forces):
             edge_vec, src, dst = _edge_vectors(pos, edge_index, self.dtype, False)
-            atom_energy, _, dE_dr = self.model.energy_and_edge_gradient(edge_vec, species, edge_index, n_local)
+            atom_energy, _, dE_dr = self.model.energy_and_edge_gradient(edge_vec, species, edge_index, n_local, False)
             return _potential_outputs(atom_energy, edge_vec, dE_dr, src, dst, pos.shape[0], with_atom_virial)
         edge_vec, src, dst = _edge_vectors(pos, edge_index, self.dtype, True)
         atom_energy = self.model(edge_vec, species, edge_index, n_local)
@@ -153,7 +153,8 @@ class GradedPotentialModule(torch.nn.Module):
         with_atom_virial = self.per_atom_virial and self.compute_atom_virial
         if hasattr(self.model, "energy_and_edge_gradient") and not (self.training or self.autograd_forces):
             edge_vec, src, dst = _edge_vectors(pos, edge_index, self.dtype, False)
-            atom_energy, features, dE_dr = self.model.energy_and_edge_gradient(edge_vec, species, edge_index, n_local)
+            atom_energy, features, dE_dr = self.model.energy_and_edge_gradient(
+                edge_vec, species, edge_index, n_local, self.compute_extrapolation_grade)
             out = _potential_outputs(atom_energy, edge_vec, dE_dr, src, dst, pos.shape[0], with_atom_virial)
         else:
             edge_vec, src, dst = _edge_vectors(pos, edge_index, self.dtype, True)

@@ -59,14 +59,21 @@ class ClusterLinear(torch.nn.Module):
         return _linear_readout(features, species[:n_local], self.coef, self.e0), features
 
     def energy_and_edge_gradient(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
-                                 n_local: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Atom energies (n_local,) eV, invariants (n_local, n_features) and dE/dr_ij (E, 3)
-        eV/Å of the total energy, without autograd: dE/dB_i = coef[s_i]."""
+                                 n_local: int, with_features: bool = True
+                                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Atom energies (n_local,) eV, invariants (n_local, n_features; (0, n_features) unless
+        ``with_features``) and dE/dr_ij (E, 3) eV/Å of the total energy, without autograd:
+        dE/dB_i = coef[s_i], and the energy Σ_k coef B_k comes out of the same backward
+        (:meth:`ClusterDescriptor.base_gradient`), so the invariants are formed only when asked
+        for (the extrapolation grade reads them)."""
         state = self.descriptor.base_state(edge_vec, species, edge_index, n_local)
-        features = self.descriptor.invariants(state.base)
         s = species[:n_local]
-        energy = _linear_readout(features, s, self.coef, self.e0)
-        return energy, features, self.descriptor.edge_gradient(state, self.coef.index_select(0, s))
+        grad, linear = self.descriptor.edge_gradient(state, self.coef.index_select(0, s))
+        if with_features:
+            features = self.descriptor.invariants(state.base)
+        else:
+            features = torch.zeros((0, self.descriptor.n_features), dtype=edge_vec.dtype, device=edge_vec.device)
+        return linear + self.e0.index_select(0, s), features, grad
 
 
 class SpeciesMLP(torch.nn.Module):
@@ -137,11 +144,13 @@ class ClusterNN(torch.nn.Module):
         return energy, features
 
     def energy_and_edge_gradient(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
-                                 n_local: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                                 n_local: int, with_features: bool = True
+                                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Atom energies, invariants and dE/dr_ij (E, 3) eV/Å as :class:`ClusterLinear`'s, with
         dE/dB = coef[s_i] + ε σ_{s_i} ∂MLP/∂x: autograd runs through the MLPs only (their input
         detached), the descriptor's backward is hand-written. Needs grad mode (as the autograd
-        path does)."""
+        path does). The MLPs read the invariants, so they are always formed (``with_features``
+        is there for the common interface)."""
         state = self.descriptor.base_state(edge_vec, species, edge_index, n_local)
         features = self.descriptor.invariants(state.base)
         s = species[:n_local]
@@ -160,7 +169,7 @@ class ClusterNN(torch.nn.Module):
             dx = torch.autograd.grad([total], [x], allow_unused=True)[0]
             if dx is not None:
                 feature_grad = feature_grad + dx * scale
-        return energy.detach(), features, self.descriptor.edge_gradient(state, feature_grad.detach())
+        return energy.detach(), features, self.descriptor.edge_gradient(state, feature_grad.detach())[0]
 
 
 MODEL_TYPES = ("cluster", "cluster-nn")

@@ -364,10 +364,13 @@ class TwoBody(torch.nn.Module):
     def linearised(self, partials: List[torch.Tensor], tangent: List[torch.Tensor]) -> torch.Tensor:
         return self.forward(tangent)
 
-    def add_base_gradient(self, base: List[torch.Tensor], grad: torch.Tensor, out: List[torch.Tensor]) -> None:
-        """``out[l] += ∂(Σ_k grad_k B_k)/∂A_l`` for this block's features B (N, K_block); the
-        other blocks have the same method (the hand-written backward of the invariants)."""
+    def add_base_gradient(self, base: List[torch.Tensor], grad: torch.Tensor, out: List[torch.Tensor]) -> torch.Tensor:
+        """``out[l] += ∂(Σ_k grad_k B_k)/∂A_l`` for this block's features B (N, K_block), and
+        return ``Σ_k grad_k B_k`` (N,) without forming B: a block of degree p in A is
+        homogeneous, so Σ_k grad_k B_k = (1/p) A · ∂/∂A. The other blocks have the same method
+        (the hand-written backward of the invariants)."""
         out[0] = out[0].index_add(1, self.channels, grad.unsqueeze(2))
+        return (grad * base[0][:, :, 0].index_select(1, self.channels)).sum(dim=1)
 
 
 class PowerSpectrum(torch.nn.Module):
@@ -397,14 +400,17 @@ class PowerSpectrum(torch.nn.Module):
         p = p + p.transpose(1, 2)
         return p.reshape(p.shape[0], p.shape[1] * p.shape[2]).index_select(1, self.pair_index)
 
-    def add_base_gradient(self, base: List[torch.Tensor], grad: torch.Tensor, out: List[torch.Tensor]) -> None:
+    def add_base_gradient(self, base: List[torch.Tensor], grad: torch.Tensor, out: List[torch.Tensor]) -> torch.Tensor:
         """``out[l] += W A`` with W (N, C, C) the symmetric matrix of the pair weights:
-        ∂B_{ab}/∂A_a = A_b and ∂B_{ab}/∂A_b = A_a (2 A_a on the diagonal)."""
+        ∂B_{ab}/∂A_a = A_b and ∂B_{ab}/∂A_b = A_a (2 A_a on the diagonal); returns
+        Σ grad B = ½ A · W A (degree 2)."""
         a = base[self.l].index_select(1, self.channels)
         n = a.shape[1]
         w = torch.zeros((a.shape[0], n * n), dtype=a.dtype, device=a.device)
         w = w.index_copy(1, self.pair_index, grad).reshape(a.shape[0], n, n)
-        out[self.l] = out[self.l].index_add(1, self.channels, torch.matmul(w + w.transpose(1, 2), a))
+        da = torch.matmul(w + w.transpose(1, 2), a)
+        out[self.l] = out[self.l].index_add(1, self.channels, da)
+        return 0.5 * (a * da).sum(dim=(1, 2))
 
 
 class Bispectrum(torch.nn.Module):
@@ -465,11 +471,12 @@ class Bispectrum(torch.nn.Module):
         t3 = torch.matmul(d3, partials[2].reshape(rows, partials[2].shape[1], n * n)).reshape(rows, n, n, n).permute(0, 2, 3, 1)
         return (t1 + t2 + t3).reshape(rows, n * n * n).index_select(1, self.triple_index)
 
-    def add_base_gradient(self, base: List[torch.Tensor], grad: torch.Tensor, out: List[torch.Tensor]) -> None:
+    def add_base_gradient(self, base: List[torch.Tensor], grad: torch.Tensor, out: List[torch.Tensor]) -> torch.Tensor:
         """The three factors' gradients of ``Σ_abc W_abc Σ G A1_a A2_b A3_c``, W (N, C, C, C)
         the triple weights (zero outside the stored multisets):
         ∂/∂A3_c = Σ_ab W_abc (G A1_a A2_b), ∂/∂A2_b = Σ_a (G A1_a) · X_ab, ∂/∂A1_a = G · Σ_b A2_b X_ab
-        with X_ab = Σ_c W_abc A3_c, each a few small batched matmuls."""
+        with X_ab = Σ_c W_abc A3_c; returns Σ grad B = A1 · ∂/∂A1
+        (the form is linear in each factor)."""
         a1 = base[self.l1].index_select(1, self.channels1)
         a2 = base[self.l2].index_select(1, self.channels2)
         a3 = base[self.l3].index_select(1, self.channels3)
@@ -477,18 +484,20 @@ class Bispectrum(torch.nn.Module):
         g = self.gaunt.to(a1.dtype)
         d1, d2, d3 = g.shape[0], g.shape[1], g.shape[2]
         w = torch.zeros((rows, n * n * n), dtype=a1.dtype, device=a1.device)
-        w = w.index_copy(1, self.triple_index, grad).reshape(rows, n * n, n)
-        x3 = torch.matmul(w, a3)                                                    # (N, ab, m3)
+        w = w.index_copy(1, self.triple_index, grad).reshape(rows, n, n, n)
+        # the per-atom factors are tiny (C ≤ 6 channels, 2l+1 ≤ 5): broadcast products and sums
+        # beat batched matmuls of thousands of 3x5 matrices; the Gaunt contractions are big GEMMs
+        x3 = (w.unsqueeze(4) * a3.reshape(rows, 1, 1, n, d3)).sum(dim=3)                # (N, a, b, m3)
         t1 = torch.matmul(a1.reshape(rows * n, d1), g.reshape(d1, d2 * d3)).reshape(rows, n, d2, d3)
-        f12 = torch.matmul(a2.unsqueeze(1), t1)                                     # (N, a, b, m3)
-        da3 = torch.matmul(w.transpose(1, 2), f12.reshape(rows, n * n, d3))
-        da2 = torch.matmul(x3.reshape(rows, n, n, d3).transpose(1, 2).reshape(rows, n, n * d3),
-                           t1.transpose(2, 3).reshape(rows, n * d3, d2))
-        z = torch.matmul(a2.transpose(1, 2).unsqueeze(1), x3.reshape(rows, n, n, d3))  # (N, a, m2, m3)
+        f12 = (a2.reshape(rows, 1, n, d2, 1) * t1.unsqueeze(2)).sum(dim=3)               # (N, a, b, m3)
+        da3 = (w.unsqueeze(4) * f12.unsqueeze(3)).sum(dim=(1, 2))                        # (N, c, m3)
+        da2 = (x3.unsqueeze(3) * t1.unsqueeze(2)).sum(dim=(1, 4))                        # (N, b, m2)
+        z = (a2.reshape(rows, 1, n, d2, 1) * x3.unsqueeze(3)).sum(dim=2)                 # (N, a, m2, m3)
         da1 = torch.matmul(z.reshape(rows * n, d2 * d3), g.reshape(d1, d2 * d3).transpose(0, 1)).reshape(rows, n, d1)
         out[self.l1] = out[self.l1].index_add(1, self.channels1, da1)
         out[self.l2] = out[self.l2].index_add(1, self.channels2, da2)
         out[self.l3] = out[self.l3].index_add(1, self.channels3, da3)
+        return (a1 * da1).sum(dim=(1, 2))
 
 
 def _coupling_triples(l_max: int) -> List[Tuple[int, int, int]]:
@@ -645,7 +654,8 @@ class ClusterDescriptor(torch.nn.Module):
         """
         g, y = self.edge_functions(edge_vec, self.edge_cutoffs(species, edge_index))
         padded, neighbour_species, max_nb = self._padded_layout(edge_index, species, n_local)
-        return self._base_from_edges(g, y, padded, neighbour_species, n_local, max_nb)[0]
+        centre_species = edge_index[0] * self.n_species + neighbour_species
+        return self._base_from_edges(g, y, padded, neighbour_species, centre_species, n_local, max_nb)[0]
 
     def _padded_layout(self, edge_index: torch.Tensor, species: torch.Tensor, n_local: int
                        ) -> Tuple[torch.Tensor, torch.Tensor, int]:
@@ -662,14 +672,14 @@ class ClusterDescriptor(torch.nn.Module):
         return src * max_nb + slot, species.index_select(0, edge_index[1]), max_nb
 
     def _base_from_edges(self, g: torch.Tensor, y: torch.Tensor, padded: torch.Tensor,
-                         neighbour_species: torch.Tensor, n_local: int, max_nb: int
-                         ) -> Tuple[List[torch.Tensor], torch.Tensor, torch.Tensor]:
+                         neighbour_species: torch.Tensor, centre_species: torch.Tensor, n_local: int,
+                         max_nb: int) -> Tuple[List[torch.Tensor], torch.Tensor, torch.Tensor]:
         """The per-l base from per-edge radial functions (E, n_base0) and harmonics (E, n_lm),
-        and the padded l > 0 factors (g_low, y_pad) its backward reuses (empty when l_max = 0)."""
-        g_pad = torch.zeros((n_local * max_nb, self.n_species, self.n_base0), dtype=g.dtype, device=g.device)
-        g_pad = g_pad.index_put((padded, neighbour_species), g).reshape(n_local, max_nb, self.n_species, self.n_base0)
-        # l = 0: Y_00 = 1, so A is the plain sum of the radial functions
-        out: List[torch.Tensor] = [g_pad.sum(dim=1).reshape(n_local, self.n_species * self.n_base0, 1)]
+        and the padded l > 0 factors (g_low, y_pad) its backward reuses (empty when l_max = 0).
+        ``centre_species`` (E,) is each edge's row ``centre · S + neighbour species``."""
+        # l = 0: Y_00 = 1, so A is the plain sum of the radial functions, row (centre, species)
+        a0 = torch.zeros((n_local * self.n_species, self.n_base0), dtype=g.dtype, device=g.device)
+        out: List[torch.Tensor] = [a0.index_add(0, centre_species, g).reshape(n_local, self.n_species * self.n_base0, 1)]
         g_low = torch.zeros((0,), dtype=g.dtype, device=g.device)
         y_pad = torch.zeros((0,), dtype=g.dtype, device=g.device)
         if self.l_max > 0:
@@ -678,7 +688,9 @@ class ClusterDescriptor(torch.nn.Module):
             n_lm = y.shape[1] - 1
             y_pad = torch.zeros((n_local * max_nb, n_lm), dtype=y.dtype, device=y.device)
             y_pad = y_pad.index_put((padded,), y[:, 1:]).reshape(n_local, max_nb, n_lm)
-            g_low = g_pad[:, :, :, : self.n_base1].reshape(n_local, max_nb, self.n_species * self.n_base1)
+            g_low = torch.zeros((n_local * max_nb, self.n_species, self.n_base1), dtype=g.dtype, device=g.device)
+            g_low = g_low.index_put((padded, neighbour_species), g[:, : self.n_base1]).reshape(
+                n_local, max_nb, self.n_species * self.n_base1)
             rest = torch.matmul(g_low.transpose(1, 2), y_pad)
             sizes = [2 * l + 1 for l in range(1, self.l_max + 1)]
             out.extend(torch.split(rest, sizes, dim=2))
@@ -693,29 +705,33 @@ class ClusterDescriptor(torch.nn.Module):
         g, dg_dr = self.radial.with_derivative(r, self.edge_cutoffs(species, edge_index))
         y = self.harmonics(u)
         padded, neighbour_species, max_nb = self._padded_layout(edge_index, species, n_local)
-        base, g_low, y_pad = self._base_from_edges(g, y, padded, neighbour_species, n_local, max_nb)
-        return BaseState(base, r, u, dg_dr, g_low, y_pad, padded, neighbour_species,
-                         edge_index[0] * self.n_species + neighbour_species)
+        centre_species = edge_index[0] * self.n_species + neighbour_species
+        base, g_low, y_pad = self._base_from_edges(g, y, padded, neighbour_species, centre_species, n_local, max_nb)
+        return BaseState(base, r, u, dg_dr, g_low, y_pad, padded, neighbour_species, centre_species)
 
-    def base_gradient(self, base: List[torch.Tensor], feature_grad: torch.Tensor) -> List[torch.Tensor]:
-        """∂(Σ_ik feature_grad_ik B_ik)/∂A as a list over l of (N, C_l, 2l+1), from the blocks'
-        hand-written backward (the invariants are polynomials of degree ≤ 3 in A)."""
+    def base_gradient(self, base: List[torch.Tensor], feature_grad: torch.Tensor
+                      ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        """∂(Σ_k feature_grad_ik B_ik)/∂A as a list over l of (N, C_l, 2l+1), from the blocks'
+        hand-written backward (the invariants are polynomials of degree ≤ 3 in A), and
+        Σ_k feature_grad_ik B_ik (N,) itself, without forming B (the blocks are homogeneous)."""
         out: List[torch.Tensor] = [torch.zeros_like(b) for b in base]
         parts = torch.split(feature_grad, self.block_sizes, dim=1)
+        total = torch.zeros(feature_grad.shape[0], dtype=feature_grad.dtype, device=feature_grad.device)
         k = 0
         for block in self.blocks:
-            block.add_base_gradient(base, parts[k], out)
+            total = total + block.add_base_gradient(base, parts[k], out)
             k += 1
-        return out
+        return out, total
 
-    def edge_gradient(self, state: BaseState, feature_grad: torch.Tensor) -> torch.Tensor:
+    def edge_gradient(self, state: BaseState, feature_grad: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """dE/dr_ij (E, 3) for E = Σ_ik feature_grad_ik B_ik (feature_grad (N, n_features), e.g.
-        the linear readout's coefficients of each atom's species): the backward of
+        the linear readout's coefficients of each atom's species), and Σ_k feature_grad_ik B_ik
+        (N,) (:meth:`base_gradient`; the linear model's energies less e0): the backward of
         :meth:`base_state` written out. The base A_i = Σ_j g(r_ij) ⊗ Y(r̂_ij) gives, per edge,
         dE/dg_n = Σ_lm D_{i,(s_j,n),lm} Y_lm and dE/dY_lm = Σ_n D_{i,(s_j,n),lm} g_n (D = dE/dA),
         as two batched matmuls over the padded layout of the forward pass; then
         dE/dr_ij = (Σ_n dE/dg_n g_n') r̂ + (1 - r̂ r̂ᵀ) ∇_u E / r."""
-        dbase = self.base_gradient(state.base, feature_grad)
+        dbase, linear = self.base_gradient(state.base, feature_grad)
         n_local = feature_grad.shape[0]
         # l = 0: the centre's row of the neighbour's species
         dg = dbase[0].reshape(n_local * self.n_species, self.n_base0).index_select(0, state.centre_species)
@@ -733,7 +749,7 @@ class ClusterDescriptor(torch.nn.Module):
             du = self.harmonics.vjp(state.u, dy)
             du = du - (du * state.u).sum(dim=1, keepdim=True) * state.u
             grad = grad + state.u * radial_low.unsqueeze(1) + du / state.r.unsqueeze(1)
-        return grad
+        return grad, linear
 
     def invariants(self, base: List[torch.Tensor]) -> torch.Tensor:
         """(N, n_features) from the per-l base tensors; a polynomial in A, row by row."""

@@ -176,10 +176,12 @@ class WithCore(torch.nn.Module):
         return energy + self.core(edge_vec, species, edge_index, n_local), features
 
     def energy_and_edge_gradient(self, edge_vec: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
-                                 n_local: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                                 n_local: int, with_features: bool = True
+                                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Energies, features and dE/dr_ij (E, 3) of the wrapped model (which must have this
         method: ``cluster``, ``cluster-nn``) plus the core's."""
-        energy, features, grad = self.model.energy_and_edge_gradient(edge_vec, species, edge_index, n_local)
+        energy, features, grad = self.model.energy_and_edge_gradient(edge_vec, species, edge_index, n_local,
+                                                                     with_features)
         core_energy, core_grad = self.core.energy_and_edge_gradient(edge_vec, species, edge_index, n_local)
         return energy + core_energy, features, grad + core_grad
 
