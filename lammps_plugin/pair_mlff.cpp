@@ -43,8 +43,9 @@ static const char cite_efgmd[] =
 
 namespace {
 
-// The file this code was loaded from: with several copies of mlffplugin.so around (an installed
-// one, one on LAMMPS_PLUGIN_PATH, EFGMD_PLUGIN), LAMMPS's own log does not say which one runs.
+// The file this code was loaded from (mlff_styles.so beside the mlffplugin.so that LAMMPS
+// loaded): with several copies of the plugin around (an installed one, one on
+// LAMMPS_PLUGIN_PATH, EFGMD_PLUGIN), LAMMPS's own log does not say which one runs.
 std::string plugin_file()
 {
   Dl_info info;

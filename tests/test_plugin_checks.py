@@ -2,6 +2,7 @@
 one position, element maps that contradict the masses, a broken EFGMD_PLUGIN, and which plugin
 file and LAMMPS version it reports. Every case runs the real `lmp` of the environment."""
 import re
+from pathlib import Path
 
 import pytest
 
@@ -95,19 +96,22 @@ def test_missing_efgmd_plugin_file_does_not_break_lmp(tmp_path, many_body_pt):
 
 
 def test_log_names_the_plugin_file_that_runs(tmp_path, many_body_pt):
-    """With two copies of mlffplugin.so (the installed one and one named by EFGMD_PLUGIN),
-    `pair_style mlff` says in the log which file its code was loaded from."""
+    """With two copies of the plugin (the installed one and one named by EFGMD_PLUGIN),
+    `pair_style mlff` says in the log which file its code was loaded from (the mlff_styles.so
+    beside the mlffplugin.so that LAMMPS loaded)."""
     import os
     import shutil
 
     from pyexport.plugin import plugin_path
     copy_dir = tmp_path / "second_copy"
     copy_dir.mkdir()
-    installed = plugin_path()
-    copy = shutil.copy(installed, copy_dir / "mlffplugin.so")
+    loader = plugin_path()
+    installed = loader.parent / "mlff_styles.so"
+    copy_loader = shutil.copy(loader, copy_dir / "mlffplugin.so")
+    copy = shutil.copy(installed, copy_dir / "mlff_styles.so")
     atoms = perovskite(seed=8)
     pair = f"pair_style mlff\npair_coeff * * {many_body_pt} Br Cs Pb\n"
-    for name, override, expected in (("copy", str(copy), copy), ("installed", None, installed)):
+    for name, override, expected in (("copy", str(copy_loader), copy), ("installed", None, installed)):
         (tmp_path / name).mkdir()
         saved = os.environ.pop("EFGMD_PLUGIN", None)
         if override:
@@ -209,3 +213,58 @@ def test_citation_is_registered(tmp_path, many_body_pt):
                            "-cite", "cite.bib"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert "@Misc{efgmd," in (tmp_path / "cite.bib").read_text()
+
+
+SHIPPED_POTENTIAL = Path(__file__).resolve().parents[1] / "examples" / "cspbbr3" / "potential.pt"
+DGEMM_BINDING = re.compile(r"binding file (\S*libtorch_cpu\.so) \[0\] to (\S+) \[0\]: normal symbol `(dgemm_|dgemv_)'")
+
+
+def torch_blas_bindings(trace_dir):
+    """{(symbol, file libtorch_cpu.so's call was bound to)} from LD_DEBUG=bindings traces."""
+    found = set()
+    for trace in trace_dir.iterdir():
+        for line in trace.read_text(errors="replace").splitlines():
+            match = DGEMM_BINDING.search(line)
+            if match:
+                found.add((match.group(3), Path(match.group(2)).name))
+    return found
+
+
+def test_torch_matrix_products_run_in_torch_blas_not_in_liblammps(tmp_path):
+    """liblammps.so exports LAMMPS's bundled reference BLAS (dgemm_, dgemv_), and libtorch_cpu.so
+    calls its own MKL through the PLT: loaded plainly into `lmp`, torch's float64 matrix products
+    were bound to LAMMPS's slow reference dgemm_ (#19, item 4). mlffplugin.so now loads libtorch
+    with RTLD_DEEPBIND: the dynamic linker's own trace shows where the calls go."""
+    import os
+    import subprocess
+    import sys
+
+    write_lammps_data(tmp_path / "data.lmp", perovskite(seed=4), TYPE_ORDER)
+    (tmp_path / "in.lmp").write_text(HEADER + f"pair_style mlff\npair_coeff * * {SHIPPED_POTENTIAL} Br Cs Pb\n"
+                                     "fix nve all nve\nrun 2\n")
+    traces = tmp_path / "ld_trace"
+    traces.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "LAMMPS_PLUGIN_PATH"}
+    env.update(LD_DEBUG="bindings", LD_DEBUG_OUTPUT=str(traces / "ld"))
+    proc = subprocess.run([str(Path(sys.prefix) / "bin" / "lmp"), "-in", "in.lmp", "-log", "none"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-1500:] + proc.stderr[-1500:]
+    bindings = torch_blas_bindings(traces)
+    assert ("dgemm_", "libtorch_cpu.so") in bindings, bindings           # the model did call dgemm_
+    assert all(target == "libtorch_cpu.so" for _, target in bindings), bindings
+
+
+def test_missing_styles_library_stops_lammps_naming_it(tmp_path):
+    """mlffplugin.so without the mlff_styles.so it opens (a half-copied installation): LAMMPS
+    stops with a message naming the missing file, instead of a later 'Unrecognized pair style'."""
+    import shutil
+
+    from pyexport.plugin import plugin_path
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    shutil.copy(plugin_path(), lonely / "mlffplugin.so")
+    (tmp_path / "run").mkdir()
+    rc, text = lammps_text(tmp_path / "run", perovskite(seed=2), f"plugin load {lonely / 'mlffplugin.so'}\n",
+                           tail="")
+    assert rc != 0, text[-2000:]
+    assert f"efgmd plugin: cannot load {lonely / 'mlff_styles.so'}" in text, text[-2000:]

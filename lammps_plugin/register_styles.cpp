@@ -1,4 +1,7 @@
-/* Registers the efgmd styles with LAMMPS's plugin loader (plugin load, LAMMPS_PLUGIN_PATH). */
+/* Registers the efgmd styles with LAMMPS's plugin loader. This file is compiled into
+   mlff_styles.so, which mlffplugin.so (plugin_loader.cpp, the file LAMMPS loads) opens after
+   binding libtorch to its own BLAS; efgmd_register_styles() takes the arguments of LAMMPS's
+   lammpsplugin_init(). */
 #include "lammpsplugin_abi.h"
 
 #include "compute_efg_atom.h"
@@ -28,7 +31,7 @@ static Compute *compute_mlff_uncertainty_creator(LAMMPS *lmp, int narg, char **a
   return new ComputeMLFFUncertainty(lmp, narg, arg);
 }
 
-extern "C" void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
+extern "C" void efgmd_register_styles(void *lmp, void *handle, void *regfunc)
 {
   auto register_plugin = (lammpsplugin_regfunc) regfunc;
   lammpsplugin_t plugin;
