@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,8 +39,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lammps_timing import nvt_input, run_lmp
+
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.prefix) / "bin"
 VARIANTS = ("before", "autograd", "analytic")
 
 
@@ -108,34 +108,6 @@ def python_check(paths: dict, atoms) -> dict:
     return out
 
 
-def lammps_input(model: Path, elements, steps: int) -> str:
-    return f"""units metal
-atom_style atomic
-boundary p p p
-read_data start.data
-pair_style mlff
-pair_coeff * * {model} {' '.join(elements)}
-neighbor 1.0 bin
-velocity all create 300 4928 mom yes rot yes dist gaussian
-timestep 0.004
-fix nvt all nvt temp 300 300 0.4
-thermo {steps}
-run {steps}
-"""
-
-
-def run_child(cmd, cwd):
-    """(CPU s = user + sys, peak RSS MiB, minor page faults) of one child process, from the
-    kernel's accounting."""
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd} failed in {cwd}: {proc.stderr.read().decode()[-2000:]}")
-    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, usage.ru_minflt
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--before", type=Path, default=ROOT / "examples" / "cspbbr3" / "potential.pt")
@@ -167,9 +139,8 @@ def main(argv=None) -> int:
             for name in VARIANTS:
                 timed, flt = [], []
                 for steps in (args.steps, 3 * args.steps):
-                    (tmp / "in.lmp").write_text(lammps_input(paths[name], elements, steps))
-                    cpu, peak, minflt = run_child([str(BIN / "lmp"), "-in", "in.lmp", "-log", "none", "-screen",
-                                                   "none", "-nocite"], tmp)
+                    (tmp / "in.lmp").write_text(nvt_input(paths[name], elements, steps))
+                    cpu, peak, minflt = run_lmp(tmp)
                     timed.append(cpu)
                     flt.append(minflt)
                 cost[name].append((timed[1] - timed[0]) / (2 * args.steps * len(atoms)) * 1e6)

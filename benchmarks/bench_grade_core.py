@@ -23,15 +23,15 @@ without --checkpoint the script fits the demo's potential from the shipped refer
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from lammps_timing import nvt_input, run_lmp
+
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.prefix) / "bin"
 ELEMENTS = ["Cs", "Pb", "Br"]
 
 VARIANTS = {
@@ -60,33 +60,13 @@ def export_variants(checkpoint: Path, folder: Path) -> dict:
     return paths
 
 
-def lammps_input(model: Path, steps: int, grade_every: int) -> str:
-    guard = ""
-    if grade_every:
-        guard = (f"compute g all mlff/grade\nvariable gmax equal c_g\n"
-                 f"fix guard all halt {grade_every} v_gmax > 1e9 error continue\n")
-    return f"""units metal
-atom_style atomic
-boundary p p p
-read_data start.data
-pair_style mlff
-pair_coeff * * {model} {' '.join(ELEMENTS)}
-neighbor 1.0 bin
-velocity all create 300 4928 mom yes rot yes dist gaussian
-timestep 0.004
-fix nvt all nvt temp 300 300 0.4
-{guard}thermo {steps}
-run {steps}
-"""
-
-
-def cpu_seconds_of_child(cmd, cwd) -> float:
-    """CPU time (user + sys, s) of a child process, from the kernel's accounting."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(cmd, cwd=cwd, check=True, capture_output=True,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"})
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+def grade_guard(grade_every: int) -> str:
+    """The γ guard of stability.py, evaluated every ``grade_every`` steps (0: none); its
+    threshold is never reached, so every variant runs all its steps."""
+    if not grade_every:
+        return ""
+    return (f"compute g all mlff/grade\nvariable gmax equal c_g\n"
+            f"fix guard all halt {grade_every} v_gmax > 1e9 error continue\n")
 
 
 def main(argv=None) -> int:
@@ -117,9 +97,8 @@ def main(argv=None) -> int:
             for name, v in VARIANTS.items():
                 timed = []
                 for steps in (args.steps, 3 * args.steps):
-                    (tmp / "in.lmp").write_text(lammps_input(models[name], steps, v["grade_every"]))
-                    timed.append(cpu_seconds_of_child([str(BIN / "lmp"), "-in", "in.lmp", "-log", "none",
-                                                       "-screen", "none", "-nocite"], tmp))
+                    (tmp / "in.lmp").write_text(nvt_input(models[name], ELEMENTS, steps, grade_guard(v["grade_every"])))
+                    timed.append(run_lmp(tmp)[0])
                 # runs of s and 3s steps: the difference is 2s steps of MD alone (no start-up, model
                 # loading or TorchScript warm-up)
                 per_variant[name].append((timed[1] - timed[0]) / (2 * args.steps * len(atoms)) * 1e6)
