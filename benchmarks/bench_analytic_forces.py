@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lammps_timing import nvt_input, run_lmp
+from lammps_timing import add_timing_arguments, cpu_per_atom_step, nvt_input
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("before", "autograd", "analytic")
@@ -111,10 +111,7 @@ def python_check(paths: dict, atoms) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--before", type=Path, default=ROOT / "examples" / "cspbbr3" / "potential.pt")
-    p.add_argument("--supercell", type=int, default=8, help="n of the n×n×n pseudocubic cell (even; 8: 2,560 atoms)")
-    p.add_argument("--steps", type=int, default=30, help="s: runs of s and 3s steps")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("-o", "--output", type=Path, help="JSON of the results")
+    add_timing_arguments(p)
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT / "examples" / "cspbbr3"))
     from stability import ground_state_supercell
@@ -137,15 +134,11 @@ def main(argv=None) -> int:
         loads = [os.getloadavg()[0]]
         for _ in range(args.repeats):
             for name in VARIANTS:
-                timed, flt = [], []
-                for steps in (args.steps, 3 * args.steps):
-                    (tmp / "in.lmp").write_text(nvt_input(paths[name], elements, steps))
-                    cpu, peak, minflt = run_lmp(tmp)
-                    timed.append(cpu)
-                    flt.append(minflt)
-                cost[name].append((timed[1] - timed[0]) / (2 * args.steps * len(atoms)) * 1e6)
+                cpu, peak, per_step_faults = cpu_per_atom_step(
+                    tmp, lambda s: nvt_input(paths[name], elements, s), args.steps, len(atoms))
+                cost[name].append(cpu)
                 rss[name].append(peak)
-                faults[name].append((flt[1] - flt[0]) / (2 * args.steps))
+                faults[name].append(per_step_faults)
             loads.append(os.getloadavg()[0])
     medians = {name: statistics.median(values) for name, values in cost.items()}
     print(f"{len(atoms)} atoms, runs of {args.steps} and {3 * args.steps} steps, {args.repeats} repeats, "

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lammps_timing import run_lmp
+from lammps_timing import md_input, run_lmp
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "examples" / "cspbbr3" / "reference" / "cspbbr3_7net0.extxyz.xz"
@@ -60,23 +60,12 @@ def accuracy(paths: dict, frames) -> dict:
 
 
 def nve_input(model: Path, elements, steps: int, dt_ps: float, temperature: float) -> str:
-    return f"""units metal
-atom_style atomic
-boundary p p p
-read_data start.data
-pair_style mlff
-pair_coeff * * {model} {' '.join(elements)}
-neighbor 1.0 bin
-neigh_modify every 1 delay 0 check yes
-velocity all create {2 * temperature} 4928 mom yes rot yes dist gaussian
-timestep {dt_ps}
-fix nve all nve
-variable t equal time
-variable e equal etotal/atoms
-fix out all print 10 "$t $e" file energy.txt screen no
-thermo 1000
-run {steps}
-"""
+    """NVE from velocities at 2T (equipartition brings T to about ``temperature``), the total
+    energy per atom written every 10 steps to energy.txt."""
+    return md_input(model, elements, steps, timestep_ps=dt_ps, velocity_K=2 * temperature, integrator="fix nve all nve",
+                    extra='neigh_modify every 1 delay 0 check yes\nvariable t equal time\n'
+                          'variable e equal etotal/atoms\nfix out all print 10 "$t $e" file energy.txt screen no\n',
+                    thermo=1000)
 
 
 def nve_drift(model: Path, elements, folder: Path, args) -> dict:

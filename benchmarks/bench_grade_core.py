@@ -29,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lammps_timing import nvt_input, run_lmp
+from lammps_timing import cpu_per_atom_step, nvt_input
 
 ROOT = Path(__file__).resolve().parents[1]
 ELEMENTS = ["Cs", "Pb", "Br"]
@@ -95,13 +95,9 @@ def main(argv=None) -> int:
         per_variant = {name: [] for name in VARIANTS}
         for _ in range(args.repeats):
             for name, v in VARIANTS.items():
-                timed = []
-                for steps in (args.steps, 3 * args.steps):
-                    (tmp / "in.lmp").write_text(nvt_input(models[name], ELEMENTS, steps, grade_guard(v["grade_every"])))
-                    timed.append(run_lmp(tmp)[0])
-                # runs of s and 3s steps: the difference is 2s steps of MD alone (no start-up, model
-                # loading or TorchScript warm-up)
-                per_variant[name].append((timed[1] - timed[0]) / (2 * args.steps * len(atoms)) * 1e6)
+                per_variant[name].append(cpu_per_atom_step(
+                    tmp, lambda s: nvt_input(models[name], ELEMENTS, s, grade_guard(v["grade_every"])),
+                    args.steps, len(atoms))[0])
         load = os.getloadavg()
     medians = {name: statistics.median(values) for name, values in per_variant.items()}
     print(f"{len(atoms)} atoms, {args.steps}/{3 * args.steps} steps, {args.repeats} repeats, "

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from bench_analytic_forces import reexport
-from lammps_timing import nvt_input, run_lmp
+from lammps_timing import add_timing_arguments, cpu_per_atom_step, nvt_input
 
 ROOT = Path(__file__).resolve().parents[1]
 BINDINGS = {"torch BLAS": {}, "lammps BLAS": {"EFGMD_TORCH_DEEPBIND": "0"}}
@@ -40,10 +40,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=ROOT / "examples" / "cspbbr3" / "potential.pt",
                    help="a cluster potential (its weights are re-exported)")
-    p.add_argument("--supercell", type=int, default=8, help="n of the n×n×n pseudocubic cell (even; 8: 2,560 atoms)")
-    p.add_argument("--steps", type=int, default=30, help="s: runs of s and 3s steps")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("-o", "--output", type=Path, help="JSON of the results")
+    add_timing_arguments(p)
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT / "examples" / "cspbbr3"))
     from stability import ground_state_supercell
@@ -62,11 +59,8 @@ def main(argv=None) -> int:
         for _ in range(args.repeats):
             for model in MODELS:
                 for binding, env in BINDINGS.items():
-                    timed = []
-                    for steps in (args.steps, 3 * args.steps):
-                        (tmp / "in.lmp").write_text(nvt_input(paths[model], elements, steps))
-                        timed.append(run_lmp(tmp, env)[0])
-                    cost[model, binding].append((timed[1] - timed[0]) / (2 * args.steps * len(atoms)) * 1e6)
+                    cost[model, binding].append(cpu_per_atom_step(
+                        tmp, lambda s: nvt_input(paths[model], elements, s), args.steps, len(atoms), env)[0])
             loads.append(os.getloadavg()[0])
     medians = {key: statistics.median(values) for key, values in cost.items()}
     print(f"{len(atoms)} atoms, runs of {args.steps} and {3 * args.steps} steps, {args.repeats} repeats, "

@@ -9,9 +9,11 @@ from typing import Dict, Optional, Sequence, Tuple
 BIN = Path(sys.prefix) / "bin"
 
 
-def nvt_input(model: Path, elements: Sequence[str], steps: int, extra: str = "") -> str:
-    """NVT at 300 K (4 fs) on ``start.data`` with ``pair_style mlff``; ``extra`` lines (computes,
-    fixes) go before the run."""
+def md_input(model: Path, elements: Sequence[str], steps: int, *, timestep_ps: float = 0.004,
+             velocity_K: float = 300.0, integrator: str = "fix nvt all nvt temp 300 300 0.4",
+             extra: str = "", thermo: Optional[int] = None) -> str:
+    """MD on ``start.data`` with ``pair_style mlff``: velocities drawn at ``velocity_K``, the
+    ``integrator`` fix, ``extra`` lines (computes, fixes, output) before the run."""
     return f"""units metal
 atom_style atomic
 boundary p p p
@@ -19,12 +21,39 @@ read_data start.data
 pair_style mlff
 pair_coeff * * {model} {' '.join(elements)}
 neighbor 1.0 bin
-velocity all create 300 4928 mom yes rot yes dist gaussian
-timestep 0.004
-fix nvt all nvt temp 300 300 0.4
-{extra}thermo {steps}
+velocity all create {velocity_K} 4928 mom yes rot yes dist gaussian
+timestep {timestep_ps}
+{integrator}
+{extra}thermo {thermo or steps}
 run {steps}
 """
+
+
+def nvt_input(model: Path, elements: Sequence[str], steps: int, extra: str = "") -> str:
+    """NVT at 300 K (4 fs): the timed run of the speed benchmarks."""
+    return md_input(model, elements, steps, extra=extra)
+
+
+def add_timing_arguments(p, supercell: int = 8) -> None:
+    """The options every timing benchmark shares: cell size, run lengths, repeats, JSON output."""
+    p.add_argument("--supercell", type=int, default=supercell,
+                   help="n of the n×n×n pseudocubic cell (even; 8: 2,560 atoms)")
+    p.add_argument("--steps", type=int, default=30, help="s: runs of s and 3s steps")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("-o", "--output", type=Path, help="JSON of the results")
+
+
+def cpu_per_atom_step(folder: Path, input_of, steps: int, n_atoms: int,
+                      env: Optional[Dict[str, str]] = None) -> Tuple[float, float, float]:
+    """(CPU µs per atom-step, peak RSS MiB, minor page faults per step) of MD alone: runs of
+    ``steps`` and 3·``steps`` steps (``input_of(steps)`` is the input), whose difference has no
+    start-up, model loading or TorchScript warm-up."""
+    runs = []
+    for s in (steps, 3 * steps):
+        (folder / "in.lmp").write_text(input_of(s))
+        runs.append(run_lmp(folder, env))
+    (cpu0, _, flt0), (cpu1, rss, flt1) = runs
+    return (cpu1 - cpu0) / (2 * steps * n_atoms) * 1e6, rss, (flt1 - flt0) / (2 * steps)
 
 
 def run_lmp(cwd: Path, env: Optional[Dict[str, str]] = None) -> Tuple[float, float, int]:
