@@ -8,79 +8,20 @@ extrapolation-grade guard, and a JSON the README quotes.
 
 Every run starts from the relaxed orthorhombic ground state of the reference set, repeated to
 n×n×n pseudocubic cells (n = 8: 2,560 atoms), and runs ``in.npt.lmp`` (4 fs, triclinic NPT at
-0 bar) with its three guards, checked every ``--every`` steps: temperature above 2T + 100 K,
-potential energy 0.1 eV/atom below the start, and (``--gbreak``) the largest extrapolation grade
-γ of any atom above G. A run *survives* when it reaches its end with no guard firing, no LAMMPS
-error, its volume within 20 % of the start's (a lattice that neither collapsed nor blew up:
-thermal expansion from the 0 K ground state alone is 7 % at 600 K and 11 % at 800 K with the
-shipped potential) and max γ below G at every check, the last step's included. Per run, ``runs/<name>.json``
-records what happened (steps, ps, atom-ps, guard, max γ, max T, volume change); a finished
-run is never repeated (the campaign resumes where a stopped session left it), and
-``stability.json`` sums up every run record in ``runs/`` made with this model (by its sha256;
-records of other models are left out and listed) with ``stability.png`` (max γ and T against
-time for every run). ``T:k`` in ``--temperatures`` asks for k independent runs (seeds) at T.
-
-``--compare-guards T`` answers whether the grade guard warns before the runaway: the same run
-(same seed) once with the γ guard and once with only the temperature and energy guards,
-reporting the step at which each stopped.
+0 bar) with its three guards (temperature, energy, extrapolation grade γ > ``--gbreak``). A run
+survives when it reaches its end with no guard firing, no LAMMPS error, max γ below G at every
+check and its volume within 20 % of the start's (thermal expansion from the 0 K ground state
+alone is 7 % at 600 K and 11 % at 800 K with the shipped potential). The campaign itself (records
+per run, resuming, summary, plot, ``--compare-guards``) is ``examples/stability_campaign.py``.
 """
-import argparse
-import hashlib
-import json
-import os
-import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
-
-import numpy as np
-
-from pyexport.lammps.log import elapsed_steps, read_thermo
 
 HERE = Path(__file__).resolve().parent
-BIN = Path(sys.prefix) / "bin"
+sys.path.insert(0, str(HERE.parent))        # examples/: the shared campaign
+from stability_campaign import Campaign, main  # noqa: E402
+
 ELEMENTS = ["Cs", "Pb", "Br"]     # LAMMPS types 1, 2, 3 of in.npt.lmp
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", type=Path, default=HERE / "potential.pt", help="exported potential (with active set)")
-    p.add_argument("--supercell", type=int, default=8, help="n of the n×n×n pseudocubic cell (even)")
-    p.add_argument("--temperatures", default="300:2,400:3,500:3,600:3,700:3,800:4",
-                   help="K, comma list; T:k for k independent runs (seeds) at T")
-    p.add_argument("--repeats", type=int, default=1, help="independent runs (seeds) per temperature without :k")
-    p.add_argument("--ps", type=float, default=10.0, help="production length per run, ps")
-    p.add_argument("--equil-ps", type=float, default=1.0, help="equilibration per run, ps (counted as survived)")
-    p.add_argument("--dt", type=float, default=0.004, help="time step, ps")
-    p.add_argument("--every", type=int, default=25, help="guard interval and thermo interval, steps")
-    p.add_argument("--gbreak", type=float, default=10.0, help="extrapolation-grade guard G")
-    p.add_argument("--compare-guards", type=int, metavar="T",
-                   help="instead of the campaign: one run at T with and one without the grade guard")
-    p.add_argument("--jobs", type=int, default=2, help="runs at a time (one core each)")
-    p.add_argument("--seed", type=int, default=11)
-    p.add_argument("-o", "--output", type=Path, default=HERE / "stability")
-    return p.parse_args(argv)
-
-
-def temperature_runs(text: str, repeats: int) -> List[tuple]:
-    """``"300:2,800"`` → [(300, 2), (800, repeats)]: temperature (K) and number of runs."""
-    runs = []
-    for item in text.split(","):
-        t, _, k = item.strip().partition(":")
-        try:
-            runs.append((int(t), int(k) if k else repeats))
-        except ValueError:
-            raise SystemExit(f"--temperatures: {item!r} is not T or T:k (integers)") from None
-        if runs[-1][1] < 1:
-            raise SystemExit(f"--temperatures: {item!r} asks for no runs")
-    return runs
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def ground_state_supercell(n: int):
@@ -89,174 +30,17 @@ def ground_state_supercell(n: int):
     import ase.io
     from pyexport.data.dataset import decompressed_text
 
+    if n % 2:
+        raise SystemExit(f"--supercell {n}: the orthorhombic start needs an even n")
     text = decompressed_text(str(HERE / "reference" / "cspbbr3_7net0.extxyz.xz"))
     ground = next(a for a in ase.io.read(text, index=":", format="extxyz")
                   if a.info.get("config_type") == "phase_min" and a.info.get("phase") == "orthorhombic")
-    if n % 2:
-        raise SystemExit(f"--supercell {n}: the orthorhombic start needs an even n")
     return ground.repeat((n // 2, n // 2, n // 2))
 
 
-def run_one(name: str, temperature: int, seed: int, gbreak: Optional[float], args, data: Path,
-            n_atoms: int) -> dict:
-    """One guarded NPT run in ``output/runs/name``; its record (also written as name.json)."""
-    folder = args.output / "runs" / name
-    record_path = args.output / "runs" / f"{name}.json"
-    if record_path.exists():
-        record = json.loads(record_path.read_text())
-        if record.get("model_sha256") == args.model_sha256:
-            return record                   # done in an earlier session: not repeated
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("halted_*"):
-        old.unlink()
-    steps = int(round(args.ps / args.dt))
-    equil = int(round(args.equil_ps / args.dt))
-    cmd = [BIN / "lmp", "-in", HERE / "in.npt.lmp", "-log", "log.lammps", "-nocite", "-screen", "none",
-           "-var", "T", temperature, "-var", "model", args.model.resolve(), "-var", "data", data,
-           "-var", "steps", steps, "-var", "equil", equil, "-var", "seed", seed, "-var", "dt", args.dt,
-           "-var", "every", args.every, "-var", "thermo", args.every,
-           "-var", "gbreak", 0 if gbreak is None else f"{gbreak:g}"]
-    t0 = time.time()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([str(c) for c in cmd], cwd=folder, env=env, capture_output=True, text=True)
-    wall = time.time() - t0
-    log = folder / "log.lammps"
-    thermo = read_thermo(log) if log.exists() else {}
-    errors = [line for line in (log.read_text().splitlines() if log.exists() else []) if line.startswith("ERROR")]
-    halted = folder / f"halted_{temperature}K.txt"
-    done_steps = len(thermo.get("Step", [])) and int(thermo["Step"][-1])
-    n_sections = int(np.sum(np.diff(thermo["Step"]) < 0)) if len(thermo.get("Step", [])) > 1 else 0
-    production = done_steps if n_sections >= 1 or equil == 0 else 0
-    survived_steps = (equil + production) if n_sections >= 1 else done_steps
-    volume = thermo.get("Volume", np.array([np.nan]))
-    grade = thermo.get("c_grade", np.array([]))
-    guard = halted.read_text().strip() if halted.exists() else None
-    if proc.returncode != 0 or errors:
-        guard = f"LAMMPS stopped (rc {proc.returncode}): {' '.join(errors[-1:])}"
-    volume_change = float(volume[-1] / volume[0] - 1.0) if len(volume) else float("nan")
-    record = {
-        "name": name, "temperature_K": temperature, "seed": seed, "atoms": n_atoms,
-        "gbreak": gbreak, "steps_planned": equil + steps, "steps_run": int(survived_steps),
-        "ps_run": survived_steps * args.dt, "atom_ps": survived_steps * args.dt * n_atoms,
-        "guard": guard, "max_grade": float(grade.max()) if len(grade) else None,
-        "max_temperature_K": float(thermo["Temp"].max()) if "Temp" in thermo else None,
-        "volume_change": volume_change, "wall_s": wall, "model_sha256": args.model_sha256,
-    }
-    record["survived"] = run_survived(record)
-    record_path.write_text(json.dumps(record, indent=2))
-    trace = {"time_ps": (elapsed_steps(thermo.get("Step", np.array([]))) * args.dt).tolist(),
-             "temperature_K": thermo.get("Temp", np.array([])).tolist(), "max_grade": grade.tolist()}
-    (folder / "trace.json").write_text(json.dumps(trace))
-    print(f"{name}: {'survived' if record['survived'] else 'stopped'} after {record['ps_run']:.2f} ps, "
-          f"max grade {record['max_grade']}, {guard or ''}", flush=True)
-    return record
-
-
-#: |V_end / V_start − 1| above this: the lattice collapsed or blew up (thermal expansion from the
-#: ground state is ~11 % at 800 K)
-VOLUME_LIMIT = 0.20
-
-
-def run_survived(record: dict) -> bool:
-    """Whether a run survived: all its steps, no guard or LAMMPS error, volume within
-    VOLUME_LIMIT, max γ below its G (when graded)."""
-    return bool(record["guard"] is None and record["steps_run"] == record["steps_planned"]
-                and abs(record["volume_change"]) < VOLUME_LIMIT
-                and (record["gbreak"] is None or (record["max_grade"] or 0.0) < record["gbreak"]))
-
-
-def campaign_records(args) -> tuple:
-    """Every campaign run record in ``output/runs`` (not the guard comparison) made with this
-    model, by temperature and name; and the names of those made with another model."""
-    mine, others = [], []
-    for path in sorted((args.output / "runs").glob("*.json")):
-        record = json.loads(path.read_text())
-        if record["name"].startswith("guards_"):
-            continue
-        record["survived"] = run_survived(record)     # the criterion of this version
-        (mine if record.get("model_sha256") == args.model_sha256 else others).append(record)
-    mine.sort(key=lambda r: (r["temperature_K"], r["seed"]))
-    return mine, [r["name"] for r in others]
-
-
-def summarise(records: List[dict], args, other_models: Sequence[str] = ()) -> dict:
-    by_t: Dict[int, dict] = {}
-    for r in records:
-        entry = by_t.setdefault(r["temperature_K"], {"runs": 0, "survived": 0, "atom_ps": 0.0,
-                                                    "atom_ps_survived": 0.0, "max_grade": 0.0})
-        entry["runs"] += 1
-        entry["survived"] += int(r["survived"])
-        entry["atom_ps"] += r["atom_ps"]
-        entry["atom_ps_survived"] += r["atom_ps"] if r["survived"] else 0.0
-        entry["max_grade"] = max(entry["max_grade"], r["max_grade"] or 0.0)
-    model = args.model.resolve()
-    root = HERE.parents[1]
-    shown = str(model.relative_to(root)) if model.is_relative_to(root) else str(model)
-    return {"model": shown, "model_sha256": args.model_sha256, "supercell": args.supercell,
-            "gbreak": args.gbreak, "dt_ps": args.dt, "left_out_other_models": list(other_models),
-            "per_temperature": {str(t): v for t, v in sorted(by_t.items())},
-            "atom_ps_survived": sum(v["atom_ps_survived"] for v in by_t.values()),
-            "runs": len(records), "runs_survived": sum(int(r["survived"]) for r in records), "records": records}
-
-
-def plot(records: List[dict], args, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_g, ax_t) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-    for r in records:
-        trace = json.loads((args.output / "runs" / r["name"] / "trace.json").read_text())
-        label = f"{r['name']} ({'ok' if r['survived'] else 'stopped'})"
-        if trace["max_grade"]:
-            ax_g.plot(trace["time_ps"][: len(trace["max_grade"])], trace["max_grade"], lw=0.8, label=label)
-        ax_t.plot(trace["time_ps"], trace["temperature_K"], lw=0.8, label=label)
-    if args.gbreak:
-        ax_g.axhline(args.gbreak, color="k", ls="--", lw=0.8)
-    ax_g.set_yscale("log")
-    ax_g.set_ylabel("max extrapolation grade γ")
-    ax_t.set_ylabel("T (K)")
-    ax_t.set_xlabel("time (ps, equilibration then production)")
-    ax_g.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    args.output.mkdir(parents=True, exist_ok=True)
-    args.model_sha256 = file_sha256(args.model)
-    from pyexport.lammps.data_file import write_lammps_data
-
-    start = ground_state_supercell(args.supercell)
-    data = args.output / f"start_{args.supercell}.data"
-    if not data.exists():
-        write_lammps_data(data, start, ELEMENTS)
-    if args.compare_guards:
-        t = args.compare_guards
-        jobs = [(f"guards_{t}K_grade", t, args.seed, args.gbreak), (f"guards_{t}K_plain", t, args.seed, None)]
-    else:
-        jobs = [(f"{t}K_n{args.supercell}_s{args.seed + k}", t, args.seed + k, args.gbreak)
-                for t, n in temperature_runs(args.temperatures, args.repeats) for k in range(n)]
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        records = list(pool.map(lambda job: run_one(*job, args, data.resolve(), len(start)), jobs))
-    name = "guards.json" if args.compare_guards else "stability.json"
-    other_models: List[str] = []
-    if not args.compare_guards:
-        records, other_models = campaign_records(args)
-        if other_models:
-            print(f"left out of the summary (another model): {', '.join(other_models)}", flush=True)
-    summary = summarise(records, args, other_models)
-    (args.output / name).write_text(json.dumps(summary, indent=2))
-    plot(records, args, args.output / name.replace(".json", ".png"))
-    for t, v in summary["per_temperature"].items():
-        print(f"{t} K: {v['survived']}/{v['runs']} runs survived, {v['atom_ps_survived']:.3g} atom-ps, "
-              f"max grade {v['max_grade']:.3g}")
-    print(f"total {summary['atom_ps_survived']:.3g} atom-ps survived; {args.output / name}")
-    return 0
-
+CAMPAIGN = Campaign(folder=HERE, elements=ELEMENTS, start=ground_state_supercell,
+                    temperatures="300:2,400:3,500:3,600:3,700:3,800:4", supercell=8, dt_ps=0.004,
+                    ps=10.0, equil_ps=1.0, every=25, volume_limit=0.20)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(CAMPAIGN, __doc__.split("\n\n")[0]))
