@@ -18,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))        # examples/: the shared loop
 from active_learning_loop import Example, grow  # noqa: E402
 from model_settings import ELEMENTS, FIT_OPTIONS, REFERENCE  # noqa: E402
+from structures import relaxed_phase_supercell  # noqa: E402
 
 
 def relaxed_phase(name):
@@ -26,9 +27,7 @@ def relaxed_phase(name):
         n = args.supercell
         if n % 2:
             raise SystemExit(f"--supercell {n}: the 96-atom cell is 2x2x2 pseudocubic; give an even n")
-        cell = next(a for a in ase.io.read(decompressed_text(REFERENCE), index=":", format="extxyz")
-                    if a.info.get("config_type") == "phase_min" and a.info.get("phase") == name)
-        return cell.repeat((n // 2, n // 2, n // 2))
+        return relaxed_phase_supercell(ase.io.read(decompressed_text(REFERENCE), index=":", format="extxyz"), name, n)
     return start
 
 

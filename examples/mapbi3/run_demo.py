@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from model_settings import ELEMENTS, FIT_OPTIONS, PAIR_CUTOFFS, REFERENCE
+from structures import relaxed_phase_supercell
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # examples/: the shared driver steps
 from demo_steps import run, step  # noqa: E402
@@ -68,9 +69,7 @@ def tetragonal_supercell(reference, n):
     cells (n even; 4 → 768 atoms), atom order of structures.py kept cell by cell."""
     if n % 2:
         raise SystemExit(f"supercell {n}: the 96-atom cell is 2x2x2 pseudocubic; n must be even")
-    ground = next(a for a in reference
-                  if a.info.get("config_type") == "phase_min" and a.info.get("phase") == "tetragonal")
-    return ground.repeat((n // 2, n // 2, n // 2))
+    return relaxed_phase_supercell(reference, "tetragonal", n)
 
 
 def cation_check(dump, n_atoms_per_cell=12):

@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))        # examples/: the shared campaign
 from stability_campaign import Campaign, main  # noqa: E402
 from model_settings import ELEMENTS, REFERENCE  # noqa: E402
-from structures import cation_bond_lengths  # noqa: E402
+from structures import cation_bond_lengths, relaxed_phase_supercell  # noqa: E402
 
 
 @lru_cache(maxsize=1)
@@ -44,9 +44,7 @@ def tetragonal_supercell(n: int):
     cells (n even), atom order of structures.py kept cell by cell."""
     if n % 2:
         raise SystemExit(f"--supercell {n}: the 96-atom cell is 2x2x2 pseudocubic; give an even n")
-    ground = next(a for a in reference_frames()
-                  if a.info.get("config_type") == "phase_min" and a.info.get("phase") == "tetragonal")
-    return ground.repeat((n // 2, n // 2, n // 2))
+    return relaxed_phase_supercell(reference_frames(), "tetragonal", n)
 
 
 @lru_cache(maxsize=1)

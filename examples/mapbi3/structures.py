@@ -92,6 +92,14 @@ def mapbi3_supercell(a0: float, repeat: Sequence[int], rng: np.random.Generator,
     return out
 
 
+def relaxed_phase_supercell(frames: Sequence[Atoms], phase: str, n: int) -> Atoms:
+    """The relaxed 96-atom cell of ``phase`` (``config_type=phase_min``) among the reference
+    ``frames``, repeated to n×n×n pseudocubic cells (n even; the caller checks), atom order kept
+    cell by cell."""
+    ground = next(a for a in frames if a.info.get("config_type") == "phase_min" and a.info.get("phase") == phase)
+    return ground.repeat((n // 2, n // 2, n // 2))
+
+
 def cation_bond_lengths(atoms: Atoms) -> dict:
     """Bond lengths (Å, minimum image) of every cation of a supercell in this module's atom
     order: ``"C-N"`` (n_cations,), ``"C-H"`` and ``"N-H"`` (n_cations, 3). Only the bonds are
