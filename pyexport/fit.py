@@ -30,7 +30,8 @@ from .models.cluster_basis import ClusterBasis
 from .models.grade import active_set_summary
 from .training.checkpoints import make_checkpoint
 from .training.config import FitConfig
-from .training.data import Structure, elements_of, hash_files, prepare, read_structures, split_indices
+from .training.data import (Structure, at_most_atoms, elements_of, hash_files, prepare, read_structures,
+                            split_indices)
 from .training.extrapolation import fit_active_set, shortest_pair_distances
 from .training.metrics import split_metrics
 from .training.nn import start_nn, train_nn
@@ -45,6 +46,7 @@ def fit_inputs(config, structures=None):
         if not config.data:
             raise ValueError("no data files given")
         structures = read_structures(config.data)
+    structures = at_most_atoms(structures, config.max_atoms)
     data_hash = hash_files(config.data) if config.data and all(os.path.isfile(p) for p in config.data) else ""
     elements = list(config.elements) if config.elements else elements_of(structures)
     basis = ClusterBasis.preset(config.basis, cutoff=config.cutoff)
@@ -78,7 +80,7 @@ def run_fit(config: FitConfig, structures: Optional[Sequence[Structure]] = None)
                              config.lambda_tolerance))
     metrics = {"model": config.model, "elements": elements, "cutoff": basis.cutoff,
                "pair_cutoffs": dict(basis.pair_cutoffs), "n_features_per_species": model.descriptor.n_features,
-               "lambda": report["lambda"]}
+               "lambda": report["lambda"], "max_atoms": config.max_atoms, "n_structures": len(structures)}
     if config.model == "cluster-nn":
         metrics["linear_start"] = split_metrics(model, prepared, splits)
         start_nn(model, [prepared[i] for i in splits["train"]], metrics["linear_start"]["train"])

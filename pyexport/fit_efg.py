@@ -39,7 +39,7 @@ from .models.efg import (MODEL_NAME, EFGHyperparameters, EFGModel, build_efg_mod
                          efg_contract_module, model_from_state)
 from .training.checkpoints import checkpoint_header, read_checkpoint
 from .training.config import EFGFitConfig, EFGTraining
-from .training.data import elements_of, hash_files, read_labelled
+from .training.data import at_most_atoms, elements_of, hash_files, read_labelled
 from .training.data import split_indices as fit_split_indices
 from .training.early_stopping import EarlyStopping
 
@@ -367,6 +367,7 @@ def run_efg_fit(config: EFGFitConfig, structures: Optional[Sequence[EFGStructure
         if not config.data:
             raise ValueError("no data files given")
         structures = read_efg_structures(config.data)
+    structures = at_most_atoms(structures, config.max_atoms)
     data_files = [os.fspath(p) for p in config.data]
     data_hash = hash_files(data_files) if data_files and all(os.path.isfile(p) for p in data_files) else ""
     elements = list(config.elements) if config.elements else elements_of(structures)
@@ -392,7 +393,8 @@ def run_efg_fit(config: EFGFitConfig, structures: Optional[Sequence[EFGStructure
                "n_parameters": int(sum(p.numel() for p in model.parameters())),
                "time_prepare_s": t_prepare, "time_train_s": report["time_train_s"],
                "epochs_run": report["epochs_run"], "best_epoch": report["best_epoch"],
-               "split_sizes": {k: len(v) for k, v in splits.items()}}
+               "split_sizes": {k: len(v) for k, v in splits.items()},
+               "max_atoms": config.max_atoms, "n_structures": len(structures)}
     metrics.update(split_metrics(model, graphs, splits, isotopes, elements))
     if config.dtype == "float32":
         model32 = model_from_state(hp, model.state_dict(), "float32")

@@ -210,6 +210,27 @@ def test_fit_on_real_vasp_md(tmp_path):
     assert train["energy_rmse_meV_per_atom"] < 0.1 * e.std()
 
 
+def test_max_atoms_leaves_out_the_large_structures(work, fitted, tmp_path, capsys):
+    """--max-atoms drops the structures above it before the split: the 14 small cells with two
+    80-atom cells between them fit to the same model as the 14 alone."""
+    frames = ase.io.read(work["data"], ":")
+    big = [_label(work["truth"], rattled(cspbbr3(repeat=(4, 2, 2)), 0.05, seed)) for seed in (1, 2)]
+    mixed = tmp_path / "mixed.xyz"
+    ase.io.write(mixed, frames[:5] + big[:1] + frames[5:] + big[1:], format="extxyz")
+    ckpt = str(tmp_path / "small_only.ckpt")
+    assert main(["fit", str(mixed), "--max-atoms", "40", "--basis", "tiny", "--cutoff", "5.0",
+                 "--split", "0.7,0.15,0.15", "--lambdas", "1e-14:1e-6:5", "-o", ckpt, "--no-progress"]) == 0
+    assert "14 of 16 structures used, 2 larger ones left out" in capsys.readouterr().out
+    only, reference = load_checkpoint(ckpt), load_checkpoint(fitted)
+    assert only["metrics"]["max_atoms"] == 40 and only["metrics"]["n_structures"] == 14
+    assert reference["metrics"]["max_atoms"] is None and reference["metrics"]["n_structures"] == 14
+    assert {k: len(v) for k, v in only["fit"]["split_sources"].items()} == \
+        {k: len(v) for k, v in reference["fit"]["split_sources"].items()}
+    torch.testing.assert_close(only["state_dict"]["coef"], reference["state_dict"]["coef"], rtol=0, atol=1e-12)
+    assert main(["fit", str(mixed), "--max-atoms", "39", "--basis", "tiny", "-o", ckpt, "--no-progress"]) == 1
+    assert "max_atoms = 39 leaves no structure (the smallest has 40 atoms)" in capsys.readouterr().err
+
+
 def test_errors_name_the_culprit(work, tmp_path, capsys):
     missing = str(tmp_path / "nope.xml")
     assert main(["fit", missing, "--no-progress"]) == 1

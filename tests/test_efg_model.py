@@ -350,6 +350,29 @@ def test_fit_efg_command_writes_checkpoint_and_metrics(tmp_path, capsys):
     assert module.dtype == "float32" and module.cutoff == 5.0
 
 
+def test_fit_efg_max_atoms_trains_on_the_small_cells_only(tmp_path, capsys):
+    """--max-atoms leaves the 80-atom cells out before the split and says so; metrics record it."""
+    small = labelled_frames(6, seed=23)
+    big = []
+    for f in labelled_frames(2, seed=24):
+        g = f.repeat((2, 1, 1))
+        g.arrays["efg"] = ewald_efg(g, FORMAL_CHARGES)
+        big.append(g)
+    data = tmp_path / "mixed.extxyz"
+    write_training_file(data, small[:3] + big[:1] + small[3:] + big[1:])
+    metrics_path = tmp_path / "metrics.json"
+    assert cli(["fit-efg", str(data), "--max-atoms", "40", "-o", str(tmp_path / "efg.ckpt"), "--metrics",
+                str(metrics_path), "--epochs", "1", "--cutoff", "5.0", "--lmax", "2", "--val-fraction", "0.2",
+                "--test-fraction", "0.2", "--no-progress"]) == 0
+    metrics = json.loads(metrics_path.read_text())
+    assert metrics["max_atoms"] == 40 and metrics["n_structures"] == 6
+    assert sum(metrics["split_sizes"].values()) == 6
+    sources = load_efg_checkpoint(str(tmp_path / "efg.ckpt"))["training"]["split_sources"]
+    assert sorted(int(s.rsplit(":", 1)[1]) for v in sources.values() for s in v) == [1, 2, 3, 5, 6, 7]
+    with pytest.raises(ValueError, match="max_atoms = 20 leaves no structure"):
+        cli(["fit-efg", str(data), "--max-atoms", "20", "-o", str(tmp_path / "x.ckpt"), "--no-progress"])
+
+
 def test_fit_efg_isotopes_one_grammar_on_command_line_and_in_config(tmp_path):
     """--isotope ELEMENT=ISOTOPE, repeated, as in every command; --config takes a table or a list."""
     parser = argparse.ArgumentParser(prog="pyexport")

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..outputs import refuse_overwriting_inputs, write_json
 from ..training.config import FitConfig, LossWeights, NNTraining
-from .options import add_config_argument, number_list, resolve_options, show_defaults
+from .options import MAX_ATOMS_HELP, add_config_argument, number_list, resolve_options, show_defaults
 from .reports import format_metrics
 
 BASIS_KEYS = ("n_radial_2", "n_radial_3", "l_max_3", "n_radial_4", "l_max_4", "radial_scale")
@@ -23,7 +23,7 @@ def _fit_defaults() -> dict:
     lambdas = sorted(c.lambdas)
     return {
         "data": [], "model": c.model, "basis": c.basis, "cutoff": c.cutoff, **{k: None for k in BASIS_KEYS},
-        "pair_cutoff": None, "elements": c.elements,
+        "pair_cutoff": None, "elements": c.elements, "max_atoms": c.max_atoms,
         "energy_weight": c.weights.energy, "force_weight": c.weights.forces, "stress_weight": c.weights.stress,
         "split": ",".join(f"{f:g}" for f in c.split), "seed": c.seed, "dtype": c.dtype,
         "lambdas": f"{lambdas[0]:g}:{lambdas[-1]:g}:{len(lambdas)}", "lambda_tolerance": c.lambda_tolerance,
@@ -70,6 +70,7 @@ def add_fit_arguments(p, neural: bool) -> None:
                         "at most --cutoff); the radial functions of a pair span its own cutoff, other pairs "
                         "use --cutoff")
     p.add_argument("--elements", help="comma-separated element order (default: by atomic number)")
+    p.add_argument("--max-atoms", type=int, help=MAX_ATOMS_HELP)
     p.add_argument("--energy-weight", type=float, help="weight of the energy term, per (eV/atom)²")
     p.add_argument("--force-weight", type=float, help="weight of the force term, per (eV/Å)²")
     p.add_argument("--stress-weight", type=float, help="weight of the stress term, per GPa²")
@@ -164,6 +165,7 @@ def fit_config_from_options(options: dict):
         data=list(options["data"]), model=options["model"], basis=options["basis"],
         cutoff=float(options["cutoff"]), basis_overrides=overrides,
         pair_cutoffs=parse_pair_cutoffs(options["pair_cutoff"]), elements=elements,
+        max_atoms=None if options["max_atoms"] is None else int(options["max_atoms"]),
         weights=LossWeights(options["energy_weight"], options["force_weight"], options["stress_weight"]),
         split=tuple(number_list(options["split"], "split")), seed=int(options["seed"]), dtype=options["dtype"],
         lambdas=tuple(parse_lambdas(options["lambdas"])), lambda_tolerance=float(options["lambda_tolerance"]),

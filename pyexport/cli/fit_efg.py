@@ -5,7 +5,7 @@ from typing import Dict, Optional
 
 from ..outputs import refuse_overwriting_inputs
 from ..training.config import EFGFitConfig, EFGTraining
-from .options import add_config_argument, element_list, resolve_options, show_defaults
+from .options import MAX_ATOMS_HELP, add_config_argument, element_list, resolve_options, show_defaults
 from .reports import format_efg_summary
 
 
@@ -18,7 +18,7 @@ def _fit_efg_defaults() -> dict:
         "product_channels": c.product_channels, "n_radial": c.n_radial, "hidden": c.hidden,
         "epochs": c.training.epochs, "lr": c.training.learning_rate, "batch_size": c.training.batch_frames,
         "patience": c.training.patience, "val_fraction": c.val_fraction, "test_fraction": c.test_fraction,
-        "seed": c.seed, "dtype": c.dtype, "elements": c.elements, "species_weights": "inverse-variance",
+        "seed": c.seed, "dtype": c.dtype, "elements": c.elements, "max_atoms": c.max_atoms, "species_weights": "inverse-variance",
         "isotopes": None, "threads": None, "progress": c.progress,
     }
 
@@ -51,6 +51,7 @@ def add_fit_efg_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, help="seed of the split and the initialisation")
     p.add_argument("--dtype", choices=("float64", "float32"), help="dtype of the exported model (training is float64)")
     p.add_argument("--elements", help="comma-separated element order (default: from the data)")
+    p.add_argument("--max-atoms", type=int, help=MAX_ATOMS_HELP)
     p.add_argument("--species-weights", help="per-species loss weights, 'inverse-variance' or e.g. 'Cs=1,Pb=1,Br=0.05'")
     p.add_argument("--isotope", dest="isotopes", action="append", metavar="EL=ISO",
                    help="isotope for the C_Q metrics, e.g. Br=81Br (repeatable); other elements get their "
@@ -99,7 +100,8 @@ def config_from_options(o: dict):
     return EFGFitConfig(
         data=list(o["data"]), cutoff=o["cutoff"], lmax=o["lmax"], channels=o["channels"],
         product_channels=o["product_channels"], n_radial=o["n_radial"], hidden=o["hidden"],
-        elements=element_list(o["elements"]), species_weights=parse_species_weights(o["species_weights"]),
+        elements=element_list(o["elements"]), max_atoms=None if o["max_atoms"] is None else int(o["max_atoms"]),
+        species_weights=parse_species_weights(o["species_weights"]),
         isotopes=chosen_isotopes(o["isotopes"]),
         val_fraction=o["val_fraction"], test_fraction=o["test_fraction"], seed=o["seed"], dtype=o["dtype"],
         training=EFGTraining(epochs=o["epochs"], learning_rate=o["lr"], batch_frames=o["batch_size"],

@@ -19,6 +19,11 @@ import os
 from typing import Callable, Dict, List, Optional
 
 
+#: ``--max-atoms`` of ``fit`` and ``fit-efg`` (:func:`pyexport.training.data.at_most_atoms`).
+MAX_ATOMS_HELP = ("leave out structures of more than this many atoms (a fit's cost grows with the atoms: "
+                  "large MD frames can dominate it); the metrics record it")
+
+
 def defaults_of(function: Callable) -> Dict[str, object]:
     """{parameter: default} of a library function's parameters (its positional ones without a
     default as None): a command's table of defaults when the function is where they are written."""

@@ -69,6 +69,7 @@ class FitConfig:
     lambdas: Tuple[float, ...] = DEFAULT_LAMBDAS
     lambda_tolerance: float = 0.02
     nn: NNTraining = field(default_factory=NNTraining)
+    max_atoms: Optional[int] = None  # leave out structures of more atoms (training.data.at_most_atoms)
     core_repulsion: bool = True      # CoreRepulsion below the data's shortest pair distances
     # eV. 100 let 2,560-atom CsPbBr3 MD at 800 K slide into a Pb-Br hole at 2.0 Å (core radius
     # 2.45 Å) where 7net-0 pushes with 15-20 eV/Å; 1000 dominates within ~0.1 r_core (issue #20).
@@ -118,6 +119,7 @@ class EFGFitConfig:
     seed: int = 0
     dtype: str = "float64"
     training: Optional[EFGTraining] = None
+    max_atoms: Optional[int] = None  # leave out structures of more atoms (training.data.at_most_atoms)
     progress: bool = True
 
     def __post_init__(self):

@@ -5,6 +5,7 @@ Units: energies eV, forces eV/Å, stresses in ASE's sign and Voigt order, eV/Å�
 :class:`Structure` and GPa in :class:`Prepared`.
 """
 import hashlib
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -77,6 +78,23 @@ def read_labelled(paths: Sequence[str], convert) -> list:
             raise ValueError(f"{path}: no structures found")
         out.extend(convert(frames, where=os.fspath(path)))
     return out
+
+def at_most_atoms(structures: Sequence, max_atoms: Optional[int]) -> list:
+    """The structures (anything with ``.atoms``) of at most ``max_atoms`` atoms, in order; all of
+    them for None. A fit's data selection by size: big MD frames dominate a fit's cost (it grows
+    with the atom count) while adding few environments the small cells lack."""
+    if max_atoms is None:
+        return list(structures)
+    if int(max_atoms) != max_atoms or max_atoms < 1:
+        raise ValueError(f"max_atoms must be a positive integer, got {max_atoms!r}")
+    kept = [s for s in structures if len(s.atoms) <= max_atoms]
+    if not kept:
+        smallest = min((len(s.atoms) for s in structures), default=0)
+        raise ValueError(f"max_atoms = {max_atoms} leaves no structure (the smallest has {smallest} atoms)")
+    if len(kept) < len(structures):
+        logging.getLogger(__name__).info("max_atoms = %d: %d of %d structures used, %d larger ones left out",
+                                         max_atoms, len(kept), len(structures), len(structures) - len(kept))
+    return kept
 
 def read_structures(paths: Sequence[str]) -> List[Structure]:
     """All labelled structures of the data files, in file order (:func:`pyexport.data.read`)."""
