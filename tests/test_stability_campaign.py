@@ -162,3 +162,20 @@ def test_the_campaign_resumes_without_repeating_a_run(guarded_run, campaign, map
                                                    "--every", "20", "--jobs", "1", "--gbreak", "1e6",
                                                    "-o", str(guarded_run)]) == 0
     assert record_path.read_text() == before
+
+
+def test_a_run_on_two_mpi_ranks_is_recorded_like_a_serial_one(guarded_run, campaign, mapbi3, tmp_path):
+    """--ranks 2: LAMMPS under mpirun -np 2 (the way to run one large cell on both cores); the dump is
+    sorted by id, so the cation check reads it as it reads a serial run's."""
+    model = re.search(r'"model": "([^"]+)"', (guarded_run / "stability.json").read_text()).group(1)
+    assert campaign.main(mapbi3.CAMPAIGN, "test", ["--model", model, "--temperatures", "250:1", "--ps", "0.1",
+                                                   "--every", "20", "--jobs", "1", "--ranks", "2", "--gbreak", "1e6",
+                                                   "-o", str(tmp_path)]) == 0
+    serial = json.loads((guarded_run / "runs" / "250K_n2_s11.json").read_text())
+    parallel = json.loads((tmp_path / "runs" / "250K_n2_s11.json").read_text())
+    assert serial["mpi_ranks"] == 1 and parallel["mpi_ranks"] == 2
+    assert parallel["guard"] is None and parallel["steps_run"] == serial["steps_run"] == 200
+    assert parallel["dump_check"]["frames"] == serial["dump_check"]["frames"] == 11
+    # the same trajectory up to the rank count's different summation order: bonds agree closely
+    for bond, (lo, hi) in serial["dump_check"]["bond_range_run_A"].items():
+        assert parallel["dump_check"]["bond_range_run_A"][bond] == pytest.approx([lo, hi], abs=1e-3)
