@@ -179,3 +179,22 @@ def test_a_run_on_two_mpi_ranks_is_recorded_like_a_serial_one(guarded_run, campa
     # the same trajectory up to the rank count's different summation order: bonds agree closely
     for bond, (lo, hi) in serial["dump_check"]["bond_range_run_A"].items():
         assert parallel["dump_check"]["bond_range_run_A"][bond] == pytest.approx([lo, hi], abs=1e-3)
+
+
+def test_active_learning_reads_the_grades_lammps_printed(guarded_run, campaign, mapbi3):
+    """The active-learning loop picks frames by the max γ that the thermo printed at each dumped
+    step (examples/active_learning_loop.printed_grades) instead of evaluating the model again:
+    they are the grades the Python calculator gives those frames, to the thermo's 8 digits."""
+    from pyexport.lammps.dump import iread
+    from pyexport.select import frame_score
+
+    loop = _load("active_learning_loop", EXAMPLES / "active_learning_loop.py")
+    folder = guarded_run / "runs" / "250K_n2_s11"
+    printed = loop.printed_grades(folder / "log.lammps")
+    model = re.search(r'"model": "([^"]+)"', (guarded_run / "stability.json").read_text()).group(1)
+    score = frame_score(grade=model)
+    frames = list(iread(folder / "md_250K.dump", types=mapbi3.ELEMENTS))
+    assert len(frames) == 11 and set(printed) >= {a.info["timestep"] for a in frames}
+    for k, atoms in enumerate(frames):
+        assert printed[atoms.info["timestep"]] == pytest.approx(score.of_frame(atoms, "dump", k), rel=1e-7)
+    assert loop.printed_grades(folder / "no_such.log") == {}
