@@ -214,7 +214,8 @@ def test_label_command_writes_training_data_and_resumes(tmp_path):
     assert info["dft_code"] == f"GPAW {gpaw.__version__}" and info["dft_xc"] == "PBE"
     assert info["dft_ecut_eV"] == 300.0 and list(info["dft_kpts"]) == [1, 1, 1]
     assert "Br:Br." in info["dft_setups"] and info["label_frame"] == 0
-    assert info["dft_symmetry"] == "time reversal only"
+    assert info["dft_symmetry"] == "time reversal only" and info["dft_spin"] == "paired"
+    assert "dft_magmom_muB" not in info
 
     # resume: the same frame is skipped; a new one in the input is labelled and appended
     ase.io.write(tmp_path / "two.extxyz", [first, second])
@@ -249,3 +250,42 @@ def test_missing_gpaw_names_the_dependency(tmp_path):
     assert done.returncode == 1
     assert "needs GPAW" in done.stderr and "efgmd[gpaw]" in done.stderr and "make gpaw" in done.stderr
     assert not (tmp_path / "o.extxyz").exists()
+
+
+def _efg_of(atoms, **settings):
+    atoms = atoms.copy()
+    atoms.calc = gpaw.GPAW(mode=gpaw.PW(300), xc="PBE", symmetry="off", txt=None,
+                           convergence={"density": 1e-6}, **settings)
+    atoms.get_potential_energy()
+    return efg_tensors(atoms.calc), atoms.calc.get_magnetic_moment()
+
+
+def test_spin_polarised_efg_is_that_of_the_total_density(tmp_path):
+    """Spin-polarised GPAW: the EFG is that of n↑ + n↓. HBr (closed shell) with spinpol gives the
+    spin-paired tensors; the NO radical (one unpaired electron), labelled with ``--spinpol``, gives
+    the same tensors with the moment up or down, which it would not if one spin channel were read."""
+    closed = hbr()
+    paired, _ = _efg_of(closed)
+    polarised, moment = _efg_of(closed, spinpol=True)
+    assert abs(moment) < 1e-3
+    np.testing.assert_allclose(polarised, paired, rtol=0, atol=1e-4 * np.abs(paired).max())
+    no = Atoms("NO", positions=[(0, 0, 0), (0, 0, 1.154)], cell=[6.0] * 3, pbc=True)
+    no.center()
+    ase.io.write(tmp_path / "no_up.extxyz", no)           # no moments: label starts from 1 μB per atom
+    no.set_initial_magnetic_moments([-0.5, -0.5])
+    ase.io.write(tmp_path / "no_down.extxyz", no)
+    labelled = {}
+    for name in ("no_up", "no_down"):
+        out = tmp_path / f"{name}_labelled.extxyz"
+        assert main(["label", str(tmp_path / f"{name}.extxyz"), "-o", str(out), "--spinpol", "--efg",
+                     "--ecut", "300", "--kpts", "1,1,1", "--no-progress"]) == 0
+        labelled[name] = read(out)[0]
+    up, down = (labelled[k].arrays["efg"] for k in ("no_up", "no_down"))
+    assert labelled["no_up"].info["dft_spin"] == "collinear polarised"
+    assert labelled["no_up"].info["dft_magmom_muB"] == pytest.approx(1.0, abs=0.05)
+    assert labelled["no_down"].info["dft_magmom_muB"] == pytest.approx(-1.0, abs=0.05)
+    assert np.abs(up[:, 2, 2]).min() > 1.0                  # V/Å²: an axial, far from zero EFG
+    np.testing.assert_allclose(down, up, rtol=0, atol=1e-4 * np.abs(up).max())
+    scale = np.abs(up).max()                                # the file keeps 8 decimals
+    np.testing.assert_allclose(up, np.swapaxes(up, 1, 2), atol=1e-8 * scale)
+    np.testing.assert_allclose(np.trace(up, axis1=1, axis2=2), 0.0, atol=1e-8 * scale)

@@ -33,6 +33,9 @@ def add_label_parser(subparsers) -> None:
                    help="GPAW SCF convergence, repeated: energy (eV/electron), density (electrons/electron), "
                         "eigenstates (eV²/electron); default "
                         + " ".join(f"{k}={v:g}" for k, v in DEFAULT_CONVERGENCE.items()))
+    p.add_argument("--spinpol", action="store_true",
+                   help="collinear spin-polarised DFT, starting from the frames' initial magnetic moments (else "
+                        "1 μB per atom, VASP's MAGMOM default); records the converged total moment")
     p.add_argument("--setups", default="paw", help="GPAW setups (default: %(default)s, the gpaw-data PAW sets)")
     p.add_argument("--logs", help="folder for one GPAW text log per frame (default: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -72,7 +75,8 @@ def run_label_command(args) -> int:
     settings = LabelSettings(ecut_eV=args.ecut, kspacing=args.kspacing,
                              kpts=parse_kpts(args.kpts) if args.kpts else None, xc=args.xc,
                              smearing=args.smearing, smearing_eV=args.width,
-                             convergence=parse_convergence(args.conv), setups=args.setups, efg=args.efg)
+                             convergence=parse_convergence(args.conv), setups=args.setups, efg=args.efg,
+                             spinpol=args.spinpol)
     try:
         gpaw = import_gpaw()
     except MissingDependencyError as error:

@@ -22,7 +22,9 @@ same input skips every input frame whose structure fingerprint is already in the
 interrupted batch loses at most the frame that was running. The output must be an uncompressed
 extended XYZ file (appending).
 
-Each frame is a fresh serial, spin-paired GPAW calculation without point-group symmetry (MD frames
+Each frame is a fresh serial GPAW calculation, spin-paired unless ``spinpol`` (then collinear
+spin-polarised, from the frame's initial magnetic moments where it has any, else 1 μB per atom as
+VASP's MAGMOM default; the EFG is that of the total density n↑ + n↓), without point-group symmetry (MD frames
 have none; forces stay as computed) but with time-reversal symmetry, k and −k being equivalent
 (:data:`SYMMETRY`, as VASP's ISYM = 0), on a periodic cell with a Γ-centred k-mesh:
 N_i = max(1, ⌈|b_i|/kspacing⌉) with |b_i| including 2π (VASP's KSPACING rule,
@@ -81,7 +83,8 @@ class LabelSettings:
     (Å⁻¹, 2π included); ``smearing``: GPAW occupation name (``fermi-dirac``,
     ``marzari-vanderbilt``, ...) with width ``smearing_eV``; ``convergence``: GPAW's convergence
     dict (``energy`` eV per valence electron, ``density`` electrons per valence electron,
-    ``eigenstates`` eV² per valence electron); ``setups``: GPAW's ``setups`` argument."""
+    ``eigenstates`` eV² per valence electron); ``setups``: GPAW's ``setups`` argument; ``spinpol``:
+    collinear spin polarisation (module docstring)."""
 
     ecut_eV: float = 500.0
     kspacing: float = 0.25
@@ -92,6 +95,7 @@ class LabelSettings:
     convergence: Dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CONVERGENCE))
     setups: str = "paw"
     efg: bool = False
+    spinpol: bool = False
 
     def __post_init__(self):
         if not self.ecut_eV > 0:
@@ -160,7 +164,7 @@ def make_calculator(atoms, settings: LabelSettings, txt=None):
     """A GPAW plane-wave calculator with ``settings`` for ``atoms`` (log to ``txt``: a path,
     None for no log)."""
     gpaw = import_gpaw()
-    return gpaw.GPAW(mode=gpaw.PW(settings.ecut_eV), xc=settings.xc,
+    return gpaw.GPAW(mode=gpaw.PW(settings.ecut_eV), xc=settings.xc, spinpol=settings.spinpol,
                      kpts={"size": kpoint_mesh_for(atoms, settings), "gamma": True},
                      occupations={"name": settings.smearing, "width": settings.smearing_eV},
                      convergence=dict(settings.convergence), setups=settings.setups,
@@ -184,12 +188,15 @@ def label_frame(atoms, settings: LabelSettings, index: int = 0, txt=None):
     gpaw = import_gpaw()
     _check_frame(atoms, index)
     work = atoms.copy()
+    if settings.spinpol and not np.any(work.get_initial_magnetic_moments()):
+        work.set_initial_magnetic_moments(np.ones(len(work)))      # VASP's MAGMOM default
     work.calc = make_calculator(work, settings, txt)
     start = time.perf_counter()
     free_energy = work.get_potential_energy(force_consistent=True)
     energy = work.get_potential_energy()
     forces = work.get_forces()
     stress = work.get_stress()
+    magmom = float(work.calc.get_magnetic_moment()) if settings.spinpol else None
     efg = None
     if settings.efg:
         from .gpaw_efg import efg_tensors
@@ -208,11 +215,14 @@ def label_frame(atoms, settings: LabelSettings, index: int = 0, txt=None):
         "dft_smearing_eV": float(settings.smearing_eV),
         "dft_convergence": json.dumps(settings.convergence, sort_keys=True),
         "dft_symmetry": "time reversal only",
+        "dft_spin": "collinear polarised" if settings.spinpol else "paired",
         "dft_setups": setups_record(work.calc),
         "dft_seconds": round(seconds, 3),
         "label_frame": int(index),
         "label_structure": structure_fingerprint(atoms),
     })
+    if magmom is not None:
+        out.info["dft_magmom_muB"] = magmom        # the converged total moment, μB
     if settings.efg:
         out.info["dft_efg_method"] = "PAW (Petrilli et al. 1998), pyexport.dft.gpaw_efg"
         out.arrays["efg"] = np.asarray(efg).reshape(len(out), 9)
