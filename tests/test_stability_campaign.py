@@ -75,6 +75,27 @@ def test_cation_bonds_are_the_minimum_image_distances(mapbi3):
         cation_bond_lengths(cell[:-1])
 
 
+def test_large_start_cells_keep_every_cation_whole(mapbi3):
+    """The relaxed 96-atom cell has cations across its boundary; repeated as it is, the 768-atom
+    start would pair each C with the N of another copy (C–N ~12 Å). Made whole first, every bond
+    of every cation is the relaxed one and the crystal is the same, atom for atom."""
+    from structures import ATOMS_PER_CELL, cation_bond_lengths, whole_cations
+
+    ground = next(a for a in mapbi3.reference_frames()
+                  if a.info.get("config_type") == "phase_min" and a.info.get("phase") == "tetragonal")
+    c, n = np.arange(4, len(ground), ATOMS_PER_CELL), np.arange(5, len(ground), ATOMS_PER_CELL)
+    assert np.linalg.norm(ground.positions[n] - ground.positions[c], axis=1).max() > 5.0   # straddling
+    whole = whole_cations(ground)
+    shift = whole.cell.scaled_positions(whole.positions - ground.positions)
+    np.testing.assert_allclose(shift, np.round(shift), atol=1e-9)        # moved by lattice vectors only
+    assert np.linalg.norm(whole.positions[n] - whole.positions[c], axis=1).max() < 1.6
+    relaxed = cation_bond_lengths(ground)
+    big = mapbi3.tetragonal_supercell(4)
+    assert len(big) == 768
+    for bond, lengths in cation_bond_lengths(big).items():
+        np.testing.assert_allclose(lengths, np.concatenate([relaxed[bond]] * 8), atol=1e-9)
+
+
 def test_bond_ranges_hold_the_reference_bonds(mapbi3):
     ranges = mapbi3.bond_ranges()
     # the relaxed bonds lie inside, and the set's distorted cations widen the ranges well beyond

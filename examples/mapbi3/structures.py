@@ -95,9 +95,27 @@ def mapbi3_supercell(a0: float, repeat: Sequence[int], rng: np.random.Generator,
 def relaxed_phase_supercell(frames: Sequence[Atoms], phase: str, n: int) -> Atoms:
     """The relaxed 96-atom cell of ``phase`` (``config_type=phase_min``) among the reference
     ``frames``, repeated to n×n×n pseudocubic cells (n even; the caller checks), atom order kept
-    cell by cell."""
+    cell by cell. The cations are made whole first (:func:`whole_cations`): repeating a cell in
+    which a cation straddles the boundary would give each of its copies atoms of another copy."""
     ground = next(a for a in frames if a.info.get("config_type") == "phase_min" and a.info.get("phase") == phase)
-    return ground.repeat((n // 2, n // 2, n // 2))
+    return whole_cations(ground).repeat((n // 2, n // 2, n // 2))
+
+
+def whole_cations(atoms: Atoms) -> Atoms:
+    """A copy of a supercell in this module's atom order with every cation's N and H atoms moved
+    to the periodic image nearest its C (minimum image; C and the framework stay), so that each
+    cation's atoms are bonded in Cartesian space, not only through the cell's periodicity."""
+    from ase.geometry import find_mic
+
+    if len(atoms) % ATOMS_PER_CELL:
+        raise ValueError(f"{len(atoms)} atoms: not whole pseudocubic cells of {ATOMS_PER_CELL} atoms")
+    out = atoms.copy()
+    base = np.arange(0, len(atoms), ATOMS_PER_CELL)
+    carbon = base + 4
+    for offset in range(5, ATOMS_PER_CELL):          # N, then the six H
+        vectors, _ = find_mic(out.positions[base + offset] - out.positions[carbon], out.cell, out.pbc)
+        out.positions[base + offset] = out.positions[carbon] + vectors
+    return out
 
 
 def cation_bond_lengths(atoms: Atoms) -> dict:
