@@ -252,8 +252,12 @@ def main(campaign: Campaign, description: str, argv=None) -> int:
 
     start = campaign.start(args.supercell)
     data = args.output / f"start_{args.supercell}.data"
-    if not data.exists():
-        write_lammps_data(data, start, campaign.elements)
+    fresh = data.with_suffix(f".{os.getpid()}.tmp")
+    write_lammps_data(fresh, start, campaign.elements)
+    if data.exists() and data.read_bytes() == fresh.read_bytes():
+        fresh.unlink()
+    else:   # a start that changed with the code replaces the old file in one step (a run may be reading it)
+        os.replace(fresh, data)
     if args.compare_guards:
         t = args.compare_guards
         jobs = [(f"guards_{t}K_grade", t, args.seed, args.gbreak), (f"guards_{t}K_plain", t, args.seed, None)]

@@ -95,9 +95,12 @@ def mapbi3_supercell(a0: float, repeat: Sequence[int], rng: np.random.Generator,
 def relaxed_phase_supercell(frames: Sequence[Atoms], phase: str, n: int) -> Atoms:
     """The relaxed 96-atom cell of ``phase`` (``config_type=phase_min``) among the reference
     ``frames``, repeated to n×n×n pseudocubic cells (n even; the caller checks), atom order kept
-    cell by cell. The cations are made whole first (:func:`whole_cations`): repeating a cell in
-    which a cation straddles the boundary would give each of its copies atoms of another copy."""
+    cell by cell. Before repeating, the cations are made whole (:func:`whole_cations`): repeating
+    a cell in which a cation straddles the boundary would give each of its copies atoms of another
+    copy. n = 2 is the cell as stored (its starts, and so its runs, stay those of earlier rounds)."""
     ground = next(a for a in frames if a.info.get("config_type") == "phase_min" and a.info.get("phase") == phase)
+    if n == 2:
+        return ground.copy()
     return whole_cations(ground).repeat((n // 2, n // 2, n // 2))
 
 
