@@ -104,16 +104,23 @@ def relaxed_phase_supercell(frames: Sequence[Atoms], phase: str, n: int) -> Atom
     return whole_cations(ground).repeat((n // 2, n // 2, n // 2))
 
 
+def cell_starts(atoms: Atoms) -> np.ndarray:
+    """Index of the first atom (Pb) of every pseudocubic cell of a supercell in this module's
+    atom order; a clear error when the atoms are not whole cells."""
+    if len(atoms) % ATOMS_PER_CELL:
+        raise ValueError(f"{len(atoms)} atoms: not whole pseudocubic cells of {ATOMS_PER_CELL} atoms "
+                         "(Pb, I, I, I, C, N, 3 H, 3 H)")
+    return np.arange(0, len(atoms), ATOMS_PER_CELL)
+
+
 def whole_cations(atoms: Atoms) -> Atoms:
     """A copy of a supercell in this module's atom order with every cation's N and H atoms moved
     to the periodic image nearest its C (minimum image; C and the framework stay), so that each
     cation's atoms are bonded in Cartesian space, not only through the cell's periodicity."""
     from ase.geometry import find_mic
 
-    if len(atoms) % ATOMS_PER_CELL:
-        raise ValueError(f"{len(atoms)} atoms: not whole pseudocubic cells of {ATOMS_PER_CELL} atoms")
     out = atoms.copy()
-    base = np.arange(0, len(atoms), ATOMS_PER_CELL)
+    base = cell_starts(atoms)
     carbon = base + 4
     for offset in range(5, ATOMS_PER_CELL):          # N, then the six H
         vectors, _ = find_mic(out.positions[base + offset] - out.positions[carbon], out.cell, out.pbc)
@@ -127,10 +134,7 @@ def cation_bond_lengths(atoms: Atoms) -> dict:
     measured, so a 768-atom frame costs what its 64 cations do."""
     from ase.geometry import find_mic
 
-    if len(atoms) % ATOMS_PER_CELL:
-        raise ValueError(f"{len(atoms)} atoms: not whole pseudocubic cells of {ATOMS_PER_CELL} atoms "
-                         "(Pb, I, I, I, C, N, 3 H, 3 H)")
-    base = np.arange(0, len(atoms), ATOMS_PER_CELL)
+    base = cell_starts(atoms)
     c, n = base + 4, base + 5
     first = np.concatenate([c, np.repeat(c, 3), np.repeat(n, 3)])
     second = np.concatenate([n, (base[:, None] + [6, 7, 8]).ravel(), (base[:, None] + [9, 10, 11]).ravel()])
