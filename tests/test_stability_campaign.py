@@ -219,3 +219,29 @@ def test_active_learning_reads_the_grades_lammps_printed(guarded_run, campaign, 
     for k, atoms in enumerate(frames):
         assert printed[atoms.info["timestep"]] == pytest.approx(score.of_frame(atoms, "dump", k), rel=1e-7)
     assert loop.printed_grades(folder / "no_such.log") == {}
+
+
+def test_a_large_cell_starts_from_a_small_runs_last_frame(guarded_run, campaign, mapbi3, tmp_path):
+    """--start-from: the last frame of the 96-atom run, cations made whole, repeated to 768 atoms
+    (--supercell 4) and run through LAMMPS; the run is named after the dump's run and records the
+    frame, and its start holds that frame's cations (the same bonds, eight times)."""
+    from pyexport.lammps.dump import iread
+    from structures import cation_bond_lengths
+
+    model = re.search(r'"model": "([^"]+)"', (guarded_run / "stability.json").read_text()).group(1)
+    dump = guarded_run / "runs" / "250K_n2_s11" / "md_250K.dump"
+    args = ["--model", model, "--temperatures", "250:1", "--ps", "0.005", "--every", "10", "--jobs", "1",
+            "--gbreak", "1e6", "--start-from", str(dump), "-o", str(tmp_path)]
+    assert campaign.main(mapbi3.CAMPAIGN, "test", ["--supercell", "4", *args]) == 0
+    record = json.loads((tmp_path / "runs" / "250K_n4_s11_from_250K_n2_s11.json").read_text())
+    last = list(iread(dump, types=mapbi3.ELEMENTS))[-1]
+    assert record["start_from"] == {"dump": str(dump), "timestep": 200, "atoms": 96} == {
+        "dump": str(dump), "timestep": last.info["timestep"], "atoms": len(last)}
+    assert record["atoms"] == 768 and record["steps_run"] == 10 and record["dump_check"]["frames"] == 2
+    import ase.io
+    start = ase.io.read(tmp_path / "start_4_from_250K_n2_s11.data", format="lammps-data", atom_style="atomic")
+    bonds_start, bonds_frame = cation_bond_lengths(start), cation_bond_lengths(last)
+    for bond in bonds_frame:
+        assert bonds_start[bond] == pytest.approx(np.concatenate([bonds_frame[bond]] * 8), abs=1e-8)
+    with pytest.raises(SystemExit, match="does not repeat to --supercell 3"):
+        campaign.main(mapbi3.CAMPAIGN, "test", ["--supercell", "3", *args])

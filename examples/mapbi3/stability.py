@@ -6,6 +6,8 @@ resumable, and a JSON the README quotes.
         --temperatures 250:3,300:3,350:3,400:3,450:3 --ps 20 -o examples/mapbi3/stability
     python examples/mapbi3/stability.py --model potential.pt --supercell 4 --temperatures 450:1 --ps 20 \\
         -o examples/mapbi3/stability
+    python examples/mapbi3/stability.py --model potential.pt --supercell 4 --temperatures 450:1 --ps 20 \\
+        --start-from examples/mapbi3/stability/runs/450K_n2_s11/md_450K.dump    # (a run kept with --keep-dumps)
 
 Every run starts from the relaxed tetragonal 96-atom cell of the reference set (repeated to
 n×n×n pseudocubic cells; n = 2 is the cell itself, n = 4 has 768 atoms) and runs ``in.npt.lmp``
@@ -15,7 +17,9 @@ n×n×n pseudocubic cells; n = 2 is the cell itself, n = 4 has 768 atoms) and ru
 firing, no LAMMPS error, max γ below G at every check, its volume within 20 % of the start's and
 every cation intact in every frame: each C–N, C–H and N–H bond (the cation's own atoms, by the
 start's atom order) within the range of that bond over the reference set
-(:func:`bond_ranges`). The campaign itself (records per run, resuming, summary, plot,
+(:func:`bond_ranges`). ``--start-from`` starts instead from the last frame of an earlier run's
+dump, repeated (:func:`repeated_frame`): the 768-atom cell equilibrated as the 96-atom one at
+the same temperature. The campaign itself (records per run, resuming, summary, plot,
 ``--compare-guards``) is ``examples/stability_campaign.py``.
 """
 import sys
@@ -28,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))        # examples/: the shared campaign
 from stability_campaign import Campaign, main  # noqa: E402
 from model_settings import ELEMENTS, REFERENCE  # noqa: E402
-from structures import cation_bond_lengths, relaxed_phase_supercell  # noqa: E402
+from structures import ATOMS_PER_CELL, cation_bond_lengths, relaxed_phase_supercell, whole_cations  # noqa: E402
 
 
 @lru_cache(maxsize=1)
@@ -45,6 +49,17 @@ def tetragonal_supercell(n: int):
     if n % 2:
         raise SystemExit(f"--supercell {n}: the 96-atom cell is 2x2x2 pseudocubic; give an even n")
     return relaxed_phase_supercell(reference_frames(), "tetragonal", n)
+
+
+def repeated_frame(frame, n: int):
+    """A frame of an earlier run (k×k×k pseudocubic cells in structures.py order, as the runs dump
+    them sorted by id) with its cations made whole, repeated to n×n×n cells (n a multiple of k):
+    ``--start-from``, e.g. a 768-atom start equilibrated as the 96-atom cell."""
+    k = round((len(frame) / ATOMS_PER_CELL) ** (1 / 3))
+    if k ** 3 * ATOMS_PER_CELL != len(frame) or n % k:
+        raise SystemExit(f"--start-from: a frame of {len(frame)} atoms ({k}x{k}x{k} pseudocubic cells?) "
+                         f"does not repeat to --supercell {n}")
+    return whole_cations(frame).repeat((n // k,) * 3)
 
 
 @lru_cache(maxsize=1)
@@ -85,7 +100,8 @@ def check_cations(dump: Path) -> dict:
 
 CAMPAIGN = Campaign(folder=HERE, elements=ELEMENTS, start=tetragonal_supercell,
                     temperatures="250:3,300:3,350:3,400:3,450:3", supercell=2, dt_ps=0.0005,
-                    ps=20.0, equil_ps=0.0, every=20, volume_limit=0.20, check_dump=check_cations)
+                    ps=20.0, equil_ps=0.0, every=20, volume_limit=0.20, check_dump=check_cations,
+                    start_from_frame=repeated_frame)
 
 if __name__ == "__main__":
     sys.exit(main(CAMPAIGN, __doc__.split("\n\n")[0]))
