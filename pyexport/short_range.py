@@ -14,7 +14,7 @@ The moving atom approaches along the straight line to its neighbour, every other
 on the way it may pass other atoms; that is what MD collisions look like too.
 """
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -88,17 +88,51 @@ def approach_scan(calc, atoms, a: str, b: str, separations: Sequence[float], inn
 
 
 def short_range_scans(calc, atoms, elements: Sequence[str], inner: float = 1.5, closest: float = 0.4,
-                      barrier: float = 10.0, step: float = 0.05) -> Dict[str, ApproachScan]:
+                      barrier: float = 10.0, step: float = 0.05, pairs: Optional[Sequence[str]] = None,
+                      progress: bool = False) -> Dict[str, ApproachScan]:
     """:func:`approach_scan` for every ordered species pair (A pushed towards B, and B towards A:
-    the environments differ), separations from just below the starting one down to ``closest``."""
-    present = set(atoms.get_chemical_symbols())
+    the environments differ), or only ``pairs`` ("A-B"), separations from just below the starting
+    one down to ``closest`` in steps of ``step`` Å."""
+    from tqdm.auto import tqdm
+
+    symbols = atoms.get_chemical_symbols()
+    present = set(symbols)
+    todo = [(a, b) for a in elements for b in elements if a in present and b in present]
+    if pairs is not None:
+        wanted = [tuple(p.split("-")) for p in pairs]
+        unknown = [f"{a}-{b}" for a, b in wanted if (a, b) not in todo]
+        if unknown:
+            raise ValueError(f"pairs {', '.join(unknown)}: not pairs of the potential's species present in the "
+                             f"structure ({', '.join(sorted(present & set(elements)))})")
+        todo = wanted
     scans = {}
-    for a in elements:
-        for b in elements:
-            if a not in present or b not in present:
-                continue
-            start = atoms.get_distance(atoms.get_chemical_symbols().index(a),
-                                       nearest_of_species(atoms, atoms.get_chemical_symbols().index(a), b), mic=True)
-            separations = np.arange(closest, start, step)
-            scans[f"{a}-{b}"] = approach_scan(calc, atoms, a, b, separations, inner, closest, barrier)
+    for a, b in tqdm(todo, desc="approach scans", unit="pair", disable=not progress):
+        start = atoms.get_distance(symbols.index(a), nearest_of_species(atoms, symbols.index(a), b), mic=True)
+        separations = np.arange(closest, start, step)
+        scans[f"{a}-{b}"] = approach_scan(calc, atoms, a, b, separations, inner, closest, barrier)
     return scans
+
+
+def plot_scans(scans: Dict[str, ApproachScan], path) -> None:
+    """Energy (eV, symmetric-log axis) against separation (Å) of every scan, the failing ones
+    dashed, ``inner`` and ``closest`` marked: a PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, scan in scans.items():
+        ax.plot(scan.separations, scan.energies, ls="-" if scan.ok else "--", lw=1.0,
+                label=name if scan.ok else f"{name} (fails)")
+    first = next(iter(scans.values()))
+    ax.axvline(first.inner, color="k", lw=0.6, ls=":")
+    ax.axhline(0.0, color="k", lw=0.6)
+    ax.axhline(first.barrier, color="grey", lw=0.6, ls=":")
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_xlabel("separation from the approached atom (Å)")
+    ax.set_ylabel("E − E(crystal) (eV)")
+    ax.legend(fontsize=6, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)

@@ -67,3 +67,38 @@ def test_approach_scan_measures_from_the_unperturbed_crystal(ground):
     assert scan.as_dict()["ok"] is True
     with pytest.raises(ValueError, match="no other atom of Xe"):
         approach_scan(calc, ground, "Pb", "Xe", separations=[1.0])
+
+
+def test_the_command_line_reports_each_pair_and_fails_on_a_hole(graded, ground, tmp_path, capsys):
+    """`pyexport short-range`: a table, a JSON and a plot; exit 0 for the shipped potential, 1 with
+    the failures named for the same small fit exported without its core; a pair of a species the
+    structure lacks is an error that names it."""
+    import json
+
+    from pyexport.cli import main as pyexport
+
+    ase.io.write(tmp_path / "ground.extxyz", ground)
+    args = [str(tmp_path / "ground.extxyz"), "--pairs", "Cs-Cs,Pb-Br", "--no-progress"]
+    assert pyexport(["short-range", str(EXAMPLE / "potential.pt"), *args, "-o", str(tmp_path / "ok.json"),
+                     "--plot", str(tmp_path / "ok.png")]) == 0
+    out = capsys.readouterr().out
+    assert "2 of 2 pairs repulsive at short range" in out
+    result = json.loads((tmp_path / "ok.json").read_text())
+    assert result["ok"] is True and [s["pair"] for s in result["scans"]] == ["Cs-Cs", "Pb-Br"]
+    calc = MLFFCalculator(EXAMPLE / "potential.pt")
+    direct = approach_scan(calc, ground, "Pb", "Br", result["scans"][1]["separations_A"])
+    assert result["scans"][1]["energies_eV"] == pytest.approx(direct.energies.tolist(), rel=1e-10, abs=1e-9)
+    assert (tmp_path / "ok.png").stat().st_size > 0
+
+    ckpt = load_checkpoint(graded["ckpt"])
+    ckpt["core_repulsion"] = None
+    export_model(potential_from_checkpoint(ckpt), tmp_path / "bare.pt")
+    every_pair = [str(tmp_path / "ground.extxyz"), "--no-progress", "-o", str(tmp_path / "bare.json")]
+    assert pyexport(["short-range", str(tmp_path / "bare.pt"), *every_pair]) == 1
+    out = capsys.readouterr().out
+    assert "fails: " in out and " NO" in out
+    assert json.loads((tmp_path / "bare.json").read_text())["ok"] is False
+
+    assert pyexport(["short-range", str(EXAMPLE / "potential.pt"), str(tmp_path / "ground.extxyz"),
+                     "--pairs", "Cs-I", "--no-progress"]) == 1
+    assert "pairs Cs-I: not pairs of the potential's species" in capsys.readouterr().err

@@ -21,12 +21,13 @@ from .inspect import add_inspect_parser
 from .label import add_label_parser
 from .scan import add_scan_parser
 from .select import add_select_parser
+from .short_range import add_short_range_parser
 from .vasp_inputs import add_vasp_inputs_parser
 
 #: Subcommand registrations, in help order.
 COMMANDS = [add_fit_parser, add_committee_parser, add_fit_efg_parser, add_export_parser, add_inspect_parser,
             add_eval_parser, add_scan_parser, add_select_parser, add_vasp_inputs_parser,
-            add_label_parser]
+            add_short_range_parser, add_label_parser]
 
 
 def add_read_arguments(p) -> None:
