@@ -23,6 +23,7 @@ import time
 from dataclasses import asdict
 from typing import Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from .models.cluster import build_energy_model
@@ -92,7 +93,10 @@ def run_fit(config: FitConfig, structures: Optional[Sequence[Structure]] = None)
     metrics["n_parameters"] = int(sum(p.numel() for p in model.parameters()))
     core = None
     if config.core_repulsion:
-        core = {"r_core_A": shortest_pair_distances(prepared, len(elements)), "strength_eV": float(config.core_strength)}
+        # at most the pair's cutoff: LAMMPS hands the model no longer edge of that pair, so a core
+        # reaching beyond it would switch on with a step in the energy
+        radii = np.minimum(shortest_pair_distances(prepared, len(elements)), basis.cutoff_table(elements))
+        core = {"r_core_A": radii.tolist(), "strength_eV": float(config.core_strength)}
         metrics["core_repulsion"] = {"strength_eV": core["strength_eV"],
                                      "r_core_A": {f"{a}-{b}": core["r_core_A"][i][j]
                                                   for i, a in enumerate(elements) for j, b in enumerate(elements) if j >= i}}

@@ -66,6 +66,25 @@ def test_core_radii_are_the_datas_shortest_distances(fits):
     assert abs(recorded["H-C"] - r[0, 1]) <= 1e-12
 
 
+def test_core_radius_stops_at_the_pairs_cutoff(fits, tmp_path):
+    """A pair cutoff below the data's shortest distance of that pair (the channel left empty on
+    purpose, as MAPbI3's Pb–Pb): the core's radius is the cutoff, not the shortest distance, so
+    that the core is zero where LAMMPS starts handing the model that pair's edges."""
+    closest = shortest(fits["frames"], "I", "Pb")
+    cap = round(closest - 0.3, 3)
+    pairs = ",".join(f"{k}={v}" for k, v in {**PAIRS, "I-Pb": cap}.items())
+    size = [f"--{k.replace('_', '-')}={v}" for k, v in FIT_SIZE.items()]
+    ckpt = str(tmp_path / "capped.ckpt")
+    assert main(["fit", str(fits["root"] / "data.xyz"), "--basis", "tiny", "--cutoff", str(CUTOFF), *size,
+                 "--pair-cutoff", pairs, "--split", "0.75,0.125,0.125", "--lambdas", "1e-14:1e-8:4",
+                 "--core-repulsion", "-o", ckpt, "--no-progress"]) == 0
+    r = np.array(load_checkpoint(ckpt)["core_repulsion"]["r_core_A"])
+    i, j = ELEMENTS.index("I"), ELEMENTS.index("Pb")
+    assert r[i, j] == r[j, i] == pytest.approx(cap, abs=1e-12) and cap < closest
+    k, m = ELEMENTS.index("C"), ELEMENTS.index("N")               # a pair the data reach inside its cutoff
+    assert abs(r[k, m] - shortest(fits["frames"], "C", "N")) <= 1e-9
+
+
 def test_core_changes_nothing_on_the_data(fits):
     plain, core = fits["plain"]["metrics"], fits["core"]["metrics"]
     for split in ("train", "val", "test"):

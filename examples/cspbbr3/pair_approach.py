@@ -36,9 +36,8 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-from ase import Atoms, units
-from ase.constraints import FixAtoms, Hookean
-from ase.md.langevin import Langevin
+from ase import Atoms
+from ase.constraints import FixAtoms
 from ase.optimize import FIRE
 from tqdm import tqdm
 
@@ -46,7 +45,9 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]    # this example's recipe, examples/: the shared labelling code
 from make_reference import FORMAL_CHARGES  # noqa: E402
 from reference_labels import (add_efg_labels, labelled, load_sevennet0, read_extxyz,  # noqa: E402
-                              shown_path, statistics, thermalize, write_frames, write_json)
+                              shown_path, statistics, write_frames, write_json)
+from restrained_approach import (add_restrained_md_arguments, check_restrained_md_arguments,  # noqa: E402
+                                 restrained_md, sane, shortest_pairs)
 
 VARIANTS = ("edge", "corner")
 METHODS = ("relax", "md")
@@ -66,15 +67,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--relax-steps", type=int, default=40, help="FIRE steps at most")
     p.add_argument("--fmax", type=float, default=0.1, help="eV/Å, relaxation stop")
     p.add_argument("--method", choices=METHODS, default="relax",
-                   help="relax: built geometry, cage relaxed by 7net-0; md: restrained MD with --model")
-    p.add_argument("--model", type=Path, help="exported potential that runs the MD (--method md)")
-    p.add_argument("--md-steps", type=int, default=400, help="MD steps per distance (--method md)")
-    p.add_argument("--timestep", type=float, default=2.0, help="fs (--method md)")
-    p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs (--method md)")
-    p.add_argument("--spring", type=float, default=5.0, help="Hookean spring, eV/Å² (--method md)")
-    p.add_argument("--per-distance", type=int, default=2, help="snapshots per distance (--method md)")
-    p.add_argument("--max-force", type=float, default=30.0,
-                   help="eV/Å: --method md drops snapshots with a larger 7net-0 force component")
+                   help="relax: 7net-0-relaxed approaches; md: restrained MD with --model")
+    add_restrained_md_arguments(p, timestep_fs=2.0)
     p.add_argument("--min-distances", default="Br-Pb=1.9,Pb-Pb=2.8,Br-Br=2.5,Br-Cs=2.5,Cs-Pb=3.0",
                    help="Å: --method md drops snapshots with a pair closer than these")
     p.add_argument("--seed", type=int, default=26)
@@ -100,10 +94,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     except ValueError:
         p.error(f"--min-distances: expected A-B=Å,..., got {args.min_distances!r}")
     if args.method == "md":
-        if args.model is None or not args.model.is_file():
-            p.error(f"--method md needs --model, an exported potential file (got {args.model})")
-        if not 1 <= args.per_distance <= args.md_steps // 2:
-            p.error("--per-distance must lie in 1 .. --md-steps / 2")
+        check_restrained_md_arguments(p, args)
     return args
 
 
@@ -184,33 +175,6 @@ def relaxed(atoms: Atoms, fixed: Sequence[int], calc, steps: int, fmax: float) -
     return work, int(optimizer.nsteps)
 
 
-def restrained_md(atoms: Atoms, i: int, j: int, distance: float, calc, temperature_K: float,
-                  args, rng: np.random.Generator) -> List[Tuple[Atoms, int, float]]:
-    """``args.per_distance`` snapshots (structure, MD step, max γ of the potential or nan) of
-    Langevin MD with ``calc`` at ``temperature_K`` and Pb ``i``, ``j`` held within ``distance``
-    Å by a one-sided spring (it pulls only while they are farther apart)."""
-    work = atoms.copy()
-    work.set_constraint(Hookean(i, j, args.spring, distance))
-    work.calc = calc
-    thermalize(work, temperature_K, rng)
-    md = Langevin(work, args.timestep * units.fs, temperature_K=temperature_K, friction=args.friction / units.fs,
-                  rng=rng, logfile=None)
-    every = max(1, (args.md_steps // 2) // args.per_distance)
-    picks = set(range(args.md_steps - (args.per_distance - 1) * every, args.md_steps + 1, every))
-    snapshots = []
-    for step in range(1, args.md_steps + 1):
-        md.run(1)
-        if step in picks:
-            grade = float("nan")
-            if getattr(calc, "has_grade", False):
-                calc.calculate(work, ["energy", "forces", "extrapolation_grade"], [])
-                grade = float(np.max(calc.results["extrapolation_grade"]))
-            snapshot = work.copy()
-            del snapshot.constraints
-            snapshots.append((snapshot, step, grade))
-    return snapshots
-
-
 def relaxed_approaches(jobs, args, calc, rng) -> Tuple[List[Atoms], List[dict]]:
     """--method relax: one structure per (pair, variant, distance), its cage relaxed by 7net-0."""
     tasks = [(job, d, v) for job in jobs for v in args.variants for d in args.distances]
@@ -229,28 +193,6 @@ def relaxed_approaches(jobs, args, calc, rng) -> Tuple[List[Atoms], List[dict]]:
                       "second_bridge": second})
         frames.append(frame)
     return frames, built
-
-
-def shortest_pairs(atoms: Atoms, cutoff: float = 4.0) -> dict:
-    """The shortest distance (Å) of every species pair ``"A-B"`` (sorted) within ``cutoff``."""
-    from ase.neighborlist import neighbor_list
-    i, j, d = neighbor_list("ijd", atoms, cutoff)
-    symbols = np.array(atoms.get_chemical_symbols())
-    shortest: dict = {}
-    for a, b, r in zip(symbols[i], symbols[j], d):
-        key = "-".join(sorted((a, b)))
-        shortest[key] = min(shortest.get(key, np.inf), float(r))
-    return shortest
-
-
-def sane(frame: Atoms, max_force: float, min_distances: dict) -> bool:
-    """Whether a labelled snapshot is worth fitting: once the potential's MD has collapsed (two
-    atoms far inside any distance of the data, 7net-0 forces of 10²-10¹³ eV/Å) the frame would
-    only pull the core radii in and dominate the force loss."""
-    if np.abs(frame.get_forces()).max() > max_force:
-        return False
-    shortest = shortest_pairs(frame)
-    return all(shortest.get(pair, np.inf) >= r for pair, r in min_distances.items())
 
 
 def md_approaches(jobs, args, calc, rng) -> Tuple[List[Atoms], List[dict]]:

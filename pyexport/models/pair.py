@@ -119,7 +119,8 @@ class CoreRepulsion(torch.nn.Module):
     there, and dominates any polynomial hole deeper inside (≈ A·1.1 at x = 0.4).
     ``r_core`` (n_species, n_species) Å, symmetric, 0 for no core; ``strength`` A in eV.
     ``pyexport fit --core-repulsion`` takes r_core from the data
-    (:func:`pyexport.fit.shortest_pair_distances`).
+    (:func:`pyexport.training.extrapolation.shortest_pair_distances`), capped at the pair's cutoff
+    (LAMMPS passes no longer edge of the pair, so a larger r_core would switch on with a step).
     """
 
     def __init__(self, r_core, strength: float = 100.0, dtype: torch.dtype = torch.float64):

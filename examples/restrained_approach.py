@@ -1,0 +1,94 @@
+"""Restrained MD that pushes two atoms together with the potential being trained, and the filter
+for its snapshots (shared by ``cspbbr3/pair_approach.py --method md`` and
+``mapbi3/cation_approach.py``).
+
+Active learning meets a rare close approach (two Pb of neighbouring octahedra, the methyl groups
+of two neighbouring cations) only where the last fit failed, one distance at a time. Pulling the
+pair together on purpose with a one-sided spring, in Langevin MD with the potential being
+trained, samples the whole approach in seconds: these are the configurations the potential
+drifts into once the pair is pushed together, where it is wrong, and the reference labels of
+its snapshots teach it what happens there. Lengths Å, energies eV, times fs.
+"""
+import argparse
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+from ase import Atoms, units
+from ase.constraints import Hookean
+from ase.md.langevin import Langevin
+
+from reference_labels import thermalize
+
+
+def add_restrained_md_arguments(p: argparse.ArgumentParser, timestep_fs: float, md_steps: int = 400) -> None:
+    """The MD options: --model, --md-steps, --timestep, --friction, --spring, --per-distance,
+    --max-force."""
+    p.add_argument("--model", type=Path, help="exported potential that runs the MD")
+    p.add_argument("--md-steps", type=int, default=md_steps, help="MD steps per distance")
+    p.add_argument("--timestep", type=float, default=timestep_fs, help="fs")
+    p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs")
+    p.add_argument("--spring", type=float, default=5.0, help="one-sided Hookean spring, eV/Å²")
+    p.add_argument("--per-distance", type=int, default=2, help="snapshots per distance, from the run's second half")
+    p.add_argument("--max-force", type=float, default=30.0,
+                   help="eV/Å: snapshots with a larger reference force (a collapse) are left out")
+
+
+def check_restrained_md_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.model is None or not args.model.is_file():
+        p.error(f"the restrained MD needs --model, an exported potential file (got {args.model})")
+    if not 1 <= args.per_distance <= args.md_steps // 2:
+        p.error("--per-distance must lie in 1 .. --md-steps / 2")
+
+
+def restrained_md(atoms: Atoms, i: int, j: int, distance: float, calc, temperature_K: float,
+                  args, rng: np.random.Generator) -> List[Tuple[Atoms, int, float]]:
+    """``args.per_distance`` snapshots (structure, MD step, max γ of the potential or nan) of
+    Langevin MD with ``calc`` at ``temperature_K`` and atoms ``i``, ``j`` held within ``distance``
+    Å by a one-sided spring (it pulls only while they are farther apart)."""
+    work = atoms.copy()
+    work.set_constraint(Hookean(i, j, args.spring, distance))
+    work.calc = calc
+    thermalize(work, temperature_K, rng)
+    md = Langevin(work, args.timestep * units.fs, temperature_K=temperature_K, friction=args.friction / units.fs,
+                  rng=rng, logfile=None)
+    every = max(1, (args.md_steps // 2) // args.per_distance)
+    picks = set(range(args.md_steps - (args.per_distance - 1) * every, args.md_steps + 1, every))
+    snapshots = []
+    for step in range(1, args.md_steps + 1):
+        md.run(1)
+        if step in picks:
+            grade = float("nan")
+            if getattr(calc, "has_grade", False):
+                calc.calculate(work, ["energy", "forces", "extrapolation_grade"], [])
+                grade = float(np.max(calc.results["extrapolation_grade"]))
+            snapshot = work.copy()
+            del snapshot.constraints
+            snapshots.append((snapshot, step, grade))
+    return snapshots
+
+
+def shortest_pairs(atoms: Atoms, cutoff: float = 4.0) -> dict:
+    """The shortest distance (Å) of every species pair ``"A-B"`` (sorted) within ``cutoff``."""
+    from ase.neighborlist import neighbor_list
+    i, j, d = neighbor_list("ijd", atoms, cutoff)
+    symbols = np.array(atoms.get_chemical_symbols())
+    shortest: dict = {}
+    for a, b, r in zip(symbols[i], symbols[j], d):
+        key = "-".join(sorted((a, b)))
+        shortest[key] = min(shortest.get(key, np.inf), float(r))
+    return shortest
+
+
+def sane(frame: Atoms, max_force: float, min_distances: dict,
+         intact: Optional[Callable[[Atoms], bool]] = None) -> bool:
+    """Whether a labelled snapshot is worth fitting: once the potential's MD has collapsed (two
+    atoms far inside any distance of the data, reference forces of 10²-10¹³ eV/Å, a molecule
+    torn apart: ``intact``) the frame would only pull the repulsive core's radii in and dominate
+    the force loss."""
+    if np.abs(frame.get_forces()).max() > max_force:
+        return False
+    if intact is not None and not intact(frame):
+        return False
+    shortest = shortest_pairs(frame)
+    return all(shortest.get(pair, np.inf) >= r for pair, r in min_distances.items())
