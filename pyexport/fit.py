@@ -18,6 +18,7 @@ The steps live in :mod:`pyexport.training`, one concept per module:
 - :mod:`~pyexport.training.checkpoints`: the checkpoint schema, its safe reader, models from it.
 """
 import copy
+import logging
 import os
 import time
 from dataclasses import asdict
@@ -33,7 +34,7 @@ from .training.checkpoints import make_checkpoint
 from .training.config import FitConfig
 from .training.data import (Structure, at_most_atoms, elements_of, hash_files, prepare, read_structures,
                             split_indices)
-from .training.extrapolation import fit_active_set, shortest_pair_distances
+from .training.extrapolation import fit_active_set, shortest_pair_distances, sliver_channels
 from .training.metrics import split_metrics
 from .training.nn import start_nn, train_nn
 from .training.ridge import fit_linear
@@ -91,11 +92,20 @@ def run_fit(config: FitConfig, structures: Optional[Sequence[Structure]] = None)
     if config.dtype == "float32":
         metrics["float32"] = split_metrics(copy.deepcopy(model).to(torch.float32), prepared, splits)
     metrics["n_parameters"] = int(sum(p.numel() for p in model.parameters()))
+    shortest = shortest_pair_distances(prepared, len(elements))
+    slivers = sliver_channels(shortest, basis.cutoff_table(elements), elements)
+    for s in slivers:
+        logging.getLogger(__name__).warning(
+            "pair %s: the data come no closer than %.3f Å, inside its cutoff %.3g Å: its terms are fitted on that "
+            "sliver and extrapolate below it; set --pair-cutoff %s=R with R < %.3g Å (the core then acts alone "
+            "there) or add data at shorter %s distances", s["pair"], s["r_min_A"], s["cutoff_A"], s["pair"],
+            s["r_min_A"], s["pair"])
+    metrics["sliver_pair_channels"] = slivers
     core = None
     if config.core_repulsion:
         # at most the pair's cutoff: LAMMPS hands the model no longer edge of that pair, so a core
         # reaching beyond it would switch on with a step in the energy
-        radii = np.minimum(shortest_pair_distances(prepared, len(elements)), basis.cutoff_table(elements))
+        radii = np.minimum(shortest, basis.cutoff_table(elements))
         core = {"r_core_A": radii.tolist(), "strength_eV": float(config.core_strength)}
         metrics["core_repulsion"] = {"strength_eV": core["strength_eV"],
                                      "r_core_A": {f"{a}-{b}": core["r_core_A"][i][j]

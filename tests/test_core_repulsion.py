@@ -83,6 +83,25 @@ def test_core_radius_stops_at_the_pairs_cutoff(fits, tmp_path):
     assert r[i, j] == r[j, i] == pytest.approx(cap, abs=1e-12) and cap < closest
     k, m = ELEMENTS.index("C"), ELEMENTS.index("N")               # a pair the data reach inside its cutoff
     assert abs(r[k, m] - shortest(fits["frames"], "C", "N")) <= 1e-9
+    slivers = json.loads((tmp_path / "capped.metrics.json").read_text())["sliver_pair_channels"]
+    assert "I-Pb" not in [s["pair"] for s in slivers]               # an empty channel is no sliver
+
+
+def test_a_channel_the_data_reach_only_at_its_edge_is_named(fits, tmp_path, capsys):
+    """An I–Pb cutoff just beyond the data's shortest I–Pb distance: the channel's terms would be
+    fitted on a sliver; the fit says so (stderr and metrics) and still runs."""
+    closest = shortest(fits["frames"], "I", "Pb")
+    pairs = ",".join(f"{k}={v}" for k, v in {**PAIRS, "I-Pb": round(closest + 0.05, 3)}.items())
+    size = [f"--{k.replace('_', '-')}={v}" for k, v in FIT_SIZE.items()]
+    assert main(["fit", str(fits["root"] / "data.xyz"), "--basis", "tiny", "--cutoff", str(CUTOFF), *size,
+                 "--pair-cutoff", pairs, "--split", "0.75,0.125,0.125", "--lambdas", "1e-14:1e-8:4",
+                 "-o", str(tmp_path / "sliver.ckpt"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: pair I-Pb: the data come no closer than" in err and "--pair-cutoff I-Pb=R" in err
+    slivers = json.loads((tmp_path / "sliver.metrics.json").read_text())["sliver_pair_channels"]
+    found = {s["pair"]: s for s in slivers}
+    assert found["I-Pb"]["r_min_A"] == pytest.approx(closest, abs=1e-9)
+    assert found["I-Pb"]["cutoff_A"] == pytest.approx(closest + 0.05, abs=1e-3)
 
 
 def test_core_changes_nothing_on_the_data(fits):

@@ -49,3 +49,22 @@ def shortest_pair_distances(prepared: Sequence[Prepared], n_species: int) -> Lis
         np.minimum.at(shortest, (item.species.index_select(0, src).numpy(), item.species.index_select(0, dst).numpy()), r)
     shortest = np.minimum(shortest, shortest.T)
     return np.where(np.isfinite(shortest), shortest, 0.0).tolist()
+
+
+def sliver_channels(shortest, cutoffs, elements: Sequence[str], fraction: float = 0.1) -> List[dict]:
+    """Species pairs whose data reach only the outer ``fraction`` of the pair's cutoff: the
+    shortest distance r_min (``shortest`` (S, S) Å, 0 = never within the cutoff) lies inside the
+    cutoff R (``cutoffs`` (S, S) Å) but above (1 − fraction)·R. The pair's radial functions are
+    then fitted on the sliver [r_min, R] and extrapolate wildly below it (MAPbI3's Pb–Pb channel
+    at 5.5 Å with the data at 5.20–5.5 Å dug a hole of −2·10⁵ eV at 4 Å). Either leave the channel
+    empty (a pair cutoff below r_min: the repulsive core acts alone there) or add data closer in.
+    ``[{"pair": "A-B", "r_min_A": ..., "cutoff_A": ...}]``, each pair once."""
+    shortest, cutoffs = np.asarray(shortest, dtype=float), np.asarray(cutoffs, dtype=float)
+    found = []
+    for i, a in enumerate(elements):
+        for j in range(i, len(elements)):
+            r, cut = shortest[i, j], cutoffs[i, j]
+            if 0.0 < r < cut and r > (1.0 - fraction) * cut:
+                found.append({"pair": f"{a}-{elements[j]}", "r_min_A": float(r), "cutoff_A": float(cut)})
+    return found
+
