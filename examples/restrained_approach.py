@@ -11,7 +11,7 @@ its snapshots teach it what happens there. Lengths Å, energies eV, times fs.
 """
 import argparse
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from ase import Atoms, units
@@ -21,17 +21,42 @@ from ase.md.langevin import Langevin
 from reference_labels import thermalize
 
 
-def add_restrained_md_arguments(p: argparse.ArgumentParser, timestep_fs: float, md_steps: int = 400) -> None:
-    """The MD options: --model, --md-steps, --timestep, --friction, --spring, --per-distance,
-    --max-force."""
+def add_approach_arguments(p: argparse.ArgumentParser, timestep_fs: float, min_distances: str, seed: int,
+                           md_steps: int = 400, spring: float = 5.0) -> None:
+    """The options every approach script shares: the MD's (--model, --md-steps, --timestep,
+    --friction, --spring, --per-distance, --max-force), the snapshot filter (--min-distances),
+    --seed, --threads, --device (of the reference model) and --summary."""
     p.add_argument("--model", type=Path, help="exported potential that runs the MD")
     p.add_argument("--md-steps", type=int, default=md_steps, help="MD steps per distance")
     p.add_argument("--timestep", type=float, default=timestep_fs, help="fs")
     p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs")
-    p.add_argument("--spring", type=float, default=5.0, help="one-sided Hookean spring, eV/Å²")
+    p.add_argument("--spring", type=float, default=spring, help="one-sided Hookean spring, eV/Å²")
     p.add_argument("--per-distance", type=int, default=2, help="snapshots per distance, from the run's second half")
     p.add_argument("--max-force", type=float, default=30.0,
                    help="eV/Å: snapshots with a larger reference force (a collapse) are left out")
+    p.add_argument("--min-distances", default=min_distances,
+                   help="Å: snapshots with a pair closer than these are left out")
+    p.add_argument("--seed", type=int, default=seed)
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--summary", type=Path, help="JSON of what was built (default: --out with .json)")
+
+
+def parse_approach_arguments(p: argparse.ArgumentParser, args: argparse.Namespace, shortest: float,
+                             longest: float) -> None:
+    """--distances (comma list, each in (shortest, longest) Å) and --min-distances (A-B=Å,...)
+    into lists and a {"A-B" (sorted): Å} dict, or a parser error naming the option."""
+    try:
+        args.distances = [float(d) for d in args.distances.split(",")]
+    except ValueError:
+        p.error(f"--distances: expected comma-separated Å, got {args.distances!r}")
+    if not all(shortest < d < longest for d in args.distances):
+        p.error(f"--distances: every distance must lie in ({shortest:g}, {longest:g}) Å, got {args.distances}")
+    try:
+        args.min_distances = {"-".join(sorted(k.strip().split("-"))): float(v)
+                              for k, v in (item.split("=") for item in args.min_distances.split(","))}
+    except ValueError:
+        p.error(f"--min-distances: expected A-B=Å,..., got {args.min_distances!r}")
 
 
 def check_restrained_md_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -39,6 +64,18 @@ def check_restrained_md_arguments(p: argparse.ArgumentParser, args: argparse.Nam
         p.error(f"the restrained MD needs --model, an exported potential file (got {args.model})")
     if not 1 <= args.per_distance <= args.md_steps // 2:
         p.error("--per-distance must lie in 1 .. --md-steps / 2")
+
+
+def starting_frames(frames: Sequence[Atoms], count: int, min_temperature: float, n_atoms: int,
+                    rng: np.random.Generator) -> List[Tuple[int, Atoms]]:
+    """``count`` (index, frame) pairs drawn without replacement among the NPT frames of
+    ``n_atoms`` atoms of the set at >= ``min_temperature`` K."""
+    pool = [k for k, a in enumerate(frames) if len(a) == n_atoms and a.info.get("ensemble") == "npt"
+            and float(a.info.get("temperature_K", 0.0)) >= min_temperature]
+    if len(pool) < count:
+        raise SystemExit(f"only {len(pool)} NPT frames of {n_atoms} atoms at >= {min_temperature} K in the set, "
+                         f"{count} asked for")
+    return [(int(k), frames[int(k)]) for k in sorted(rng.choice(pool, count, replace=False))]
 
 
 def restrained_md(atoms: Atoms, i: int, j: int, distance: float, calc, temperature_K: float,

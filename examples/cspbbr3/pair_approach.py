@@ -46,8 +46,8 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]    # this example's recipe, example
 from make_reference import FORMAL_CHARGES  # noqa: E402
 from reference_labels import (add_efg_labels, labelled, load_sevennet0, read_extxyz,  # noqa: E402
                               shown_path, statistics, write_frames, write_json)
-from restrained_approach import (add_restrained_md_arguments, check_restrained_md_arguments,  # noqa: E402
-                                 restrained_md, sane, shortest_pairs)
+from restrained_approach import (add_approach_arguments, check_restrained_md_arguments,  # noqa: E402
+                                 parse_approach_arguments, restrained_md, sane, shortest_pairs, starting_frames)
 
 VARIANTS = ("edge", "corner")
 METHODS = ("relax", "md")
@@ -68,46 +68,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--fmax", type=float, default=0.1, help="eV/Å, relaxation stop")
     p.add_argument("--method", choices=METHODS, default="relax",
                    help="relax: 7net-0-relaxed approaches; md: restrained MD with --model")
-    add_restrained_md_arguments(p, timestep_fs=2.0)
-    p.add_argument("--min-distances", default="Br-Pb=1.9,Pb-Pb=2.8,Br-Br=2.5,Br-Cs=2.5,Cs-Pb=3.0",
-                   help="Å: --method md drops snapshots with a pair closer than these")
-    p.add_argument("--seed", type=int, default=26)
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--summary", type=Path, help="JSON of what was built (default: --out with .json)")
+    add_approach_arguments(p, timestep_fs=2.0, min_distances="Br-Pb=1.9,Pb-Pb=2.8,Br-Br=2.5,Br-Cs=2.5,Cs-Pb=3.0",
+                           seed=26)
     args = p.parse_args(argv)
-    try:
-        args.distances = [float(d) for d in args.distances.split(",")]
-    except ValueError:
-        p.error(f"--distances: expected comma-separated Å, got {args.distances!r}")
-    if not all(1.0 < d < 6.5 for d in args.distances):
-        p.error(f"--distances: every distance must lie in (1, 6.5) Å, got {args.distances}")
+    parse_approach_arguments(p, args, 1.0, 6.5)
     args.variants = [v.strip() for v in args.variants.split(",")]
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         p.error(f"--variants: unknown {unknown}, expected some of {list(VARIANTS)}")
     if args.n_frames < 1 or args.relax_steps < 0:
         p.error("--n-frames must be >= 1 and --relax-steps >= 0")
-    try:
-        args.min_distances = {"-".join(sorted(k.strip().split("-"))): float(v)
-                              for k, v in (item.split("=") for item in args.min_distances.split(","))}
-    except ValueError:
-        p.error(f"--min-distances: expected A-B=Å,..., got {args.min_distances!r}")
     if args.method == "md":
         check_restrained_md_arguments(p, args)
     return args
-
-
-def starting_frames(frames: Sequence[Atoms], count: int, min_temperature: float,
-                    rng: np.random.Generator) -> List[Tuple[int, Atoms]]:
-    """``count`` (index, frame) pairs drawn without replacement among the 320-atom NPT frames of
-    the set at >= ``min_temperature`` K."""
-    pool = [k for k, a in enumerate(frames) if len(a) == 320 and a.info.get("ensemble") == "npt"
-            and float(a.info.get("temperature_K", 0.0)) >= min_temperature]
-    if len(pool) < count:
-        raise SystemExit(f"pair_approach.py: only {len(pool)} 320-atom NPT frames at >= "
-                         f"{min_temperature} K in the set, {count} asked for")
-    return [(int(k), frames[int(k)]) for k in sorted(rng.choice(pool, count, replace=False))]
 
 
 def mic_vector(atoms: Atoms, i: int, j: int) -> np.ndarray:
@@ -220,7 +193,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
     rng = np.random.default_rng(args.seed)
     calc, provenance = load_sevennet0(args.device, args.threads)
-    starts = starting_frames(read_extxyz(args.data), args.n_frames, args.min_temperature, rng)
+    starts = starting_frames(read_extxyz(args.data), args.n_frames, args.min_temperature, 320, rng)
     jobs = [(k, atoms, *pick_pair(atoms, rng)) for k, atoms in starts]
     build = relaxed_approaches if args.method == "relax" else md_approaches
     frames, built = build(jobs, args, calc, rng)

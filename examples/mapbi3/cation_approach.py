@@ -34,8 +34,8 @@ from make_reference import FORMAL_CHARGES  # noqa: E402
 from model_settings import REFERENCE  # noqa: E402
 from reference_labels import (add_efg_labels, labelled, load_sevennet0, read_extxyz,  # noqa: E402
                               shown_path, statistics, write_frames, write_json)
-from restrained_approach import (add_restrained_md_arguments, check_restrained_md_arguments,  # noqa: E402
-                                 restrained_md, sane)
+from restrained_approach import (add_approach_arguments, check_restrained_md_arguments,  # noqa: E402
+                                 parse_approach_arguments, restrained_md, sane, starting_frames)
 from structures import ATOMS_PER_CELL, intact_molecules  # noqa: E402
 
 
@@ -46,42 +46,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="labelled extxyz (.xz compresses)")
     p.add_argument("--n-frames", type=int, default=8, help="starting frames (one C-C pair each)")
     p.add_argument("--min-temperature", type=float, default=400.0, help="K, of the starting frames")
-    p.add_argument("--distances", default="3.9,3.7,3.5,3.3", help="C-C distances the spring holds, Å")
-    add_restrained_md_arguments(p, timestep_fs=0.5)
-    p.add_argument("--min-distances", default="C-C=2.8,H-H=1.2,C-I=2.6,I-N=2.6",
-                   help="Å: snapshots with a pair closer than these are left out")
-    p.add_argument("--seed", type=int, default=19)
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--summary", type=Path, help="JSON of what was built (default: --out with .json)")
+    p.add_argument("--distances", default="4.0,3.8,3.6", help="C-C distances the spring holds, Å")
+    add_approach_arguments(p, timestep_fs=0.5, min_distances="C-C=2.8,H-H=1.2,C-I=2.6,I-N=2.6", seed=19,
+                           md_steps=200, spring=20.0)
     args = p.parse_args(argv)
-    try:
-        args.distances = [float(d) for d in args.distances.split(",")]
-    except ValueError:
-        p.error(f"--distances: expected comma-separated Å, got {args.distances!r}")
-    if not all(2.5 < d < 6.0 for d in args.distances):
-        p.error(f"--distances: every C-C distance must lie in (2.5, 6) Å, got {args.distances}")
-    try:
-        args.min_distances = {"-".join(sorted(k.strip().split("-"))): float(v)
-                              for k, v in (item.split("=") for item in args.min_distances.split(","))}
-    except ValueError:
-        p.error(f"--min-distances: expected A-B=Å,..., got {args.min_distances!r}")
+    parse_approach_arguments(p, args, 2.5, 6.0)
     if args.n_frames < 1:
         p.error("--n-frames must be >= 1")
     check_restrained_md_arguments(p, args)
     return args
-
-
-def starting_frames(frames: Sequence[Atoms], count: int, min_temperature: float,
-                    rng: np.random.Generator) -> List[Tuple[int, Atoms]]:
-    """``count`` (index, frame) pairs drawn without replacement among the 96-atom NPT frames of
-    the set at >= ``min_temperature`` K."""
-    pool = [k for k, a in enumerate(frames) if len(a) == 96 and a.info.get("ensemble") == "npt"
-            and float(a.info.get("temperature_K", 0.0)) >= min_temperature]
-    if len(pool) < count:
-        raise SystemExit(f"cation_approach.py: only {len(pool)} 96-atom NPT frames at >= "
-                         f"{min_temperature} K in the set, {count} asked for")
-    return [(int(k), frames[int(k)]) for k in sorted(rng.choice(pool, count, replace=False))]
 
 
 def closest_carbon_pair(atoms: Atoms) -> Tuple[int, int]:
@@ -141,7 +114,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
     rng = np.random.default_rng(args.seed)
     calc, provenance = load_sevennet0(args.device, args.threads)
-    starts = starting_frames(read_extxyz(args.data), args.n_frames, args.min_temperature, rng)
+    starts = starting_frames(read_extxyz(args.data), args.n_frames, args.min_temperature, 96, rng)
     jobs = [(k, atoms, *closest_carbon_pair(atoms)) for k, atoms in starts]
     frames, built = approaches(jobs, args, calc, rng)
     for row in built:
