@@ -71,6 +71,7 @@ class Example:
     ensembles: Sequence[str] = ("npt", "nvt")
     fit_options: List[str] = field(default_factory=list)
     timestep_ps: Optional[float] = None  # None: the input's own default
+    start_from_frame: Optional[Callable[[Atoms, int], Atoms]] = None   # --start-from: (dump frame, n) -> start
 
 
 def parse_args(example: Example, description: str, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -89,6 +90,10 @@ def parse_args(example: Example, description: str, argv: Optional[Sequence[str]]
                    help="n of the n x n x n pseudocubic start")
     p.add_argument("--start", choices=tuple(example.starts), default=example.default_start,
                    help="MD start structure (see the example's active_learning.py)")
+    p.add_argument("--start-from", type=Path, metavar="DUMP",
+                   help="start every run from a frame of this LAMMPS dump (e.g. an equilibrated smaller cell) "
+                        "repeated to --supercell, instead of --start")
+    p.add_argument("--start-frame", type=int, default=-1, help="which frame of --start-from (-1: the last)")
     p.add_argument("--timestep", type=float, default=example.timestep_ps,
                    help="MD time step, ps (default: the LAMMPS input's)")
     p.add_argument("--steps", type=int, default=2000, help="MD steps per run")
@@ -229,7 +234,8 @@ def pick_frames(dump: Path, outcome: Dict, round_index: int, args, elements: Seq
     for atoms in chosen:
         clean = Atoms(atoms.get_chemical_symbols(), positions=atoms.get_positions(), cell=atoms.cell, pbc=True)
         clean.info.update(config_type="active_learning", active_round=round_index,
-                          temperature_K=float(outcome["temperature_K"]), ensemble=args.ensemble, start=args.start,
+                          temperature_K=float(outcome["temperature_K"]), ensemble=args.ensemble,
+                          start="dump" if args.start_from else args.start,
                           md_step=int(atoms.info["timestep"]), runaway=bool(outcome["halted"]))
         picked.append(clean)
     return picked
@@ -243,7 +249,13 @@ def one_round(round_index: int, data: Path, args, example: Example) -> Dict:
     t0 = time.time()
     metrics = fit(data, folder, args, example)
     from pyexport.lammps.data_file import write_lammps_data
-    write_lammps_data(folder / "start.data", example.starts[args.start](args), example.elements)
+    if args.start_from:
+        from stability_campaign import start_from_dump
+        start, _, origin = start_from_dump(args.start_from, args.start_frame, example.elements,
+                                           example.start_from_frame, args.supercell)
+    else:
+        start, origin = example.starts[args.start](args), None
+    write_lammps_data(folder / "start.data", start, example.elements)
     os.environ["OMP_NUM_THREADS"] = "1"
     seeds = {T: args.seed * 1000 + 10 * round_index + T for T in args.temperatures}
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -261,6 +273,8 @@ def one_round(round_index: int, data: Path, args, example: Example) -> Dict:
                "md": outcomes, "n_halted": len(outcomes) - len(survived), "runs_survived": len(survived),
                "atom_ps_survived": sum(o["atom_ps"] for o in survived),
                "max_grade": max(grades) if grades else None, "frames_added": len(picked)}
+    if origin is not None:
+        summary["start_from"] = origin
     if not picked:
         summary["frames_added"] = 0
         summary["seconds"] = round(time.time() - t0, 1)

@@ -120,23 +120,26 @@ def temperature_runs(text: str, repeats: int) -> List[tuple]:
     return runs
 
 
-def start_from_dump(args, campaign: Campaign) -> tuple:
-    """The start structure from frame ``--start-frame`` of ``--start-from`` repeated to
-    ``--supercell``, the tag runs from it carry in their names, and what their records say of it."""
+def start_from_dump(dump: Path, index: int, elements: Sequence[str],
+                    repeat: Optional[Callable[[Atoms, int], Atoms]], n: int) -> tuple:
+    """``--start-from``: frame ``index`` of a LAMMPS ``dump`` (types = ``elements``) repeated to
+    n×n×n cells by the example's ``repeat``; also the tag runs from it carry in their names
+    (``from_<the dump's folder>``) and what their records say of it. Shared with the
+    active-learning loop."""
     from pyexport.lammps.dump import iread
 
-    if campaign.start_from_frame is None:
+    if repeat is None:
         raise SystemExit("--start-from: this example cannot repeat a dump frame into its start cell")
-    frames = list(iread(args.start_from, types=campaign.elements))
+    frames = list(iread(dump, types=list(elements)))
     if not frames:
-        raise SystemExit(f"--start-from {args.start_from}: no complete frame in the dump")
+        raise SystemExit(f"--start-from {dump}: no complete frame in the dump")
     try:
-        frame = frames[args.start_frame]
+        frame = frames[index]
     except IndexError:
-        raise SystemExit(f"--start-frame {args.start_frame}: {args.start_from} has {len(frames)} frames") from None
-    tag = "from_" + (args.start_from.parent.name or args.start_from.stem)
-    origin = {"dump": str(args.start_from), "timestep": int(frame.info["timestep"]), "atoms": len(frame)}
-    return campaign.start_from_frame(frame, args.supercell), tag, origin
+        raise SystemExit(f"--start-frame {index}: {dump} has {len(frames)} frames") from None
+    tag = "from_" + (dump.parent.name or dump.stem)
+    origin = {"dump": str(dump), "timestep": int(frame.info["timestep"]), "atoms": len(frame)}
+    return repeat(frame, n), tag, origin
 
 
 def file_sha256(path: Path) -> str:
@@ -286,7 +289,8 @@ def main(campaign: Campaign, description: str, argv=None) -> int:
 
     tag, origin = "", None
     if args.start_from:
-        start, tag, origin = start_from_dump(args, campaign)
+        start, tag, origin = start_from_dump(args.start_from, args.start_frame, campaign.elements,
+                                             campaign.start_from_frame, args.supercell)
     else:
         start = campaign.start(args.supercell)
     data = args.output / f"start_{args.supercell}{'_' + tag if tag else ''}.data"

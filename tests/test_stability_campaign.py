@@ -245,3 +245,18 @@ def test_a_large_cell_starts_from_a_small_runs_last_frame(guarded_run, campaign,
         assert bonds_start[bond] == pytest.approx(np.concatenate([bonds_frame[bond]] * 8), abs=1e-8)
     with pytest.raises(SystemExit, match="does not repeat to --supercell 3"):
         campaign.main(mapbi3.CAMPAIGN, "test", ["--supercell", "3", *args])
+
+
+def test_active_learning_can_start_from_a_dump_frame(guarded_run, campaign, mapbi3):
+    """The loop's --start-from (examples/active_learning_loop.py) goes through the campaign's
+    start_from_dump with the MAPbI3 example's repeat: the 96-atom run's last frame as a 768-atom
+    start; an example without a repeat refuses by name."""
+    loop = _load("active_learning_loop", EXAMPLES / "active_learning_loop.py")
+    example = _load("mapbi3_active_learning", EXAMPLES / "mapbi3" / "active_learning.py").EXAMPLE
+    dump = guarded_run / "runs" / "250K_n2_s11" / "md_250K.dump"
+    args = loop.parse_args(example, "test", ["--start-from", str(dump), "--supercell", "4"])
+    start, tag, origin = campaign.start_from_dump(args.start_from, args.start_frame, example.elements,
+                                                  example.start_from_frame, args.supercell)
+    assert len(start) == 768 and tag == "from_250K_n2_s11" and origin["timestep"] == 200
+    with pytest.raises(SystemExit, match="cannot repeat a dump frame"):
+        campaign.start_from_dump(args.start_from, -1, example.elements, None, 4)

@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))        # examples/: the shared loop
 from active_learning_loop import Example, grow  # noqa: E402
 from model_settings import ELEMENTS, FIT_OPTIONS, REFERENCE  # noqa: E402
-from structures import relaxed_phase_supercell  # noqa: E402
+from structures import relaxed_phase_supercell, repeated_frame  # noqa: E402
 
 
 def relaxed_phase(name):
@@ -35,7 +35,7 @@ EXAMPLE = Example(folder=HERE, reference=REFERENCE, elements=ELEMENTS,
                   starts={"tetragonal": relaxed_phase("tetragonal"), "cubic": relaxed_phase("cubic")},
                   default_start="tetragonal", temperatures="250,300,350,400,450", cutoff=6.0, supercell=2,
                   ensembles=("npt",), timestep_ps=0.0005,
-                  fit_options=FIT_OPTIONS)
+                  fit_options=FIT_OPTIONS, start_from_frame=repeated_frame)
 
 if __name__ == "__main__":
     grow(EXAMPLE, __doc__.split("\n\n")[0])

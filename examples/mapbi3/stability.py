@@ -18,7 +18,7 @@ firing, no LAMMPS error, max γ below G at every check, its volume within 20 % o
 every cation intact in every frame: each C–N, C–H and N–H bond (the cation's own atoms, by the
 start's atom order) within the range of that bond over the reference set
 (:func:`bond_ranges`). ``--start-from`` starts instead from the last frame of an earlier run's
-dump, repeated (:func:`repeated_frame`): the 768-atom cell equilibrated as the 96-atom one at
+dump, repeated (:func:`structures.repeated_frame`): the 768-atom cell equilibrated as the 96-atom one at
 the same temperature. The campaign itself (records per run, resuming, summary, plot,
 ``--compare-guards``) is ``examples/stability_campaign.py``.
 """
@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))        # examples/: the shared campaign
 from stability_campaign import Campaign, main  # noqa: E402
 from model_settings import ELEMENTS, REFERENCE  # noqa: E402
-from structures import ATOMS_PER_CELL, cation_bond_lengths, relaxed_phase_supercell, whole_cations  # noqa: E402
+from structures import cation_bond_lengths, relaxed_phase_supercell, repeated_frame  # noqa: E402
 
 
 @lru_cache(maxsize=1)
@@ -49,17 +49,6 @@ def tetragonal_supercell(n: int):
     if n % 2:
         raise SystemExit(f"--supercell {n}: the 96-atom cell is 2x2x2 pseudocubic; give an even n")
     return relaxed_phase_supercell(reference_frames(), "tetragonal", n)
-
-
-def repeated_frame(frame, n: int):
-    """A frame of an earlier run (k×k×k pseudocubic cells in structures.py order, as the runs dump
-    them sorted by id) with its cations made whole, repeated to n×n×n cells (n a multiple of k):
-    ``--start-from``, e.g. a 768-atom start equilibrated as the 96-atom cell."""
-    k = round((len(frame) / ATOMS_PER_CELL) ** (1 / 3))
-    if k ** 3 * ATOMS_PER_CELL != len(frame) or n % k:
-        raise SystemExit(f"--start-from: a frame of {len(frame)} atoms ({k}x{k}x{k} pseudocubic cells?) "
-                         f"does not repeat to --supercell {n}")
-    return whole_cations(frame).repeat((n // k,) * 3)
 
 
 @lru_cache(maxsize=1)

@@ -128,6 +128,17 @@ def whole_cations(atoms: Atoms) -> Atoms:
     return out
 
 
+def repeated_frame(frame: Atoms, n: int) -> Atoms:
+    """A frame of an earlier run (k×k×k pseudocubic cells in structures.py order, as the runs dump
+    them sorted by id) with its cations made whole, repeated to n×n×n cells (n a multiple of k):
+    ``--start-from``, e.g. a 768-atom start equilibrated as the 96-atom cell."""
+    k = round((len(frame) / ATOMS_PER_CELL) ** (1 / 3))
+    if k ** 3 * ATOMS_PER_CELL != len(frame) or n % k:
+        raise SystemExit(f"--start-from: a frame of {len(frame)} atoms ({k}x{k}x{k} pseudocubic cells?) "
+                         f"does not repeat to --supercell {n}")
+    return whole_cations(frame).repeat((n // k,) * 3)
+
+
 def cation_bond_lengths(atoms: Atoms) -> dict:
     """Bond lengths (Å, minimum image) of every cation of a supercell in this module's atom
     order: ``"C-N"`` (n_cations,), ``"C-H"`` and ``"N-H"`` (n_cations, 3). Only the bonds are
