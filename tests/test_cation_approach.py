@@ -34,7 +34,7 @@ def frame(builder):
 
 def test_the_closest_carbons_belong_to_two_cations(builder, frame):
     from structures import ATOMS_PER_CELL
-    i, j = builder.closest_carbon_pair(frame)
+    i, j = builder.closest_pair(frame, "C")
     assert frame[i].symbol == frame[j].symbol == "C" and i // ATOMS_PER_CELL != j // ATOMS_PER_CELL
     carbon = [k for k, s in enumerate(frame.get_chemical_symbols()) if s == "C"]
     d = frame.get_all_distances(mic=True)[np.ix_(carbon, carbon)]
@@ -44,8 +44,8 @@ def test_the_closest_carbons_belong_to_two_cations(builder, frame):
 @pytest.mark.parametrize("distance", [3.8, 3.4])
 def test_cations_move_rigidly_until_their_carbons_are_that_far_apart(builder, frame, distance):
     from structures import cation_bond_lengths
-    i, j = builder.closest_carbon_pair(frame)
-    moved = builder.cations_moved_together(frame, i, j, distance)
+    i, j = builder.closest_pair(frame, "C")
+    moved = builder.moved_together(frame, i, j, distance)
     assert moved.get_distance(i, j, mic=True) == pytest.approx(distance, abs=1e-10)
     for bond, lengths in cation_bond_lengths(frame).items():
         assert cation_bond_lengths(moved)[bond] == pytest.approx(lengths, abs=1e-10)   # rigid
@@ -54,8 +54,21 @@ def test_cations_move_rigidly_until_their_carbons_are_that_far_apart(builder, fr
     others = [k for k in range(len(frame)) if k not in cations]
     shift = moved.get_scaled_positions(wrap=False)[others] - frame.get_scaled_positions(wrap=False)[others]
     assert np.allclose(shift - np.round(shift), 0.0, atol=1e-12)       # only wrapped into the cell
-    far = builder.cations_moved_together(frame, i, j, 10.0)             # already closer: unchanged
+    far = builder.moved_together(frame, i, j, 10.0)             # already closer: unchanged
     assert np.allclose(far.positions, frame.positions)
+
+
+def test_a_methyl_group_moves_towards_its_nearest_lead_and_the_framework_stays(builder, frame):
+    i, j = builder.closest_pair(frame, "Pb")
+    assert frame[i].symbol == "C" and frame[j].symbol == "Pb"
+    lead = [k for k, s in enumerate(frame.get_chemical_symbols()) if s == "Pb"]
+    assert frame.get_distance(i, j, mic=True) == pytest.approx(frame.get_distances(i, lead, mic=True).min(), abs=1e-12)
+    moved = builder.moved_together(frame, i, j, 3.3)
+    assert moved.get_distance(i, j, mic=True) == pytest.approx(3.3, abs=1e-10)
+    cation = set(builder.cation_atoms(i))
+    others = [k for k in range(len(frame)) if k not in cation]
+    shift = moved.get_scaled_positions(wrap=False)[others] - frame.get_scaled_positions(wrap=False)[others]
+    assert np.allclose(shift - np.round(shift), 0.0, atol=1e-12)       # the Pb and the rest stay
 
 
 def test_restrained_md_holds_the_pair_together(builder, frame, tmp_path):
@@ -71,8 +84,8 @@ def test_restrained_md_holds_the_pair_together(builder, frame, tmp_path):
     assert pyexport(["fit", str(tmp_path / "data.extxyz"), "--model", "cluster", "--basis", "tiny", "--cutoff", "6.0",
                      "--lambdas", "1e-6:1e-2:3", *FIT_OPTIONS, "--no-progress", "-o", str(tmp_path / "m.ckpt")]) == 0
     assert pyexport(["export", str(tmp_path / "m.ckpt"), "-o", str(tmp_path / "m.pt")]) == 0
-    i, j = builder.closest_carbon_pair(frame)
-    start = builder.cations_moved_together(frame, i, j, 3.9)
+    i, j = builder.closest_pair(frame, "C")
+    start = builder.moved_together(frame, i, j, 3.9)
     args = argparse.Namespace(spring=20.0, timestep=0.5, friction=0.01, md_steps=20, per_distance=2)
     shots = builder.restrained_md(start, i, j, 3.9, MLFFCalculator(tmp_path / "m.pt"), 450.0, args,
                                   np.random.default_rng(0))
@@ -96,6 +109,8 @@ def test_bad_arguments_are_refused_by_name(builder, tmp_path, capsys):
     with pytest.raises(SystemExit):
         builder.parse_args(["--out", str(tmp_path / "x.extxyz")])
     assert "--model" in capsys.readouterr().err
+    args = builder.parse_args(["--out", str(tmp_path / "x.extxyz"), "--model", str(model), "--pair", "C-Pb"])
+    assert args.distances == [3.8, 3.5, 3.2] and args.min_distances["C-Pb"] == 2.5
 
 
 def test_a_torn_cation_or_a_huge_force_is_left_out(builder, frame):

@@ -15,9 +15,15 @@ Langevin MD at the frame's temperature with the potential being trained (--model
 for the hydrogens); --per-distance snapshots from each run's second half are
 labelled like the rest of the set (7net-0 energy, forces, stress; point-charge EFGs). Snapshots
 where the MD tore a cation apart (``structures.intact_molecules``) or 7net-0 gives a force above
---max-force are left out (listed in the summary). Usage (the Python that has sevenn):
+--max-force are left out (listed in the summary).
+
+``--pair C-Pb`` samples the other recurring stop the same way: a cation's methyl group pushed
+through a cage window towards a Pb (a 300 K run of the 933-structure fit stopped at 1.25 ps with
+C–Pb 3.54 Å and an H 2.52 Å from the Pb, γ 12); the cation moves rigidly towards the Pb, the
+framework stays, and the spring holds C and Pb. Usage (the Python that has sevenn):
 
     python examples/mapbi3/cation_approach.py --model potential.pt --out cation_approach.extxyz.xz
+    python examples/mapbi3/cation_approach.py --pair C-Pb --model potential.pt --out c_pb.extxyz.xz
 """
 import argparse
 import sys
@@ -39,17 +45,24 @@ from restrained_approach import (add_approach_arguments, check_restrained_md_arg
 from structures import ATOMS_PER_CELL, intact_molecules  # noqa: E402
 
 
+#: --pair choices: the partner of the cation's C, and default --distances (Å)
+PARTNERS = {"C-C": "4.0,3.8,3.6", "C-Pb": "3.8,3.5,3.2"}
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", type=Path, default=REFERENCE, help="the set whose 96-atom NPT frames are the starts")
     p.add_argument("--out", type=Path, required=True, help="labelled extxyz (.xz compresses)")
-    p.add_argument("--n-frames", type=int, default=8, help="starting frames (one C-C pair each)")
+    p.add_argument("--pair", choices=tuple(PARTNERS), default="C-C",
+                   help="C-C: two cations' methyl groups; C-Pb: a methyl group into a cage window")
+    p.add_argument("--n-frames", type=int, default=8, help="starting frames (one pair each)")
     p.add_argument("--min-temperature", type=float, default=400.0, help="K, of the starting frames")
-    p.add_argument("--distances", default="4.0,3.8,3.6", help="C-C distances the spring holds, Å")
-    add_approach_arguments(p, timestep_fs=0.5, min_distances="C-C=2.8,H-H=1.2,C-I=2.6,I-N=2.6", seed=19,
+    p.add_argument("--distances", help="distances the spring holds, Å (default: C-C 4.0,3.8,3.6; C-Pb 3.8,3.5,3.2)")
+    add_approach_arguments(p, timestep_fs=0.5, min_distances="C-C=2.8,H-H=1.2,C-I=2.6,I-N=2.6,C-Pb=2.5,H-Pb=1.8", seed=19,
                            md_steps=200, spring=20.0)
     args = p.parse_args(argv)
+    args.distances = args.distances or PARTNERS[args.pair]
     parse_approach_arguments(p, args, 2.5, 6.0)
     if args.n_frames < 1:
         p.error("--n-frames must be >= 1")
@@ -57,13 +70,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def closest_carbon_pair(atoms: Atoms) -> Tuple[int, int]:
-    """The two C atoms (of two cations) closest to each other in the frame (minimum image):
-    the cations whose methyl groups already face each other."""
-    carbon = np.flatnonzero(np.array(atoms.get_chemical_symbols()) == "C")
-    distances = atoms.get_all_distances(mic=True)[np.ix_(carbon, carbon)] + np.eye(len(carbon)) * 1e9
+def closest_pair(atoms: Atoms, partner: str) -> Tuple[int, int]:
+    """The C atom ``i`` and the atom ``j`` of species ``partner`` (another cation's C, or a Pb)
+    closest to each other in the frame (minimum image): for C-C the cations whose methyl groups
+    already face each other, for C-Pb the methyl group nearest a cage window."""
+    symbols = np.array(atoms.get_chemical_symbols())
+    carbon, other = np.flatnonzero(symbols == "C"), np.flatnonzero(symbols == partner)
+    distances = atoms.get_all_distances(mic=True)[np.ix_(carbon, other)]
+    distances[carbon[:, None] == other[None, :]] = np.inf
     a, b = np.unravel_index(np.argmin(distances), distances.shape)
-    return int(carbon[a]), int(carbon[b])
+    return int(carbon[a]), int(other[b])
 
 
 def cation_atoms(i: int) -> np.ndarray:
@@ -72,18 +88,21 @@ def cation_atoms(i: int) -> np.ndarray:
     return np.arange(base + 4, base + ATOMS_PER_CELL)
 
 
-def cations_moved_together(atoms: Atoms, i: int, j: int, distance: float) -> Atoms:
-    """``atoms`` with the cations of C ``i`` and C ``j`` translated rigidly towards each other
-    along their C-C line, half the way each, until the C atoms are ``distance`` Å apart (moved
-    only if farther). A spring on the C atoms alone would tear them out of their cations (a
-    5.4 → 3.6 Å pull stretched C-H bonds beyond 1.35 Å within 20 fs)."""
+def moved_together(atoms: Atoms, i: int, j: int, distance: float) -> Atoms:
+    """``atoms`` with the cation of C ``i`` translated rigidly along the line to atom ``j`` until
+    the two are ``distance`` Å apart (moved only if farther); when ``j`` is another cation's C,
+    both cations move, half the way each. A spring on the C atom alone would tear it out of its
+    cation (a 5.4 → 3.6 Å pull stretched C-H bonds beyond 1.35 Å within 20 fs)."""
     out = atoms.copy()
     vector = out.get_distance(i, j, mic=True, vector=True)
     length = float(np.linalg.norm(vector))
     if length > distance:
-        shift = 0.5 * (length - distance) * vector / length
-        out.positions[cation_atoms(i)] += shift
-        out.positions[cation_atoms(j)] -= shift
+        shift = (length - distance) * vector / length
+        if out[j].symbol == "C":
+            out.positions[cation_atoms(i)] += 0.5 * shift
+            out.positions[cation_atoms(j)] -= 0.5 * shift
+        else:
+            out.positions[cation_atoms(i)] += shift
         out.wrap()
     return out
 
@@ -97,11 +116,11 @@ def approaches(jobs, args, calc, rng) -> Tuple[List[Atoms], List[dict]]:
     frames, built = [], []
     for (source, atoms, i, j), distance in tqdm(tasks, desc="restrained MD", unit="run"):
         temperature = float(atoms.info["temperature_K"])
-        start = cations_moved_together(atoms, i, j, distance)
+        start = moved_together(atoms, i, j, distance)
         for snapshot, step, grade in restrained_md(start, i, j, distance, potential, temperature, args, rng):
-            info = {"config_type": "cation_approach", "pair": "C-C", "target_distance_A": distance,
-                    "source_index": source, "carbons": f"{i},{j}", "md_step": step, "temperature_K": temperature,
-                    "c_c_A": round(float(snapshot.get_distance(i, j, mic=True)), 4)}
+            info = {"config_type": "cation_approach", "pair": args.pair, "target_distance_A": distance,
+                    "source_index": source, "atoms_pulled": f"{i},{j}", "md_step": step,
+                    "temperature_K": temperature, "distance_A": round(float(snapshot.get_distance(i, j, mic=True)), 4)}
             frame = labelled(snapshot, calc, **info)
             keep = sane(frame, args.max_force, args.min_distances, intact=intact_molecules)
             built.append({**info, "max_grade": round(grade, 3), "kept": keep})
@@ -115,11 +134,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     rng = np.random.default_rng(args.seed)
     calc, provenance = load_sevennet0(args.device, args.threads)
     starts = starting_frames(read_extxyz(args.data), args.n_frames, args.min_temperature, 96, rng)
-    jobs = [(k, atoms, *closest_carbon_pair(atoms)) for k, atoms in starts]
+    jobs = [(k, atoms, *closest_pair(atoms, args.pair.split("-")[1])) for k, atoms in starts]
     frames, built = approaches(jobs, args, calc, rng)
     for row in built:
         print(f"d {row['target_distance_A']:.2f} Å  source {row['source_index']:4d}  step {row['md_step']:5d}  "
-              f"C-C {row['c_c_A']:.2f} Å  max γ {row['max_grade']:.2f}" + ("" if row["kept"] else "  (left out)"))
+              f"{args.pair} {row['distance_A']:.2f} Å  max γ {row['max_grade']:.2f}" + ("" if row["kept"] else "  (left out)"))
     if not frames:
         raise SystemExit("cation_approach.py: every snapshot was left out (see the rows above); nothing written")
     add_efg_labels(frames, FORMAL_CHARGES)
@@ -127,7 +146,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     summary = {"command": "python " + " ".join([shown_path(Path(sys.argv[0]))] + sys.argv[1:]),
                "provenance": provenance, "statistics": statistics(frames), "structures": built}
     write_json(args.summary or args.out.with_suffix("").with_suffix(".json"), summary)
-    print(f"{args.out}: {len(frames)} C-C approach structures labelled by 7net-0")
+    print(f"{args.out}: {len(frames)} {args.pair} approach structures labelled by 7net-0")
 
 
 if __name__ == "__main__":
