@@ -34,7 +34,7 @@ def frame(builder):
 
 def test_the_closest_carbons_belong_to_two_cations(builder, frame):
     from structures import ATOMS_PER_CELL
-    i, j = builder.closest_pair(frame, "C")
+    i, j = builder.closest_pair(frame, "C-C")
     assert frame[i].symbol == frame[j].symbol == "C" and i // ATOMS_PER_CELL != j // ATOMS_PER_CELL
     carbon = [k for k, s in enumerate(frame.get_chemical_symbols()) if s == "C"]
     d = frame.get_all_distances(mic=True)[np.ix_(carbon, carbon)]
@@ -44,7 +44,7 @@ def test_the_closest_carbons_belong_to_two_cations(builder, frame):
 @pytest.mark.parametrize("distance", [3.8, 3.4])
 def test_cations_move_rigidly_until_their_carbons_are_that_far_apart(builder, frame, distance):
     from structures import cation_bond_lengths
-    i, j = builder.closest_pair(frame, "C")
+    i, j = builder.closest_pair(frame, "C-C")
     moved = builder.moved_together(frame, i, j, distance)
     assert moved.get_distance(i, j, mic=True) == pytest.approx(distance, abs=1e-10)
     for bond, lengths in cation_bond_lengths(frame).items():
@@ -58,8 +58,18 @@ def test_cations_move_rigidly_until_their_carbons_are_that_far_apart(builder, fr
     assert np.allclose(far.positions, frame.positions)
 
 
+def test_two_ammonium_heads_of_two_cations_move_together(builder, frame):
+    from structures import ATOMS_PER_CELL
+    i, j = builder.closest_pair(frame, "N-N")
+    assert frame[i].symbol == frame[j].symbol == "N" and i // ATOMS_PER_CELL != j // ATOMS_PER_CELL
+    moved = builder.moved_together(frame, i, j, 3.5)
+    assert moved.get_distance(i, j, mic=True) == pytest.approx(3.5, abs=1e-10)
+    k, m = builder.closest_pair(frame, "C-N")                          # never the C-N bond of one cation
+    assert frame[k].symbol == "C" and frame[m].symbol == "N" and frame.get_distance(k, m, mic=True) > 2.5
+
+
 def test_a_methyl_group_moves_towards_its_nearest_lead_and_the_framework_stays(builder, frame):
-    i, j = builder.closest_pair(frame, "Pb")
+    i, j = builder.closest_pair(frame, "C-Pb")
     assert frame[i].symbol == "C" and frame[j].symbol == "Pb"
     lead = [k for k, s in enumerate(frame.get_chemical_symbols()) if s == "Pb"]
     assert frame.get_distance(i, j, mic=True) == pytest.approx(frame.get_distances(i, lead, mic=True).min(), abs=1e-12)
@@ -84,7 +94,7 @@ def test_restrained_md_holds_the_pair_together(builder, frame, tmp_path):
     assert pyexport(["fit", str(tmp_path / "data.extxyz"), "--model", "cluster", "--basis", "tiny", "--cutoff", "6.0",
                      "--lambdas", "1e-6:1e-2:3", *FIT_OPTIONS, "--no-progress", "-o", str(tmp_path / "m.ckpt")]) == 0
     assert pyexport(["export", str(tmp_path / "m.ckpt"), "-o", str(tmp_path / "m.pt")]) == 0
-    i, j = builder.closest_pair(frame, "C")
+    i, j = builder.closest_pair(frame, "C-C")
     start = builder.moved_together(frame, i, j, 3.9)
     args = argparse.Namespace(spring=20.0, timestep=0.5, friction=0.01, md_steps=20, per_distance=2)
     shots = builder.restrained_md(start, i, j, 3.9, MLFFCalculator(tmp_path / "m.pt"), 450.0, args,

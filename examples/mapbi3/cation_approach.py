@@ -17,13 +17,16 @@ labelled like the rest of the set (7net-0 energy, forces, stress; point-charge E
 where the MD tore a cation apart (``structures.intact_molecules``) or 7net-0 gives a force above
 --max-force are left out (listed in the summary).
 
-``--pair C-Pb`` samples the other recurring stop the same way: a cation's methyl group pushed
+``--pair N-N`` and ``C-N`` pull two ammonium heads, or a methyl and an ammonium group, together
+(a 400 K run of the 933-structure fit stopped with two N 3.71 Å apart, γ 10.0). ``--pair C-Pb``
+samples the other recurring stop the same way: a cation's methyl group pushed
 through a cage window towards a Pb (a 300 K run of the 933-structure fit stopped at 1.25 ps with
 C–Pb 3.54 Å and an H 2.52 Å from the Pb, γ 12); the cation moves rigidly towards the Pb, the
 framework stays, and the spring holds C and Pb. Usage (the Python that has sevenn):
 
     python examples/mapbi3/cation_approach.py --model potential.pt --out cation_approach.extxyz.xz
     python examples/mapbi3/cation_approach.py --pair C-Pb --model potential.pt --out c_pb.extxyz.xz
+    python examples/mapbi3/cation_approach.py --pair N-N --model potential.pt --out n_n.extxyz.xz
 """
 import argparse
 import sys
@@ -46,7 +49,7 @@ from structures import ATOMS_PER_CELL, intact_molecules  # noqa: E402
 
 
 #: --pair choices: the partner of the cation's C, and default --distances (Å)
-PARTNERS = {"C-C": "4.0,3.8,3.6", "C-Pb": "3.8,3.5,3.2"}
+PARTNERS = {"C-C": "4.0,3.8,3.6", "N-N": "4.0,3.8,3.6", "C-N": "4.0,3.8,3.6", "C-Pb": "3.8,3.5,3.2"}
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -55,11 +58,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=REFERENCE, help="the set whose 96-atom NPT frames are the starts")
     p.add_argument("--out", type=Path, required=True, help="labelled extxyz (.xz compresses)")
     p.add_argument("--pair", choices=tuple(PARTNERS), default="C-C",
-                   help="C-C: two cations' methyl groups; C-Pb: a methyl group into a cage window")
+                   help="C-C, N-N, C-N: two cations' methyl or ammonium groups; C-Pb: a methyl group into a "
+                        "cage window")
     p.add_argument("--n-frames", type=int, default=8, help="starting frames (one pair each)")
     p.add_argument("--min-temperature", type=float, default=400.0, help="K, of the starting frames")
-    p.add_argument("--distances", help="distances the spring holds, Å (default: C-C 4.0,3.8,3.6; C-Pb 3.8,3.5,3.2)")
-    add_approach_arguments(p, timestep_fs=0.5, min_distances="C-C=2.8,H-H=1.2,C-I=2.6,I-N=2.6,C-Pb=2.5,H-Pb=1.8", seed=19,
+    p.add_argument("--distances", help="distances the spring holds, Å (default: 4.0,3.8,3.6; C-Pb 3.8,3.5,3.2)")
+    add_approach_arguments(p, timestep_fs=0.5, min_distances="C-C=2.8,N-N=2.6,C-N=2.6,H-H=1.2,C-I=2.6,I-N=2.6,C-Pb=2.5,H-Pb=1.8", seed=19,
                            md_steps=200, spring=20.0)
     args = p.parse_args(argv)
     args.distances = args.distances or PARTNERS[args.pair]
@@ -70,35 +74,38 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def closest_pair(atoms: Atoms, partner: str) -> Tuple[int, int]:
-    """The C atom ``i`` and the atom ``j`` of species ``partner`` (another cation's C, or a Pb)
-    closest to each other in the frame (minimum image): for C-C the cations whose methyl groups
-    already face each other, for C-Pb the methyl group nearest a cage window."""
+def closest_pair(atoms: Atoms, pair: str) -> Tuple[int, int]:
+    """For ``pair`` "A-B" (A the C or N of a cation, B another cation's C or N, or a Pb), the
+    atoms ``i`` of A and ``j`` of B closest to each other in the frame (minimum image, never two
+    atoms of one cation): for C-C the cations whose methyl groups already face each other, for
+    C-Pb the methyl group nearest a cage window."""
+    from structures import ATOMS_PER_CELL
+    a, b = pair.split("-")
     symbols = np.array(atoms.get_chemical_symbols())
-    carbon, other = np.flatnonzero(symbols == "C"), np.flatnonzero(symbols == partner)
-    distances = atoms.get_all_distances(mic=True)[np.ix_(carbon, other)]
-    distances[carbon[:, None] == other[None, :]] = np.inf
-    a, b = np.unravel_index(np.argmin(distances), distances.shape)
-    return int(carbon[a]), int(other[b])
+    first, second = np.flatnonzero(symbols == a), np.flatnonzero(symbols == b)
+    distances = atoms.get_all_distances(mic=True)[np.ix_(first, second)]
+    distances[first[:, None] // ATOMS_PER_CELL == second[None, :] // ATOMS_PER_CELL] = np.inf
+    k, m = np.unravel_index(np.argmin(distances), distances.shape)
+    return int(first[k]), int(second[m])
 
 
 def cation_atoms(i: int) -> np.ndarray:
-    """The indices of the cation (C, N, 6 H) whose C is atom ``i`` (structures.py order)."""
+    """The indices of the cation (C, N, 6 H) of its atom ``i`` (structures.py order)."""
     base = i - i % ATOMS_PER_CELL
     return np.arange(base + 4, base + ATOMS_PER_CELL)
 
 
 def moved_together(atoms: Atoms, i: int, j: int, distance: float) -> Atoms:
-    """``atoms`` with the cation of C ``i`` translated rigidly along the line to atom ``j`` until
-    the two are ``distance`` Å apart (moved only if farther); when ``j`` is another cation's C,
-    both cations move, half the way each. A spring on the C atom alone would tear it out of its
+    """``atoms`` with the cation of atom ``i`` translated rigidly along the line to atom ``j``
+    until the two are ``distance`` Å apart (moved only if farther); when ``j`` belongs to another
+    cation, both cations move, half the way each. A spring on the C atom alone would tear it out of its
     cation (a 5.4 → 3.6 Å pull stretched C-H bonds beyond 1.35 Å within 20 fs)."""
     out = atoms.copy()
     vector = out.get_distance(i, j, mic=True, vector=True)
     length = float(np.linalg.norm(vector))
     if length > distance:
         shift = (length - distance) * vector / length
-        if out[j].symbol == "C":
+        if out[j].symbol in ("C", "N"):
             out.positions[cation_atoms(i)] += 0.5 * shift
             out.positions[cation_atoms(j)] -= 0.5 * shift
         else:
@@ -134,7 +141,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     rng = np.random.default_rng(args.seed)
     calc, provenance = load_sevennet0(args.device, args.threads)
     starts = starting_frames(read_extxyz(args.data), args.n_frames, args.min_temperature, 96, rng)
-    jobs = [(k, atoms, *closest_pair(atoms, args.pair.split("-")[1])) for k, atoms in starts]
+    jobs = [(k, atoms, *closest_pair(atoms, args.pair)) for k, atoms in starts]
     frames, built = approaches(jobs, args, calc, rng)
     for row in built:
         print(f"d {row['target_distance_A']:.2f} Å  source {row['source_index']:4d}  step {row['md_step']:5d}  "
