@@ -130,6 +130,9 @@ def test_a_torn_cation_or_a_huge_force_is_left_out(builder, frame):
     labelled = frame.copy()
     labelled.calc = SinglePointCalculator(labelled, forces=np.full((len(frame), 3), 1.0))
     assert builder.sane(labelled, 30.0, {"C-C": 2.8}, intact=intact_molecules)
+    for pair in builder.PARTNERS:           # the default limits pass an ordinary frame (no bond among them)
+        defaults = builder.parse_args(["--out", "x.extxyz", "--model", __file__, "--pair", pair]).min_distances
+        assert builder.sane(labelled, 30.0, defaults, intact=intact_molecules), pair
     assert not builder.sane(labelled, 0.5, {"C-C": 2.8}, intact=intact_molecules)
     torn = labelled.copy()
     bond = torn.get_distance(4, 6, mic=True, vector=True)            # the first cation's C -> its first H

@@ -63,7 +63,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--n-frames", type=int, default=8, help="starting frames (one pair each)")
     p.add_argument("--min-temperature", type=float, default=400.0, help="K, of the starting frames")
     p.add_argument("--distances", help="distances the spring holds, Å (default: 4.0,3.8,3.6; C-Pb 3.8,3.5,3.2)")
-    add_approach_arguments(p, timestep_fs=0.5, min_distances="C-C=2.8,N-N=2.6,C-N=2.6,H-H=1.2,C-I=2.6,I-N=2.6,C-Pb=2.5,H-Pb=1.8", seed=19,
+    # pairs of two cations, or of a cation and the framework: no bond of one cation is among them
+    # (intact_molecules checks those)
+    add_approach_arguments(p, timestep_fs=0.5, min_distances="C-C=2.8,N-N=2.6,H-H=1.2,C-I=2.6,I-N=2.6,C-Pb=2.5,"
+                                                             "H-Pb=1.8", seed=19,
                            md_steps=200, spring=20.0)
     args = p.parse_args(argv)
     args.distances = args.distances or PARTNERS[args.pair]
