@@ -10,6 +10,7 @@ drifts into once the pair is pushed together, where it is wrong, and the referen
 its snapshots teach it what happens there. Lengths Å, energies eV, times fs.
 """
 import argparse
+import sys
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -18,7 +19,7 @@ from ase import Atoms, units
 from ase.constraints import Hookean
 from ase.md.langevin import Langevin
 
-from reference_labels import thermalize
+from reference_labels import add_efg_labels, shown_path, statistics, thermalize, write_frames, write_json
 
 
 def add_approach_arguments(p: argparse.ArgumentParser, timestep_fs: float, min_distances: str, seed: int,
@@ -129,3 +130,15 @@ def sane(frame: Atoms, max_force: float, min_distances: dict,
         return False
     shortest = shortest_pairs(frame)
     return all(shortest.get(pair, np.inf) >= r for pair, r in min_distances.items())
+
+
+def write_approaches(frames: List[Atoms], built: List[dict], provenance: dict, charges: dict,
+                     args: argparse.Namespace) -> None:
+    """The labelled snapshots with their point-charge EFGs (formal ``charges``, e) to ``args.out``,
+    and the summary (command, reference-model provenance, statistics, every structure built, kept
+    or not) to ``args.summary`` or ``--out`` with ``.json``."""
+    add_efg_labels(frames, charges)
+    write_frames(frames, args.out)
+    summary = {"command": "python " + " ".join([shown_path(Path(sys.argv[0]))] + sys.argv[1:]),
+               "provenance": provenance, "statistics": statistics(frames), "structures": built}
+    write_json(args.summary or args.out.with_suffix("").with_suffix(".json"), summary)

@@ -92,8 +92,8 @@ def run_fit(config: FitConfig, structures: Optional[Sequence[Structure]] = None)
     if config.dtype == "float32":
         metrics["float32"] = split_metrics(copy.deepcopy(model).to(torch.float32), prepared, splits)
     metrics["n_parameters"] = int(sum(p.numel() for p in model.parameters()))
-    shortest = shortest_pair_distances(prepared, len(elements))
-    slivers = sliver_channels(shortest, basis.cutoff_table(elements), elements)
+    shortest, cutoffs = shortest_pair_distances(prepared, len(elements)), basis.cutoff_table(elements)
+    slivers = sliver_channels(shortest, cutoffs, elements)
     for s in slivers:
         logging.getLogger(__name__).warning(
             "pair %s: the data come no closer than %.3f Å, inside its cutoff %.3g Å: its terms are fitted on that "
@@ -105,7 +105,7 @@ def run_fit(config: FitConfig, structures: Optional[Sequence[Structure]] = None)
     if config.core_repulsion:
         # at most the pair's cutoff: LAMMPS hands the model no longer edge of that pair, so a core
         # reaching beyond it would switch on with a step in the energy
-        radii = np.minimum(shortest, basis.cutoff_table(elements))
+        radii = np.minimum(shortest, cutoffs)
         core = {"r_core_A": radii.tolist(), "strength_eV": float(config.core_strength)}
         metrics["core_repulsion"] = {"strength_eV": core["strength_eV"],
                                      "r_core_A": {f"{a}-{b}": core["r_core_A"][i][j]

@@ -44,10 +44,10 @@ from tqdm import tqdm
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]    # this example's recipe, examples/: the shared labelling code
 from make_reference import FORMAL_CHARGES  # noqa: E402
-from reference_labels import (add_efg_labels, labelled, load_sevennet0, read_extxyz,  # noqa: E402
-                              shown_path, statistics, write_frames, write_json)
+from reference_labels import labelled, load_sevennet0, read_extxyz  # noqa: E402
 from restrained_approach import (add_approach_arguments, check_restrained_md_arguments,  # noqa: E402
-                                 parse_approach_arguments, restrained_md, sane, shortest_pairs, starting_frames)
+                                 parse_approach_arguments, restrained_md, sane, shortest_pairs, starting_frames,
+                                 write_approaches)
 
 VARIANTS = ("edge", "corner")
 METHODS = ("relax", "md")
@@ -197,11 +197,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     jobs = [(k, atoms, *pick_pair(atoms, rng)) for k, atoms in starts]
     build = relaxed_approaches if args.method == "relax" else md_approaches
     frames, built = build(jobs, args, calc, rng)
-    add_efg_labels(frames, FORMAL_CHARGES)
-    write_frames(frames, args.out)
-    summary = {"command": "python " + " ".join([shown_path(Path(sys.argv[0]))] + sys.argv[1:]),
-               "provenance": provenance, "statistics": statistics(frames), "structures": built}
-    write_json(args.summary or args.out.with_suffix("").with_suffix(".json"), summary)
+    write_approaches(frames, built, provenance, FORMAL_CHARGES, args)
     for row in built:
         if args.method == "relax":
             print(f"{row['variant']:>6} d {row['target_distance_A']:.2f} Å  source {row['source_index']:4d}  "

@@ -41,10 +41,10 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]    # this example's recipe, examples/: the shared code
 from make_reference import FORMAL_CHARGES  # noqa: E402
 from model_settings import REFERENCE  # noqa: E402
-from reference_labels import (add_efg_labels, labelled, load_sevennet0, read_extxyz,  # noqa: E402
-                              shown_path, statistics, write_frames, write_json)
+from reference_labels import labelled, load_sevennet0, read_extxyz  # noqa: E402
 from restrained_approach import (add_approach_arguments, check_restrained_md_arguments,  # noqa: E402
-                                 parse_approach_arguments, restrained_md, sane, starting_frames)
+                                 parse_approach_arguments, restrained_md, sane, starting_frames,
+                                 write_approaches)
 from structures import ATOMS_PER_CELL, intact_molecules  # noqa: E402
 
 
@@ -151,11 +151,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
               f"{args.pair} {row['distance_A']:.2f} Å  max γ {row['max_grade']:.2f}" + ("" if row["kept"] else "  (left out)"))
     if not frames:
         raise SystemExit("cation_approach.py: every snapshot was left out (see the rows above); nothing written")
-    add_efg_labels(frames, FORMAL_CHARGES)
-    write_frames(frames, args.out)
-    summary = {"command": "python " + " ".join([shown_path(Path(sys.argv[0]))] + sys.argv[1:]),
-               "provenance": provenance, "statistics": statistics(frames), "structures": built}
-    write_json(args.summary or args.out.with_suffix("").with_suffix(".json"), summary)
+    write_approaches(frames, built, provenance, FORMAL_CHARGES, args)
     print(f"{args.out}: {len(frames)} {args.pair} approach structures labelled by 7net-0")
 
 

@@ -90,8 +90,8 @@ def add_fit_arguments(p, neural: bool) -> None:
         core = p.add_mutually_exclusive_group()
         core.add_argument("--core-repulsion", dest="core_repulsion", action="store_const", const=True,
                           help="add a repulsive core below the shortest distance of every species pair in the "
-                               "data, at most the pair's cutoff (the default: zero on the data, so the fit and its metrics are unchanged; "
-                               "keeps MD from collapsing where the polynomial extrapolates)")
+                               "data, at most the pair's cutoff (the default: zero on the data, so the fit and its "
+                               "metrics are unchanged; keeps MD from collapsing where the polynomial extrapolates)")
         core.add_argument("--no-core-repulsion", dest="core_repulsion", action="store_const", const=False,
                           help="export the bare polynomial, with no core (it can dig deep holes at short range)")
         p.add_argument("--core-strength", type=float, help="core repulsion strength A, eV")

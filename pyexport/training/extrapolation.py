@@ -67,4 +67,3 @@ def sliver_channels(shortest, cutoffs, elements: Sequence[str], fraction: float 
             if 0.0 < r < cut and r > (1.0 - fraction) * cut:
                 found.append({"pair": f"{a}-{elements[j]}", "r_min_A": float(r), "cutoff_A": float(cut)})
     return found
-
