@@ -19,7 +19,7 @@ from ase import Atoms, units
 from ase.constraints import Hookean
 from ase.md.langevin import Langevin
 
-from reference_labels import add_efg_labels, shown_path, statistics, thermalize, write_frames, write_json
+from reference_labels import add_efg_labels, labelled, shown_path, statistics, thermalize, write_frames, write_json
 
 
 def add_approach_arguments(p: argparse.ArgumentParser, timestep_fs: float, min_distances: str, seed: int,
@@ -104,6 +104,25 @@ def restrained_md(atoms: Atoms, i: int, j: int, distance: float, calc, temperatu
             del snapshot.constraints
             snapshots.append((snapshot, step, grade))
     return snapshots
+
+
+def labelled_approach(start: Atoms, i: int, j: int, distance: float, potential, temperature_K: float,
+                      calc, args, rng: np.random.Generator, info: dict, distance_key: str,
+                      intact: Optional[Callable[[Atoms], bool]] = None) -> Tuple[List[Atoms], List[dict]]:
+    """The snapshots of one :func:`restrained_md` run from ``start`` with ``potential``, labelled by
+    the reference ``calc``: (the :func:`sane` frames, one row per snapshot). Each frame's info is
+    ``info`` plus ``md_step`` and ``distance_key`` (the i–j distance, Å); each row the same plus
+    ``max_grade`` and ``kept``."""
+    frames, rows = [], []
+    for snapshot, step, grade in restrained_md(start, i, j, distance, potential, temperature_K, args, rng):
+        frame_info = {**info, "md_step": step,
+                      distance_key: round(float(snapshot.get_distance(i, j, mic=True)), 4)}
+        frame = labelled(snapshot, calc, **frame_info)
+        keep = sane(frame, args.max_force, args.min_distances, intact=intact)
+        rows.append({**frame_info, "max_grade": round(grade, 3), "kept": keep})
+        if keep:
+            frames.append(frame)
+    return frames, rows
 
 
 def shortest_pairs(atoms: Atoms, cutoff: float = 4.0) -> dict:

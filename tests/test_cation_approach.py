@@ -24,6 +24,11 @@ def builder():
     return module
 
 
+def shared(builder):
+    """examples/restrained_approach.py, the MD and filter the builder script imports."""
+    return sys.modules["restrained_approach"]
+
+
 @pytest.fixture(scope="module")
 def frame(builder):
     """An NPT frame of the set at 450 K (96 atoms, structures.py order)."""
@@ -97,15 +102,40 @@ def test_restrained_md_holds_the_pair_together(builder, frame, tmp_path):
     i, j = builder.closest_pair(frame, "C-C")
     start = builder.moved_together(frame, i, j, 3.9)
     args = argparse.Namespace(spring=20.0, timestep=0.5, friction=0.01, md_steps=20, per_distance=2)
-    shots = builder.restrained_md(start, i, j, 3.9, MLFFCalculator(tmp_path / "m.pt"), 450.0, args,
+    shots = shared(builder).restrained_md(start, i, j, 3.9, MLFFCalculator(tmp_path / "m.pt"), 450.0, args,
                                   np.random.default_rng(0))
     assert [step for _, step, _ in shots] == [15, 20]
     for atoms, _, grade in shots:
         assert not atoms.constraints and np.isfinite(grade) and grade > 0.0
     # the spring holds the pair: the same MD (same seed) without it ends with the carbons farther apart
-    free = builder.restrained_md(start, i, j, 3.9, MLFFCalculator(tmp_path / "m.pt"), 450.0,
+    free = shared(builder).restrained_md(start, i, j, 3.9, MLFFCalculator(tmp_path / "m.pt"), 450.0,
                                  argparse.Namespace(**{**vars(args), "spring": 0.0}), np.random.default_rng(0))
     assert shots[-1][0].get_distance(i, j, mic=True) < free[-1][0].get_distance(i, j, mic=True) - 0.1
+    # the same run through labelled_approach (the fit standing in for 7net-0 as the reference):
+    # the same snapshots, each labelled, described and filtered
+    from structures import intact_molecules
+    calc = MLFFCalculator(tmp_path / "m.pt")
+    filtered = argparse.Namespace(**vars(args), max_force=30.0, min_distances={"C-C": 2.8})
+    kept, rows = shared(builder).labelled_approach(start, i, j, 3.9, calc, 450.0, calc, filtered,
+                                                   np.random.default_rng(0), {"pair": "C-C"}, "distance_A",
+                                                   intact=intact_molecules)
+    assert [r["md_step"] for r in rows] == [15, 20]
+    labelled = sys.modules["reference_labels"].labelled
+    for (snapshot, _, grade), row in zip(shots, rows):
+        assert row["distance_A"] == round(snapshot.get_distance(i, j, mic=True), 4)
+        assert row["max_grade"] == round(grade, 3)
+        assert row["kept"] == shared(builder).sane(labelled(snapshot, calc), 30.0, {"C-C": 2.8},
+                                                   intact=intact_molecules)
+    # this tiny fit tears a cation by the last snapshot: the filter has something to do
+    assert [r["kept"] for r in rows] == [True, False] and len(kept) == 1
+    assert kept[0].info == {"pair": "C-C", "md_step": 15, "distance_A": rows[0]["distance_A"]}
+    work = shots[0][0].copy()
+    work.calc = calc
+    assert np.allclose(kept[0].get_forces(), work.get_forces(), atol=1e-10, rtol=0)
+    too_close = argparse.Namespace(**{**vars(filtered), "min_distances": {"C-N": 2.0}})   # the C-N bond
+    kept, rows = shared(builder).labelled_approach(start, i, j, 3.9, calc, 450.0, calc, too_close,
+                                                   np.random.default_rng(0), {"pair": "C-C"}, "distance_A")
+    assert kept == [] and [r["kept"] for r in rows] == [False, False]
 
 
 def test_bad_arguments_are_refused_by_name(builder, tmp_path, capsys):
@@ -129,13 +159,13 @@ def test_a_torn_cation_or_a_huge_force_is_left_out(builder, frame):
     from structures import intact_molecules
     labelled = frame.copy()
     labelled.calc = SinglePointCalculator(labelled, forces=np.full((len(frame), 3), 1.0))
-    assert builder.sane(labelled, 30.0, {"C-C": 2.8}, intact=intact_molecules)
+    assert shared(builder).sane(labelled, 30.0, {"C-C": 2.8}, intact=intact_molecules)
     for pair in builder.PARTNERS:           # the default limits pass an ordinary frame (no bond among them)
         defaults = builder.parse_args(["--out", "x.extxyz", "--model", __file__, "--pair", pair]).min_distances
-        assert builder.sane(labelled, 30.0, defaults, intact=intact_molecules), pair
-    assert not builder.sane(labelled, 0.5, {"C-C": 2.8}, intact=intact_molecules)
+        assert shared(builder).sane(labelled, 30.0, defaults, intact=intact_molecules), pair
+    assert not shared(builder).sane(labelled, 0.5, {"C-C": 2.8}, intact=intact_molecules)
     torn = labelled.copy()
     bond = torn.get_distance(4, 6, mic=True, vector=True)            # the first cation's C -> its first H
     torn.positions[6] += 0.5 * bond / np.linalg.norm(bond)
     torn.calc = SinglePointCalculator(torn, forces=np.full((len(frame), 3), 1.0))
-    assert not intact_molecules(torn) and not builder.sane(torn, 30.0, {"C-C": 2.8}, intact=intact_molecules)
+    assert not intact_molecules(torn) and not shared(builder).sane(torn, 30.0, {"C-C": 2.8}, intact=intact_molecules)

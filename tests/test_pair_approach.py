@@ -2,6 +2,7 @@
 the geometry it hands to 7net-0 is the one it promises (the labelling itself needs sevenn and is
 the script's run, recorded in examples/cspbbr3/reference/)."""
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,11 @@ def builder():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def shared(builder):
+    """examples/restrained_approach.py, the MD and filter the builder script imports."""
+    return sys.modules["restrained_approach"]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +86,7 @@ def test_restrained_md_pulls_the_pair_together_with_the_shipped_potential(builde
     start = crystal.get_distance(i, j, mic=True)
     args = argparse.Namespace(spring=5.0, timestep=2.0, friction=0.01, md_steps=40, per_distance=2)
     calc = MLFFCalculator(SCRIPT.parent / "potential.pt")
-    shots = builder.restrained_md(crystal, i, j, 4.0, calc, 300.0, args, rng)
+    shots = shared(builder).restrained_md(crystal, i, j, 4.0, calc, 300.0, args, rng)
     assert [step for _, step, _ in shots] == [30, 40]
     for atoms, _, grade in shots:
         assert not atoms.constraints and len(atoms) == len(crystal)
@@ -93,11 +99,11 @@ def test_collapsed_snapshots_are_left_out(builder, crystal):
     limits = {"Br-Pb": 1.9, "Pb-Pb": 2.8}
     frame = crystal.copy()
     frame.calc = SinglePointCalculator(frame, forces=np.full((len(frame), 3), 1.0))
-    assert builder.sane(frame, 30.0, limits)
-    assert not builder.sane(frame, 0.5, limits)                     # a force beyond --max-force
+    assert shared(builder).sane(frame, 30.0, limits)
+    assert not shared(builder).sane(frame, 0.5, limits)                     # a force beyond --max-force
     i, j, bridge = builder.pick_pair(crystal, np.random.default_rng(0))
     squeezed, _ = builder.approach(crystal, i, j, bridge, 4.0, "corner", 1.8, np.random.default_rng(0))
     squeezed.calc = SinglePointCalculator(squeezed, forces=np.zeros((len(squeezed), 3)))
     assert builder.shortest_pairs(squeezed)["Br-Pb"] == pytest.approx(np.sqrt(2.0**2 + 1.0), abs=1e-9)
-    assert builder.sane(squeezed, 30.0, limits)
-    assert not builder.sane(squeezed, 30.0, {"Br-Pb": 2.3})
+    assert shared(builder).sane(squeezed, 30.0, limits)
+    assert not shared(builder).sane(squeezed, 30.0, {"Br-Pb": 2.3})

@@ -46,7 +46,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]    # this example's recipe, example
 from make_reference import FORMAL_CHARGES  # noqa: E402
 from reference_labels import labelled, load_sevennet0, read_extxyz  # noqa: E402
 from restrained_approach import (add_approach_arguments, check_restrained_md_arguments,  # noqa: E402
-                                 parse_approach_arguments, restrained_md, sane, shortest_pairs, starting_frames,
+                                 labelled_approach, parse_approach_arguments, shortest_pairs, starting_frames,
                                  write_approaches)
 
 VARIANTS = ("edge", "corner")
@@ -177,15 +177,12 @@ def md_approaches(jobs, args, calc, rng) -> Tuple[List[Atoms], List[dict]]:
     frames, built = [], []
     for (source, atoms, i, j, _), distance in tqdm(tasks, desc="restrained MD", unit="run"):
         temperature = float(atoms.info.get("temperature_K", args.min_temperature))
-        for snapshot, step, grade in restrained_md(atoms, i, j, distance, potential, temperature, args, rng):
-            info = {"config_type": "pair_approach", "pair": "Pb-Pb", "target_distance_A": distance,
-                    "variant": "md", "source_index": source, "lead": f"{i},{j}", "md_step": step,
-                    "temperature_K": temperature, "pb_pb_A": round(float(snapshot.get_distance(i, j, mic=True)), 4)}
-            frame = labelled(snapshot, calc, **info)
-            keep = sane(frame, args.max_force, args.min_distances)
-            built.append({**info, "max_grade": round(grade, 3), "kept": keep})
-            if keep:
-                frames.append(frame)
+        info = {"config_type": "pair_approach", "pair": "Pb-Pb", "target_distance_A": distance,
+                "variant": "md", "source_index": source, "lead": f"{i},{j}", "temperature_K": temperature}
+        kept, rows = labelled_approach(atoms, i, j, distance, potential, temperature, calc, args, rng,
+                                       info, distance_key="pb_pb_A")
+        frames += kept
+        built += rows
     return frames, built
 
 

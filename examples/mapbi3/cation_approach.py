@@ -41,9 +41,9 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]    # this example's recipe, examples/: the shared code
 from make_reference import FORMAL_CHARGES  # noqa: E402
 from model_settings import REFERENCE  # noqa: E402
-from reference_labels import labelled, load_sevennet0, read_extxyz  # noqa: E402
+from reference_labels import load_sevennet0, read_extxyz  # noqa: E402
 from restrained_approach import (add_approach_arguments, check_restrained_md_arguments,  # noqa: E402
-                                 parse_approach_arguments, restrained_md, sane, starting_frames,
+                                 labelled_approach, parse_approach_arguments, starting_frames,
                                  write_approaches)
 from structures import ATOMS_PER_CELL, intact_molecules  # noqa: E402
 
@@ -126,16 +126,13 @@ def approaches(jobs, args, calc, rng) -> Tuple[List[Atoms], List[dict]]:
     frames, built = [], []
     for (source, atoms, i, j), distance in tqdm(tasks, desc="restrained MD", unit="run"):
         temperature = float(atoms.info["temperature_K"])
-        start = moved_together(atoms, i, j, distance)
-        for snapshot, step, grade in restrained_md(start, i, j, distance, potential, temperature, args, rng):
-            info = {"config_type": "cation_approach", "pair": args.pair, "target_distance_A": distance,
-                    "source_index": source, "atoms_pulled": f"{i},{j}", "md_step": step,
-                    "temperature_K": temperature, "distance_A": round(float(snapshot.get_distance(i, j, mic=True)), 4)}
-            frame = labelled(snapshot, calc, **info)
-            keep = sane(frame, args.max_force, args.min_distances, intact=intact_molecules)
-            built.append({**info, "max_grade": round(grade, 3), "kept": keep})
-            if keep:
-                frames.append(frame)
+        info = {"config_type": "cation_approach", "pair": args.pair, "target_distance_A": distance,
+                "source_index": source, "atoms_pulled": f"{i},{j}", "temperature_K": temperature}
+        kept, rows = labelled_approach(moved_together(atoms, i, j, distance), i, j, distance, potential,
+                                       temperature, calc, args, rng, info, distance_key="distance_A",
+                                       intact=intact_molecules)
+        frames += kept
+        built += rows
     return frames, built
 
 
