@@ -181,6 +181,13 @@ def test_checkpoint_records_the_active_set(graded):
     assert ckpt["metrics"]["active_set"]["size"] == active["size"]
 
 
+def energy_and_forces(calc, atoms):
+    """(eV, (n, 3) eV/Å) of ``calc`` on a copy of ``atoms``."""
+    atoms = atoms.copy()
+    atoms.calc = calc
+    return atoms.get_potential_energy(), atoms.get_forces()
+
+
 def test_model_without_active_set_has_no_grade(graded, tmp_path):
     from pyexport.contract import export_model
 
@@ -193,6 +200,41 @@ def test_model_without_active_set_has_no_grade(graded, tmp_path):
 
     with pytest.raises(PropertyNotImplementedError):
         grades(calc, graded["ground"])
+
+
+def test_export_can_leave_the_active_set_out(graded, tmp_path, capsys):
+    """`pyexport export --no-active-set`: the same energies and forces without the grade, in a file
+    smaller by the active set's float64 arrays; refused for a checkpoint that has none."""
+    import json
+    import zipfile
+    from ase.calculators.calculator import PropertyNotImplementedError
+    from pyexport.training.checkpoints import write_checkpoint
+
+    lean = tmp_path / "lean.pt"
+    assert main(["export", graded["ckpt"], "-o", str(lean), "--no-active-set"]) == 0
+    active = load_checkpoint(graded["ckpt"])["active_set"]
+    arrays = 8 * (active["weight"].numel() + active["bias"].numel())
+    assert Path(graded["pt"]).stat().st_size - lean.stat().st_size >= 0.95 * arrays
+    full, plain = MLFFCalculator(graded["pt"]), MLFFCalculator(str(lean))
+    assert "extrapolation_grade" in full.implemented_properties
+    assert "extrapolation_grade" not in plain.implemented_properties
+    atoms = graded["frames"][-1].copy()
+    atoms.rattle(0.05, seed=1)
+    (e_full, f_full), (e_plain, f_plain) = (energy_and_forces(calc, atoms) for calc in (full, plain))
+    assert abs(e_full - e_plain) < 1e-9 and np.abs(f_full - f_plain).max() < 1e-10
+    with pytest.raises(PropertyNotImplementedError):
+        grades(plain, atoms)
+    with zipfile.ZipFile(lean) as archive:
+        meta = json.loads(archive.read(next(n for n in archive.namelist() if n.endswith("metadata.json"))))
+    assert meta["active_set_left_out"] is True
+    # a checkpoint without an active set has nothing to leave out: one line naming it
+    bare = load_checkpoint(graded["ckpt"])
+    bare["active_set"] = None
+    write_checkpoint(bare, str(tmp_path / "bare.ckpt"))
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "bare.ckpt"), "-o", str(tmp_path / "x.pt"), "--no-active-set"]) != 0
+    err = capsys.readouterr().err
+    assert "bare.ckpt" in err and "without an active set" in err and not (tmp_path / "x.pt").exists()
 
 
 def test_no_active_set_option(graded):

@@ -10,6 +10,9 @@ def add_export_parser(subparsers) -> None:
     p.add_argument("checkpoint")
     p.add_argument("-o", "--output", required=True, help="model file to write (e.g. model.pt)")
     p.add_argument("--dtype", choices=("float64", "float32"), help="override the checkpoint's dtype")
+    p.add_argument("--no-active-set", dest="active_set", action="store_false",
+                   help="leave the potential's active set out: same energies and forces, a much smaller "
+                        "file, but no extrapolation grade (no compute mlff/grade, no γ guard)")
     p.set_defaults(func=run_export_command)
 
 
@@ -17,7 +20,7 @@ def run_export_command(args) -> int:
     from ..export import export_checkpoint
 
     refuse_overwriting_inputs([args.checkpoint], [args.output])
-    meta = export_checkpoint(args.checkpoint, args.output, args.dtype)
+    meta = export_checkpoint(args.checkpoint, args.output, args.dtype, active_set=args.active_set)
     print(f"wrote {args.output}: {meta['kind']} {meta.get('model_type', '')} elements={meta['elements']} "
           f"cutoff={meta['cutoff']} Å dtype={meta['dtype']}")
     if "export_check_max_force_difference" in meta:

@@ -183,4 +183,5 @@ def provenance(ckpt: dict) -> dict:
             "data_hash": ckpt["data_hash"], "data_files": ckpt["data_files"], "metrics": ckpt["metrics"],
             "fit": {k: v for k, v in ckpt["fit"].items() if k != "history"},
             "package": "pyexport", "package_version": __version__,
-            "trained_with_version": ckpt.get("pyexport_version")}
+            "trained_with_version": ckpt.get("pyexport_version"),
+            **({"active_set_left_out": True} if ckpt.get("active_set_left_out") else {})}
