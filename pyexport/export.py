@@ -63,7 +63,7 @@ def export_checkpoint(path: str, output: str, dtype: Optional[str] = None, activ
     (for a potential with ``export_check_max_force_difference``, eV/Å). ``active_set=False`` leaves
     a potential's active set out: the same energies and forces in a much smaller file (the active
     set is a (K, r) matrix per species, 30 MB for the five species of the MAPbI3 example against
-    0.3 MB for the rest), without the ``extrapolation_grade`` output."""
+    0.2 MB for the rest), without the ``extrapolation_grade`` output."""
     from .training.checkpoints import read_checkpoint
 
     ckpt = read_checkpoint(path)
