@@ -89,10 +89,10 @@ def approach_scan(calc, atoms, a: str, b: str, separations: Sequence[float], inn
 
 def short_range_scans(calc, atoms, elements: Sequence[str], inner: float = 1.5, closest: float = 0.4,
                       barrier: float = 10.0, step: float = 0.05, pairs: Optional[Sequence[str]] = None,
-                      progress: bool = False) -> Dict[str, ApproachScan]:
+                      progress: bool = False, longest: Optional[float] = None) -> Dict[str, ApproachScan]:
     """:func:`approach_scan` for every ordered species pair (A pushed towards B, and B towards A:
     the environments differ), or only ``pairs`` ("A-B"), separations from just below the starting
-    one down to ``closest`` in steps of ``step`` Å."""
+    one (or below ``longest`` Å, if shorter) down to ``closest`` in steps of ``step`` Å."""
     from tqdm.auto import tqdm
 
     symbols = atoms.get_chemical_symbols()
@@ -108,7 +108,7 @@ def short_range_scans(calc, atoms, elements: Sequence[str], inner: float = 1.5, 
     scans = {}
     for a, b in tqdm(todo, desc="approach scans", unit="pair", disable=not progress):
         start = atoms.get_distance(symbols.index(a), nearest_of_species(atoms, symbols.index(a), b), mic=True)
-        separations = np.arange(closest, start, step)
+        separations = np.arange(closest, start if longest is None else min(start, longest), step)
         scans[f"{a}-{b}"] = approach_scan(calc, atoms, a, b, separations, inner, closest, barrier)
     return scans
 

@@ -10,13 +10,12 @@ import lzma
 from pathlib import Path
 
 import ase.io
-import numpy as np
 import pytest
 
 from pyexport.calculator import MLFFCalculator
 from pyexport.contract import export_model
 from pyexport.training.checkpoints import load_checkpoint, potential_from_checkpoint
-from pyexport.short_range import approach_scan, nearest_of_species, short_range_scans
+from pyexport.short_range import approach_scan, short_range_scans
 from test_grade import graded  # noqa: F401  (fixture: a small fit of the same data)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -58,16 +57,12 @@ def test_shipped_mapbi3_potential_repels_every_species_pair():
                       if a.info.get("config_type") == "phase_min" and a.info.get("phase") == "tetragonal")
     calc = MLFFCalculator(mapbi3 / "potential_without_grade.pt")
     assert set(tetragonal.get_chemical_symbols()) == set(calc.elements) and len(calc.elements) == 5
-    symbols = tetragonal.get_chemical_symbols()
-    failures = []
-    for a in calc.elements:
-        for b in calc.elements:
-            start = tetragonal.get_distance(symbols.index(a), nearest_of_species(tetragonal, symbols.index(a), b),
-                                            mic=True)
-            separations = [d for d in np.arange(0.4, 1.45, 0.1) if d < start]
-            scan = approach_scan(calc, tetragonal, a, b, separations)
-            failures += scan.failures
-            assert scan.energies[-1] >= 10.0 and scan.separations[-1] == pytest.approx(0.4)
+    scans = short_range_scans(calc, tetragonal, calc.elements, step=0.1, longest=1.45)
+    assert len(scans) == 25
+    failures = [f for scan in scans.values() for f in scan.failures]
+    for scan in scans.values():
+        assert scan.energies[-1] >= 10.0 and scan.separations[-1] == pytest.approx(0.4)
+        assert scan.separations[0] < min(1.45, scan.start_separation)
     assert not failures, failures
 
 
