@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -210,10 +211,15 @@ int ContractGraph::row_of(int atom, const int *type, double **x,
 
 void ContractGraph::build(LAMMPS_NS::NeighList *list, double **x, const int *type, int nall,
                           const std::vector<int> &type_to_species, const MLFFModel &model, const int *mask,
-                          int groupbit)
+                          int groupbit, int ii_begin, int ii_end)
 {
-  // clear() keeps capacity, so after the first steps no allocation happens here.
-  atom_row_.assign(nall, -1);
+  // clear() keeps capacity, so after the first steps no allocation happens here. Only the rows
+  // of the previous build are reset, so building a step in many chunks costs no O(nall) per chunk.
+  if (static_cast<int>(atom_row_.size()) != nall) {
+    atom_row_.assign(nall, -1);
+  } else {
+    for (const int atom : row_atom_) atom_row_[atom] = -1;
+  }
   row_atom_.clear();
   pos_.clear();
   species_.clear();
@@ -238,13 +244,15 @@ void ContractGraph::build(LAMMPS_NS::NeighList *list, double **x, const int *typ
   auto is_centre = [&](int i) {
     return type_to_species[type[i]] >= 0 && (mask == nullptr || (mask[i] & groupbit));
   };
-  for (int ii = 0; ii < inum; ++ii) {
+  const int first = std::max(0, ii_begin);
+  const int last = ii_end < 0 ? inum : std::min(inum, ii_end);
+  for (int ii = first; ii < last; ++ii) {
     const int i = ilist[ii];
     if (is_centre(i)) row_of(i, type, x, type_to_species);
   }
   n_local_ = static_cast<int64_t>(row_atom_.size());
 
-  for (int ii = 0; ii < inum; ++ii) {
+  for (int ii = first; ii < last; ++ii) {
     const int i = ilist[ii];
     if (!is_centre(i)) continue;
     const int row_i = atom_row_[i];

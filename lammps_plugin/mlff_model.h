@@ -106,9 +106,12 @@ class ContractGraph {
   // Edges are the list's pairs shorter than the model's cutoff of their species pair.
   // With `mask`, only owned atoms with (mask[i] & groupbit) are centres; every mapped atom
   // still counts as a neighbour (the environment of a site does not depend on groups).
+  // Centres come from the list entries ii in [ii_begin, ii_end) (ii_end < 0: to the end): the
+  // model is strictly local, so the owned atoms can be evaluated in chunks whose results add up
+  // to those of one call; other owned atoms of the list are then ordinary neighbour rows.
   void build(LAMMPS_NS::NeighList *list, double **x, const int *type, int nall,
              const std::vector<int> &type_to_species, const MLFFModel &model, const int *mask = nullptr,
-             int groupbit = 0);
+             int groupbit = 0, int ii_begin = 0, int ii_end = -1);
 
   // Views over the internal buffers (no copy); valid until the next build().
   torch::Tensor pos() const;

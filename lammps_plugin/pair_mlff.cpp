@@ -99,7 +99,7 @@ void PairMLFF::allocate()
     for (int j = 0; j < n; ++j) setflag[i][j] = 0;
 }
 
-/* pair_style mlff [threads N] [device cpu|cuda] */
+/* pair_style mlff [threads N] [device cpu|cuda] [chunk N] */
 void PairMLFF::settings(int narg, char **arg)
 {
   int iarg = 0;
@@ -115,6 +115,12 @@ void PairMLFF::settings(int narg, char **arg)
       device = arg[iarg + 1];
       if (device != "cpu" && device != "cuda")
         error->all(FLERR, "pair_style mlff device must be cpu or cuda, got {}", device);
+      iarg += 2;
+    } else if (key == "chunk") {
+      if (iarg + 2 > narg) utils::missing_cmd_args(FLERR, "pair_style mlff chunk", error);
+      chunk = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
+      if (chunk < 0) error->all(FLERR, "pair_style mlff chunk must be >= 0 (0: all owned atoms in one call), got {}",
+                                arg[iarg + 1]);
       iarg += 2;
     } else {
       error->all(FLERR, "Unknown pair_style mlff keyword: {}", key);
@@ -168,8 +174,9 @@ void PairMLFF::coeff(int narg, char **arg)
   sigma_step = -1;
 
   if (comm->me == 0) {
-    utils::logmesg(lmp, "pair_style mlff: loaded {} ({} elements, cutoff {} A, {}, device {}, {} thread(s))\n",
-                   path, model->elements().size(), model->cutoff(), model->dtype(), device, nthreads);
+    utils::logmesg(lmp, "pair_style mlff: loaded {} ({} elements, cutoff {} A, {}, device {}, {} thread(s), "
+                   "{} owned atoms per model call)\n", path, model->elements().size(), model->cutoff(),
+                   model->dtype(), device, nthreads, chunk > 0 ? std::to_string(chunk) : std::string("all"));
     if (model->has_pair_cutoffs()) {
       std::string pairs;
       const auto &el = model->elements();
@@ -245,11 +252,39 @@ void PairMLFF::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
 
-  double **x = atom->x;
-  double **f = atom->f;
-  const int nall = atom->nlocal + atom->nghost;
   const bigint step = update->ntimestep;
-  graph->build(list, x, atom->type, nall, type_to_species, *model);
+  // The grade is asked for only on the steps a compute mlff/grade needs it (see pair_mlff.h).
+  const bool with_grade = grade_wanted && eflag_atom && model->active_set_size() > 0;
+  try {
+    model->set_extrapolation_grade(with_grade);
+    // atom_virial costs a per-edge outer product and two (N, 6) scatters: asked for only on the
+    // steps LAMMPS tallies per-atom virials (models without the switch return it always)
+    model->set_atom_virial(vflag_atom != 0);
+  } catch (const std::exception &e) {
+    error->one(FLERR, "pair_style mlff: {}", e.what());
+  }
+  if (model->committee_size() > 0) clear_member_forces();
+  if (with_grade) clear_grade();
+
+  // The owned atoms in chunks of at most `chunk` per model call: the model is strictly local, so
+  // the calls add up to one call over all atoms, while the model's temporaries (tens of kB per
+  // atom) stay those of one chunk: memory and cache footprint independent of the rank's size.
+  const int inum = list->inum;
+  const int per_call = chunk > 0 ? chunk : std::max(inum, 1);
+  for (int begin = 0; begin == 0 || begin < inum; begin += per_call) {
+    graph->build(list, atom->x, atom->type, atom->nlocal + atom->nghost, type_to_species, *model, nullptr, 0,
+                 begin, begin + per_call);
+    if (graph->n_local() == 0 && begin > 0) continue;
+    evaluate_chunk(step, with_grade);
+  }
+
+  if (model->committee_size() > 0) finish_committee();
+  if (with_grade) grade_step = step;
+}
+
+/* One model call on the graph just built; its results are added to LAMMPS's arrays. */
+void PairMLFF::evaluate_chunk(bigint step, bool with_grade)
+{
   if (graph->coincident_i() >= 0)
     error->one(FLERR, "pair_style mlff: atoms {} and {} are {:.3g} A apart on step {}: no model can "
                "evaluate two atoms at one position (check the data file or an earlier step)",
@@ -262,15 +297,9 @@ void PairMLFF::compute(int eflag, int vflag)
 
   // Every output read below is checked first (shape, dtype, finite values): a model that breaks
   // the contract stops the run with its file name instead of corrupting memory or the trajectory.
-  // The grade is asked for only on the steps a compute mlff/grade needs it (see pair_mlff.h).
-  const bool with_grade = grade_wanted && eflag_atom && model->active_set_size() > 0;
   c10::Dict<std::string, torch::Tensor> out;
   torch::Tensor energy, atom_energy, forces, virial_out, atom_virial, committee_forces, gamma;
   try {
-    model->set_extrapolation_grade(with_grade);
-    // atom_virial costs a per-edge outer product and two (N, 6) scatters: asked for only on the
-    // steps LAMMPS tallies per-atom virials (models without the switch return it always)
-    model->set_atom_virial(vflag_atom != 0);
     out = model->forward(graph->pos(), graph->species(), graph->edge_index(), nlocal_rows);
     energy = model->output(out, "energy", {}, step);
     atom_energy = model->output(out, "atom_energy", {nlocal_rows}, step);
@@ -284,6 +313,7 @@ void PairMLFF::compute(int eflag, int vflag)
     error->one(FLERR, "pair_style mlff: {}", e.what());
   }
 
+  double **f = atom->f;
   const double *fr = forces.data_ptr<double>();
   for (int64_t r = 0; r < nrows; ++r) {
     double *fi = f[rows[r]];
@@ -306,8 +336,11 @@ void PairMLFF::compute(int eflag, int vflag)
     virial[4] += 0.5 * (w[2] + w[6]);
     virial[5] += 0.5 * (w[5] + w[7]);
   }
-  if (model->committee_size() > 0) committee_deviation(committee_forces.data_ptr<double>());
-  if (with_grade) store_grade(gamma.data_ptr<double>());
+  if (model->committee_size() > 0) add_member_forces(committee_forces.data_ptr<double>());
+  if (with_grade) {
+    const double *g = gamma.data_ptr<double>();
+    for (int64_t r = 0; r < nlocal_rows; ++r) grade[rows[r]] = g[r];
+  }
 
   if (vflag_atom) {
     if (!atom_virial.defined())
@@ -319,14 +352,10 @@ void PairMLFF::compute(int eflag, int vflag)
   }
 }
 
-/* Sum every member's forces (K, nrows, 3) onto the LAMMPS atoms, send the ghost rows home, and
-   reduce them per owned atom to sigma_i = sqrt(mean_k |F_k,i - mean_k F_k,i|^2). */
-void PairMLFF::committee_deviation(const double *committee_forces)
+/* Zero every member's force on every atom (owned and ghost) before a step's chunks add theirs. */
+void PairMLFF::clear_member_forces()
 {
-  const int k_members = model->committee_size();
-  const int width = 3 * k_members;
-  const int nlocal = atom->nlocal;
-  const int nall = nlocal + atom->nghost;
+  const int width = 3 * model->committee_size();
   if (atom->nmax > nmax_committee) {
     nmax_committee = atom->nmax;
     memory->destroy(member_f);
@@ -334,9 +363,15 @@ void PairMLFF::committee_deviation(const double *committee_forces)
     memory->create(member_f, nmax_committee, width, "pair:member_f");
     memory->create(sigma, nmax_committee, "pair:sigma");
   }
+  const int nall = atom->nlocal + atom->nghost;
   for (int i = 0; i < nall; ++i)
     for (int c = 0; c < width; ++c) member_f[i][c] = 0.0;
+}
 
+/* Add one chunk's member forces (K, nrows, 3) onto the LAMMPS atoms of its rows. */
+void PairMLFF::add_member_forces(const double *committee_forces)
+{
+  const int k_members = model->committee_size();
   const auto &rows = graph->row_atom();
   const int64_t nrows = graph->n_rows();
   for (int k = 0; k < k_members; ++k) {
@@ -348,6 +383,14 @@ void PairMLFF::committee_deviation(const double *committee_forces)
       fi[2] += fk[3 * r + 2];
     }
   }
+}
+
+/* Send the ghost rows of the members' forces home and reduce them per owned atom to
+   sigma_i = sqrt(mean_k |F_k,i - mean_k F_k,i|^2). */
+void PairMLFF::finish_committee()
+{
+  const int k_members = model->committee_size();
+  const int nlocal = atom->nlocal;
   comm->reverse_comm(this);
 
   for (int i = 0; i < nlocal; ++i) {
@@ -366,8 +409,8 @@ void PairMLFF::committee_deviation(const double *committee_forces)
   sigma_step = update->ntimestep;
 }
 
-/* gamma_i of the owned atoms in the graph onto their LAMMPS indices; owned atoms of NULL types get 0. */
-void PairMLFF::store_grade(const double *gamma)
+/* Zero the grade of every owned atom (owned atoms of NULL types keep 0) before the chunks fill it. */
+void PairMLFF::clear_grade()
 {
   if (atom->nmax > nmax_grade) {
     nmax_grade = atom->nmax;
@@ -375,9 +418,6 @@ void PairMLFF::store_grade(const double *gamma)
     memory->create(grade, nmax_grade, "pair:grade");
   }
   for (int i = 0; i < atom->nlocal; ++i) grade[i] = 0.0;
-  const auto &rows = graph->row_atom();
-  for (int64_t r = 0; r < graph->n_local(); ++r) grade[rows[r]] = gamma[r];
-  grade_step = update->ntimestep;
 }
 
 int PairMLFF::pack_reverse_comm(int n, int first, double *buf)

@@ -17,6 +17,9 @@ namespace LAMMPS_NS {
 
 class PairMLFF : public Pair {
  public:
+  // Owned atoms per model call unless `pair_style mlff chunk N` says otherwise (doc/pair_mlff.rst).
+  static constexpr int kDefaultChunk = 2048;
+
   PairMLFF(class LAMMPS *);
   ~PairMLFF() override;
 
@@ -47,11 +50,15 @@ class PairMLFF : public Pair {
 
  private:
   void allocate();
-  void committee_deviation(const double *committee_forces);
+  void evaluate_chunk(bigint step, bool with_grade);
+  void clear_member_forces();
+  void add_member_forces(const double *committee_forces);
+  void finish_committee();
+  void clear_grade();
   void warn_unlike_masses();
-  void store_grade(const double *gamma);
 
   int nthreads;
+  int chunk = kDefaultChunk;           // owned atoms per model call (0: all in one call)
   std::string device;
   std::unique_ptr<efgmd::MLFFModel> model;
   std::unique_ptr<efgmd::ContractGraph> graph;

@@ -159,13 +159,14 @@ read_data data.lmp
 """
 
 
-@pytest.mark.parametrize("nprocs", [None, 2])
-def test_lammps_uncertainty_matches_python(tmp_path, committee, nprocs):
+@pytest.mark.parametrize("nprocs,chunk", [(None, ""), (2, ""), (2, " chunk 5")])
+def test_lammps_uncertainty_matches_python(tmp_path, committee, nprocs, chunk):
     """(c) per-atom σ_i (dump), its max (thermo variable) and the max over a group, serial and
-    on 2 MPI ranks, equal the Python evaluation of the same file to 1e-9 eV/Å."""
+    on 2 MPI ranks, also with the owned atoms evaluated 5 per model call (the members' forces of
+    every call add up before σ), equal the Python evaluation of the same file to 1e-9 eV/Å."""
     atoms = _test_cell()
     write_lammps_data(tmp_path / "data.lmp", atoms, TYPE_ORDER)
-    script = HEADER + f"pair_style mlff\npair_coeff * * {committee['path']} {' '.join(TYPE_ORDER)}\n" + """
+    script = HEADER + f"pair_style mlff{chunk}\npair_coeff * * {committee['path']} {' '.join(TYPE_ORDER)}\n" + """
 group bromine type 2
 compute unc all mlff/uncertainty
 compute unc_br bromine mlff/uncertainty
