@@ -9,6 +9,7 @@ setting's own value. Cubic CsPbBr3 at 500 eV on a Γ-centred 2³ mesh: V_zz(Br) 
 (reference 98).
 """
 import os
+import re
 import subprocess
 import sys
 
@@ -229,6 +230,55 @@ def test_label_command_writes_training_data_and_resumes(tmp_path):
     assert out.read_text() == text
 
 
+def test_reused_wavefunctions_give_the_fresh_labels(tmp_path):
+    """--reuse-wavefunctions: the second frame (same cell, bond 0.04 Å longer) starts from the
+    first frame's converged state and reaches the tensors and forces of a fresh start to the SCF
+    tolerance; a frame of another cell starts afresh; the start is recorded."""
+    from pyexport.dft.label import label_file
+
+    first, second, other_box = hbr(), hbr(), hbr(box=6.5)
+    second.positions[1, 2] += 0.04
+    settings = LabelSettings(ecut_eV=300, kpts=(1, 1, 1), efg=True)
+    result = label_file([first, second, other_box], tmp_path / "reused.extxyz", settings, progress=False, reuse=True)
+    assert result["labelled"] == [0, 1, 2] and result["unconverged"] == []
+    reused = read(tmp_path / "reused.extxyz")
+    assert [a.info["dft_start"] for a in reused] == ["LCAO", "converged state of frame 0", "LCAO"]
+    fresh = label_frame(second, settings, index=1)
+    assert fresh.info["dft_start"] == "LCAO"
+    V_reused, V_fresh = reused[1].arrays["efg"], fresh.arrays["efg"].reshape(-1, 3, 3)
+    assert np.abs(V_reused - V_fresh).max() <= 1e-3 * np.abs(V_fresh).max()
+    assert np.abs(reused[1].get_forces() - fresh.get_forces()).max() <= 2e-3
+    assert abs(reused[1].get_potential_energy() - fresh.get_potential_energy()) <= 1e-3
+    assert abs(vzz(V_fresh[1]) - vzz(reused[0].arrays["efg"][1])) > 5.0    # the bond change is seen
+
+
+def test_unconverged_frame_is_reported_and_not_written(tmp_path, capsys):
+    ase.io.write(tmp_path / "two.extxyz", [hbr(), hbr(box=6.5)])
+    out = tmp_path / "labelled.extxyz"
+    code = main(["label", str(tmp_path / "two.extxyz"), "-o", str(out), "--ecut", "300", "--kpts", "1,1,1",
+                 "--maxiter", "3", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "frame 0: the SCF did not converge in 3 iterations" in captured.err
+    assert "frame 1: the SCF did not converge in 3 iterations" in captured.err
+    assert "not converged 2 (frames 0, 1)" in captured.out
+    assert not out.exists() or out.read_text() == ""
+
+
+def test_monkhorst_pack_mesh_reaches_gpaw(tmp_path):
+    """--monkhorst-pack: VASP's Monkhorst-Pack mesh, which for an even size lies half a spacing off
+    Γ (±1/4 for 2) and for an odd one holds Γ (GPAW's log lists the points it used)."""
+    ase.io.write(tmp_path / "hbr.extxyz", hbr())
+    out = tmp_path / "mp.extxyz"
+    assert main(["label", str(tmp_path / "hbr.extxyz"), "-o", str(out), "--ecut", "300", "--kpts", "2,1,1",
+                 "--monkhorst-pack", "--logs", str(tmp_path / "logs"), "--no-progress"]) == 0
+    log = (tmp_path / "logs" / "frame_0.txt").read_text()
+    assert "Number of BZ points: 2" in log and "Number of IBZ points: 1" in log
+    assert re.search(r"\|\s*0\s*\|\s*\(\s*-?0\.25000000,\s+-?0\.00000000,\s+-?0\.00000000\)", log)
+    info = read(out)[0].info
+    assert info["dft_kmesh"] == "Monkhorst-Pack" and list(info["dft_kpts"]) == [2, 1, 1]
+
+
 def test_label_refuses_non_periodic_frames_and_compressed_output(tmp_path, capsys):
     molecule = hbr()
     molecule.pbc = False
@@ -238,6 +288,17 @@ def test_label_refuses_non_periodic_frames_and_compressed_output(tmp_path, capsy
     ase.io.write(tmp_path / "ok.extxyz", hbr())
     assert main(["label", str(tmp_path / "ok.extxyz"), "-o", str(tmp_path / "o.extxyz.gz"), "--no-progress"]) == 1
     assert "uncompressed" in capsys.readouterr().err
+
+
+def test_element_without_a_paw_dataset_is_named_before_any_frame_runs(tmp_path, capsys):
+    polonium = hbr()
+    polonium[1].symbol = "Po"                          # gpaw-data has no Po dataset
+    ase.io.write(tmp_path / "in.extxyz", [hbr(), polonium])
+    out = tmp_path / "o.extxyz"
+    assert main(["label", str(tmp_path / "in.extxyz"), "-o", str(out), "--kpts", "1,1,1", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "frame 1: GPAW has no PAW dataset for Po with PBE" in err and "GPAW_SETUP_PATH" in err
+    assert not out.exists()                             # refused before frame 0 was computed
 
 
 def test_missing_gpaw_names_the_dependency(tmp_path):

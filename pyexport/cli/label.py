@@ -24,7 +24,16 @@ def add_label_parser(subparsers) -> None:
     kp.add_argument("--kspacing", type=float, default=0.25,
                     help="Γ-centred k-mesh with N_i = max(1, ceil(|b_i|/KSPACING)), 1/Å with 2π as VASP's "
                          "KSPACING (default: %(default)s)")
-    kp.add_argument("--kpts", help="fixed Γ-centred mesh, e.g. 2,2,2")
+    kp.add_argument("--kpts", help="fixed mesh, e.g. 2,2,2 (Γ-centred unless --monkhorst-pack)")
+    p.add_argument("--monkhorst-pack", action="store_true",
+                   help="Monkhorst-Pack mesh instead of a Γ-centred one: even sizes avoid Γ, odd ones hold it, as "
+                        "VASP's Monkhorst-Pack KPOINTS")
+    p.add_argument("--maxiter", type=int, default=333,
+                   help="SCF iterations after which a frame counts as not converged: it is reported and not "
+                        "written (default: %(default)s, GPAW's)")
+    p.add_argument("--reuse-wavefunctions", action="store_true",
+                   help="start each frame from the converged state of the last frame of the same cell (skips "
+                        "the LCAO start and most SCF iterations for MD frames; recorded as dft_start)")
     p.add_argument("--xc", default="PBE", help="exchange-correlation functional (default: %(default)s)")
     p.add_argument("--smearing", default="fermi-dirac",
                    help="GPAW occupation smearing: fermi-dirac, marzari-vanderbilt, ... (default: %(default)s)")
@@ -73,7 +82,8 @@ def run_label_command(args) -> int:
 
     refuse_overwriting_inputs([args.input, args.types], [args.output])
     settings = LabelSettings(ecut_eV=args.ecut, kspacing=args.kspacing,
-                             kpts=parse_kpts(args.kpts) if args.kpts else None, xc=args.xc,
+                             kpts=parse_kpts(args.kpts) if args.kpts else None,
+                             kpts_gamma=not args.monkhorst_pack, maxiter=args.maxiter, xc=args.xc,
                              smearing=args.smearing, smearing_eV=args.width,
                              convergence=parse_convergence(args.conv), setups=args.setups, efg=args.efg,
                              spinpol=args.spinpol)
@@ -86,8 +96,12 @@ def run_label_command(args) -> int:
     print(f"{len(frames)} frame(s) from {args.input}; GPAW {gpaw.__version__}, {settings.xc}, "
           f"{settings.ecut_eV:g} eV, " + (f"k-mesh {settings.kpts}" if settings.kpts else
                                           f"kspacing {settings.kspacing:g} 1/Å")
-          + (", EFG" if settings.efg else ""))
-    result = label_file(frames, args.output, settings, logs=args.logs, progress=not args.no_progress)
-    print(f"labelled {len(result['labelled'])}, skipped {len(result['skipped'])} already in {args.output} "
-          f"({result['seconds']:.1f} s)")
-    return 0
+          + ("" if settings.kpts_gamma else " (Monkhorst-Pack)") + (", EFG" if settings.efg else "")
+          + (", each frame from the last of its cell" if args.reuse_wavefunctions else ""))
+    result = label_file(frames, args.output, settings, logs=args.logs, progress=not args.no_progress,
+                        reuse=args.reuse_wavefunctions)
+    failed = result["unconverged"]
+    print(f"labelled {len(result['labelled'])}, skipped {len(result['skipped'])} already in {args.output}"
+          + (f", not converged {len(failed)} (frames {', '.join(map(str, failed))})" if failed else "")
+          + f" ({result['seconds']:.1f} s)")
+    return 1 if failed else 0
