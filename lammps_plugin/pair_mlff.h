@@ -18,7 +18,7 @@ namespace LAMMPS_NS {
 class PairMLFF : public Pair {
  public:
   // Owned atoms per model call unless `pair_style mlff chunk N` says otherwise (doc/pair_mlff.rst).
-  static constexpr int kDefaultChunk = 2048;
+  static constexpr int kDefaultChunk = 512;
 
   PairMLFF(class LAMMPS *);
   ~PairMLFF() override;

@@ -28,6 +28,11 @@ post-processor). An exported model is a TorchScript module with
   each ≤ ``cutoff``; the model needs no edge of species pair (a, b) longer than
   ``pair_cutoffs[a, b]`` (LAMMPS's neighbour list uses them). Absent means ``cutoff`` everywhere.
 - EFG outputs: ``efg`` (n_local, 3, 3) V/Å², symmetric and traceless.
+- locality: ``atom_energy[i]`` (and ``efg[i]``, the grade of i) depends only on the edges (i, j)
+  and the positions and species of their atoms, never on which other atoms are owned or on
+  ``n_local`` itself. Callers rely on it: LAMMPS (``pair_style mlff chunk N``) evaluates a rank's
+  owned atoms in several calls, each with the chunk's atoms as the owned rows, and adds up
+  energies, forces and virials.
 
 All outputs are float64 whatever the model's internal ``dtype``. The scripted module carries the
 metadata attributes of :data:`METADATA_KEYS`; the archive holds the same keys plus provenance in
