@@ -35,9 +35,10 @@ KPOINTS).
 A frame starts from GPAW's LCAO guess, unless ``label_file(..., reuse=True)``: then a frame with
 the same species, cell and settings as one labelled earlier in the run starts from that frame's
 converged wave functions and density (GPAW moves the atoms), as an MD code starts each step from
-the last. Consecutive MD frames of one cell then skip the LCAO start and most SCF iterations; the
-result is the same self-consistent solution to the SCF tolerance (``convergence``), and each
-frame records where it started (``dft_start``).
+the last. Such a frame skips the LCAO start, and a frame close to the last one most SCF iterations
+too (MD frames 0.1-0.4 ps apart of 40-atom CsPbBr3 still took 12-13); the result is the same
+self-consistent solution to the SCF tolerance (``convergence``), and each frame records where it
+started (``dft_start``).
 
 A frame whose SCF does not converge within ``maxiter`` iterations is reported and not written (a
 rerun tries it again); the others go on.
@@ -54,8 +55,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["DEFAULT_CONVERGENCE", "INFO_KEYS", "ConvergedCalculators", "LabelSettings", "check_datasets", "MissingDependencyError", "import_gpaw",
-           "kpoint_mesh_for", "label_file", "label_frame", "labelled_fingerprints", "read_inputs",
+__all__ = ["DEFAULT_CONVERGENCE", "INFO_KEYS", "ConvergedCalculators", "LabelSettings", "MissingDependencyError",
+           "check_datasets", "import_gpaw", "kpoint_mesh_for", "label_file", "label_frame", "labelled_fingerprints", "read_inputs",
            "structure_fingerprint"]
 
 #: GPAW SCF convergence used unless given: its defaults, with the density converged to 1e-6
@@ -94,8 +95,8 @@ def import_gpaw():
 class LabelSettings:
     """How every frame is computed. ``kpts`` (a fixed mesh) wins over ``kspacing`` (Å⁻¹, 2π
     included); the mesh is Γ-centred unless ``kpts_gamma`` is False (Monkhorst–Pack);
-    ``maxiter``: SCF iterations before a frame counts as not converged; ``smearing``: GPAW occupation name (``fermi-dirac``,
-    ``marzari-vanderbilt``, ...) with width ``smearing_eV``; ``convergence``: GPAW's convergence
+    ``maxiter``: SCF iterations before a frame counts as not converged; ``smearing``: GPAW
+    occupation name (``fermi-dirac``, ``marzari-vanderbilt``, ...) with width ``smearing_eV``; ``convergence``: GPAW's convergence
     dict (``energy`` eV per valence electron, ``density`` electrons per valence electron,
     ``eigenstates`` eV² per valence electron); ``setups``: GPAW's ``setups`` argument; ``spinpol``:
     collinear spin polarisation (module docstring)."""
