@@ -46,6 +46,10 @@ def fit_pod_on_small_cells(size: str, folder: Path) -> str:
     return fit["pair"]
 
 
+def chunk_name(chunk: int) -> str:
+    return f"mlff chunk {chunk or 'all'}"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--supercells", type=int, nargs="+", default=[8, 16], help="n of the n×n×n cells (even)")
@@ -69,7 +73,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         folders = {}
-        variants = {chunk: {"pair_style": f"pair_style mlff chunk {chunk}"} for chunk in args.chunks}
+        # display name -> nvt_input options
+        variants = {chunk_name(chunk): {"pair_style": f"pair_style mlff chunk {chunk}"} for chunk in args.chunks}
         if args.pod != "none":
             variants[args.pod] = {"pair_lines": fit_pod_on_small_cells(args.pod, tmp / "pod")}
         for n in args.supercells:
@@ -77,30 +82,29 @@ def main(argv=None) -> int:
             folders[n].mkdir()
             atoms = ground_state_supercell(n)
             write_lammps_data(folders[n] / "start.data", atoms, ELEMENTS)
-            for chunk in variants:
-                rows[(n, chunk)] = {"atoms": len(atoms), "cpu": [], "rss": []}
+            for name in variants:
+                rows[(n, name)] = {"atoms": len(atoms), "cpu": [], "rss": []}
         for _ in range(args.repeats):
             for n, steps in zip(args.supercells, args.steps):
-                for chunk, variant in variants.items():
-                    row = rows[(n, chunk)]
+                for name, variant in variants.items():
+                    row = rows[(n, name)]
                     cpu, rss, _ = cpu_per_atom_step(
                         folders[n], lambda s: nvt_input(args.model, ELEMENTS, s, **variant), steps, row["atoms"])
                     row["cpu"].append(cpu)
                     row["rss"].append(rss)
-                    print(f"  {row['atoms']} atoms, {chunk if isinstance(chunk, str) else f'chunk {chunk}'}: "
-                          f"{cpu:.1f} µs/atom-step, {rss:.0f} MiB", flush=True)
+                    print(f"  {row['atoms']} atoms, {name}: {cpu:.1f} µs/atom-step, {rss:.0f} MiB", flush=True)
     load_end = os.getloadavg()
     print(f"\n{args.repeats} repeats; load average {load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end")
     pod = args.pod if args.pod != "none" else None
-    print(f"| atoms | potential | CPU µs/atom-step (median) | runs | vs chunk {args.chunks[0]} |"
+    first = chunk_name(args.chunks[0])
+    print(f"| atoms | potential | CPU µs/atom-step (median) | runs | vs {first} |"
           + (f" vs {pod} |" if pod else "") + " peak RSS MiB | kB/atom |")
     print("|---:|---|---:|---|---:|" + ("---:|" if pod else "") + "---:|---:|")
     table = []
-    for (n, chunk), row in rows.items():
+    for (n, name), row in rows.items():
         cpu, rss = statistics.median(row["cpu"]), max(row["rss"])
-        base = statistics.median(rows[(n, args.chunks[0])]["cpu"])
+        base = statistics.median(rows[(n, first)]["cpu"])
         kb = rss * 1024 * 1.048576 / row["atoms"]          # MiB -> kB (10^3 bytes)
-        name = chunk if isinstance(chunk, str) else f"mlff chunk {chunk or 'all'}"
         vs_pod = f" {cpu / statistics.median(rows[(n, pod)]['cpu']):.2f} |" if pod else ""
         print(f"| {row['atoms']} | {name} | {cpu:.1f} | {', '.join(f'{x:.1f}' for x in row['cpu'])} | "
               f"{cpu / base:.2f} |{vs_pod} {rss:.0f} | {kb:.1f} |")
